@@ -1,0 +1,5 @@
+"""`python -m gitvault` is the `gitvault` command."""
+
+from .cli import main
+
+main()

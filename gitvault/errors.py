@@ -1,0 +1,138 @@
+"""Every error a user can cause, in one tree.
+
+Each class carries ``exit_code``, the status the CLI returns for it, and a message that names
+the problem and how to fix it. The CLI catches :class:`GitVaultError` in one place; anything
+else reaching a user is a bug.
+
+::
+
+    GitVaultError (1)
+    ├── InputError (1)            bad argument or file given by the user
+    │   ├── CodecError (1)        not canonical-able JSON (syntax, NaN, duplicate key, bad key)
+    │   └── LegacyImportError (1) a legacy folder that cannot be imported
+    ├── VaultError (1)            the vault itself
+    │   ├── VaultNotFound, VaultExists, VaultBusy (lost races past the retry budget)
+    │   └── StorageError          the disk or git refused a write
+    ├── ConflictError (3)         the merge found true conflicts; ``report`` says which
+    └── LeaseError (4)
+        ├── NoLease, LeaseExpired, LeaseHeld (exclusive), LeaseFenced (stale token)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+
+class GitVaultError(Exception):
+    """Base of every error a user can cause. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+    def to_json(self) -> dict[str, Any]:
+        """Machine-readable form for ``--json`` output and the MCP server."""
+        return {"error": type(self).__name__, "message": str(self), "exit_code": self.exit_code}
+
+
+class InputError(GitVaultError):
+    """A bad argument, option or input file."""
+
+
+class CodecError(InputError):
+    """A document that cannot be stored as canonical JSON."""
+
+
+class LegacyImportError(InputError):
+    """A legacy folder that cannot be imported; nothing was written."""
+
+
+class VaultError(GitVaultError):
+    """A problem with the vault repository itself."""
+
+
+class VaultNotFound(VaultError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no gitvault at {path}; create one with `gitvault init --vault {path}` "
+            "or point --vault / $GITVAULT_DIR at an existing vault"
+        )
+        self.path = path
+
+
+class VaultExists(VaultError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} already exists and is not empty; choose another path "
+            "(init never overwrites)"
+        )
+        self.path = path
+
+
+class VaultBusy(VaultError):
+    """Lost a compare-and-swap race more times than the retry budget allows."""
+
+    def __init__(self, what: str, attempts: int) -> None:
+        super().__init__(
+            f"{what}: the vault kept changing under us ({attempts} attempts); "
+            "try again, or run `gitvault status` to look for a stuck writer"
+        )
+        self.what, self.attempts = what, attempts
+
+
+class StorageError(VaultError):
+    """The disk or libgit2 refused a read or a write."""
+
+
+class ConflictError(GitVaultError):
+    """True merge conflicts; main is unchanged."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, report: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), **self.report}
+
+
+class LeaseError(GitVaultError):
+    exit_code = 4
+
+
+class NoLease(LeaseError):
+    def __init__(self, agent: str) -> None:
+        super().__init__(f"{agent!r} holds no lease; run `gitvault checkout {agent}` first")
+        self.agent = agent
+
+
+class LeaseExpired(LeaseError):
+    def __init__(self, agent: str, expired_at: datetime) -> None:
+        super().__init__(
+            f"lease of {agent!r} expired at {expired_at:%Y-%m-%d %H:%M:%S}Z; "
+            f"run `gitvault checkout {agent}` again"
+        )
+        self.agent, self.expired_at = agent, expired_at
+
+
+class LeaseHeld(LeaseError):
+    def __init__(self, agent: str, holders: list[str], exclusive: bool) -> None:
+        who = ", ".join(repr(h) for h in holders)
+        if exclusive:
+            msg = f"{who} holds an exclusive lease; {agent!r} must wait until it is released"
+        else:
+            msg = (
+                f"cannot take an exclusive lease for {agent!r}: {who} hold(s) live leases; "
+                "wait for them or take a shared lease"
+            )
+        super().__init__(msg)
+        self.agent, self.holders, self.exclusive = agent, holders, exclusive
+
+
+class LeaseFenced(LeaseError):
+    def __init__(self, agent: str, given: int, current: int) -> None:
+        super().__init__(
+            f"lease token {given} of {agent!r} is stale (current token is {current}); "
+            f"run `gitvault checkout {agent}` again"
+        )
+        self.agent, self.given, self.current = agent, given, current

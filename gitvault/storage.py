@@ -1,0 +1,253 @@
+"""The git layer: objects, trees, commits and compare-and-swap ref updates (pygit2).
+
+Every ref change goes through :meth:`Store.transact`: it locks the refs it will touch (git's own
+``.lock`` files, so the git CLI respects them too), lets the caller read their current values
+under the lock, decide, and set targets; libgit2 writes them when the callback returns. A lost
+lock race is retried with backoff a bounded number of times, then :class:`VaultBusy`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pygit2
+from pygit2.enums import FileMode, Option
+
+from .codec import BLOB_SUFFIX, RESERVED, key_of
+from .errors import StorageError, VaultBusy, VaultNotFound
+
+MAIN = "refs/heads/main"
+T = TypeVar("T")
+
+LOCK_ATTEMPTS = 400  # ~ a minute of backoff in the worst case; enough for 16+ busy writers
+
+
+def _set_fsync(enabled: bool) -> None:
+    pygit2.option(Option.ENABLE_FSYNC_GITDIR, 1 if enabled else 0)
+
+
+class RefTx:
+    """The refs locked by one :meth:`Store.transact` call: read them, then set or delete."""
+
+    def __init__(self, repo: pygit2.Repository, tx: pygit2.transaction.ReferenceTransaction,
+                 locked: Sequence[str]) -> None:
+        self._repo, self._tx, self._locked = repo, tx, set(locked)
+        self.changed: dict[str, pygit2.Oid | None] = {}
+
+    def get(self, name: str) -> pygit2.Oid | None:
+        """The ref's value as it is on disk now (we hold its lock, so it stays so)."""
+        if name in self.changed:
+            return self.changed[name]
+        ref = self._repo.references.get(name)
+        if ref is None:
+            return None
+        target = ref.resolve().target
+        assert isinstance(target, pygit2.Oid)
+        return target
+
+    def set(self, name: str, oid: pygit2.Oid, message: str) -> None:
+        assert name in self._locked, name
+        self._tx.set_target(name, oid, message=message)
+        self.changed[name] = oid
+
+    def delete(self, name: str) -> None:
+        assert name in self._locked, name
+        self._tx.remove(name)
+        self.changed[name] = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+
+class Store:
+    """A bare vault repository."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        self.path = repo.path.rstrip("/")
+        self.fsync = self.config_bool("gitvault.fsync", True)
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str) -> Store:
+        if not os.path.isdir(path):
+            raise VaultNotFound(path)
+        try:
+            repo = pygit2.Repository(path, pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+        except pygit2.GitError:
+            raise VaultNotFound(path) from None
+        if not repo.is_bare:
+            raise VaultNotFound(path)
+        return cls(repo)
+
+    @classmethod
+    def create(cls, path: str) -> Store:
+        repo = pygit2.init_repository(path, bare=True, initial_head="main")
+        repo.config["core.logAllRefUpdates"] = "always"  # reflog on main: `git show main@{...}`
+        return cls(repo)
+
+    # -- config ----------------------------------------------------------------------------
+    def config_get(self, name: str) -> str | None:
+        try:
+            value = self.repo.config[name]
+        except KeyError:
+            return None
+        return str(value)
+
+    def config_bool(self, name: str, default: bool) -> bool:
+        try:
+            return self.repo.config.get_bool(name)
+        except (KeyError, pygit2.GitError):
+            return default
+
+    # -- reading ---------------------------------------------------------------------------
+    def ref(self, name: str) -> pygit2.Oid | None:
+        ref = self.repo.references.get(name)
+        if ref is None:
+            return None
+        target = ref.resolve().target
+        assert isinstance(target, pygit2.Oid)
+        return target
+
+    def refs_under(self, prefix: str) -> dict[str, pygit2.Oid]:
+        out: dict[str, pygit2.Oid] = {}
+        for name in self.repo.references:
+            if name.startswith(prefix):
+                target = self.repo.references[name].target
+                if isinstance(target, pygit2.Oid):
+                    out[name] = target
+        return out
+
+    def commit(self, oid: pygit2.Oid | str) -> pygit2.Commit:
+        try:
+            obj = self.repo[oid]
+        except (KeyError, ValueError):
+            raise StorageError(f"no object {oid} in the vault") from None
+        commit = obj.peel(pygit2.Commit)
+        return commit
+
+    def resolve(self, rev: str) -> pygit2.Commit:
+        """A commit from any git revision expression (``main``, ``HEAD~2``, a hash)."""
+        try:
+            obj = self.repo.revparse_single(rev)
+            return obj.peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            from .errors import InputError
+
+            raise InputError(f"unknown revision {rev!r}; try `git -C {self.path} log`") from None
+
+    def key_blobs(self, tree: pygit2.Tree) -> dict[str, pygit2.Oid]:
+        """``{file name: blob id}`` of the key files at the root of a tree."""
+        return {
+            e.name: e.id
+            for e in tree
+            if e.name is not None and e.type_str == "blob" and key_of(e.name) is not None
+        }
+
+    def blob(self, oid: pygit2.Oid) -> bytes:
+        obj = self.repo[oid]
+        assert isinstance(obj, pygit2.Blob)
+        return obj.data
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_blob(self, data: bytes) -> pygit2.Oid:
+        _set_fsync(self.fsync)
+        try:
+            return self.repo.create_blob(data)
+        except (OSError, pygit2.GitError) as e:
+            raise StorageError(f"cannot write to the vault: {e}") from None
+
+    def build_tree(self, base: pygit2.Tree | None, files: Mapping[str, bytes],
+                   extra: Mapping[str, pygit2.Oid] | None = None) -> pygit2.Oid:
+        """A root tree holding exactly ``files`` as key blobs, keeping ``.gitvault/`` of base.
+
+        A file whose bytes hash to the blob already in ``base`` is not written again.
+        ``extra`` inserts subtrees (``.gitvault``) by id.
+        """
+        _set_fsync(self.fsync)
+        old = self.key_blobs(base) if base is not None else {}
+        try:
+            tb = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
+            for name in old:
+                if name not in files:
+                    tb.remove(name)
+            for name, data in files.items():
+                oid = pygit2.hash(data)
+                if old.get(name) != oid:
+                    oid = self.repo.create_blob(data)
+                    tb.insert(name, oid, FileMode.BLOB)
+            for name, oid in (extra or {}).items():
+                tb.insert(name, oid, FileMode.TREE)
+            return tb.write()
+        except (OSError, pygit2.GitError) as e:
+            raise StorageError(f"cannot write to the vault: {e}") from None
+
+    def build_subtree(self, files: Mapping[str, bytes | Mapping[str, bytes]]) -> pygit2.Oid:
+        """A tree from nested ``{name: bytes | {name: ...}}`` (for ``.gitvault/``)."""
+        tb = self.repo.TreeBuilder()
+        for name, content in sorted(files.items()):
+            if isinstance(content, bytes):
+                tb.insert(name, self.repo.create_blob(content), FileMode.BLOB)
+            else:
+                tb.insert(name, self.build_subtree(content), FileMode.TREE)
+        return tb.write()
+
+    def write_commit(self, tree: pygit2.Oid, parents: list[pygit2.Oid], author: Identity,
+                     message: str, when: float | None = None) -> pygit2.Oid:
+        """Write a commit object (no ref moves: that is :meth:`transact`'s job)."""
+        _set_fsync(self.fsync)
+        t = int(when if when is not None else time.time())
+        sig = pygit2.Signature(author.name, author.email, t, 0)
+        committer = pygit2.Signature("gitvault", "gitvault@localhost", t, 0)
+        try:
+            return self.repo.create_commit(None, sig, committer, message, tree, parents)
+        except (OSError, pygit2.GitError) as e:
+            raise StorageError(f"cannot write to the vault: {e}") from None
+
+    @contextmanager
+    def _locked(self, names: Sequence[str], what: str) -> Iterator[RefTx]:
+        delay = 0.001
+        for _attempt in range(LOCK_ATTEMPTS):
+            tx = self.repo.transaction()
+            try:
+                for name in names:
+                    tx.lock_ref(name)
+            except pygit2.GitError as e:
+                tx.__exit__(type(e), e, None)  # frees the locks taken so far, commits nothing
+                if "lock" not in str(e).lower():
+                    raise StorageError(f"{what}: {e}") from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 1.6, 0.2)
+                continue
+            with tx:
+                yield RefTx(self.repo, tx, names)
+            return
+        raise VaultBusy(what, LOCK_ATTEMPTS)
+
+    def transact(self, names: Sequence[str], fn: Callable[[RefTx], T], what: str) -> T:
+        """Lock ``names``, run ``fn`` with their current values, write what it set.
+
+        If ``fn`` raises, nothing is written and the locks are released.
+        """
+        _set_fsync(self.fsync)
+        try:
+            with self._locked(sorted(set(names)), what) as rtx:
+                return fn(rtx)
+        except (OSError, pygit2.GitError) as e:
+            raise StorageError(f"{what}: {e}") from None
+
+
+def key_file(key: str) -> str:
+    return key + BLOB_SUFFIX
+
+
+__all__ = ["MAIN", "RESERVED", "Identity", "RefTx", "Store", "key_file"]
