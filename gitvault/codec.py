@@ -77,7 +77,8 @@ def loads(data: bytes | str, name: str = "input") -> JSON:
     except CodecError as e:
         raise CodecError(f"{name}: {e}") from None
     except json.JSONDecodeError as e:
-        raise CodecError(f"{name}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        where = f"line {e.lineno} column {e.colno}"
+        raise CodecError(f"{name}: invalid JSON at {where}: {e.msg}") from None
     except (ValueError, RecursionError) as e:  # int too long, nesting too deep
         raise CodecError(f"{name}: cannot parse: {e}") from None
 
@@ -108,7 +109,7 @@ def dumps(value: JSON) -> bytes:
         text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
         return (text + "\n").encode("utf-8")
     except UnicodeEncodeError:
-        raise CodecError("a string holds a lone UTF-16 surrogate, which UTF-8 cannot store") from None
+        raise CodecError("a string holds a lone UTF-16 surrogate; UTF-8 cannot store it") from None
     except (TypeError, ValueError, RecursionError) as e:
         raise CodecError(f"value is not storable as JSON: {e}") from None
 

@@ -20,7 +20,6 @@ from .codec import Document, check_key, loads
 from .errors import CodecError, LegacyImportError
 
 
-
 @dataclass
 class Legacy:
     document: Document = field(default_factory=dict)
@@ -93,7 +92,9 @@ def read_legacy(folder: str | os.PathLike[str]) -> Legacy:
                 except CodecError as e:
                     raise LegacyImportError(f"{snap.relative_to(root)}: {e}") from None
                 if key in out.document:
-                    out.notes.append(f"{snap.relative_to(root)} wins over {out.sources[key]} for {key}")
+                    out.notes.append(
+                        f"{snap.relative_to(root)} wins over {out.sources[key]} for {key}"
+                    )
                 out.document[key] = v
                 out.sources[key] = str(snap.relative_to(root))
     if events is not None:

@@ -114,7 +114,7 @@ class LeaseBook:
         try:
             value = int(raw)
         except ValueError:
-            raise InputError(f"gitvault.{name}={raw!r} in the vault config is not an integer") from None
+            raise InputError(f"gitvault.{name}={raw!r} in the vault config is no integer") from None
         if value < 1:
             raise InputError(f"gitvault.{name}={raw!r} in the vault config must be positive")
         return value
@@ -174,7 +174,8 @@ class LeaseBook:
             tb.insert(name, oid, FileMode.BLOB)
         parents = [notes.tip] if notes.tip is not None else []
         msg = f"{subject}\n\nFencing-Counter: {counter}\n"
-        oid = self.store.write_commit(tb.write(), parents, Identity("gitvault", "leases@gitvault"), msg)
+        who = Identity("gitvault", "leases@gitvault")
+        oid = self.store.write_commit(tb.write(), parents, who, msg)
         rtx.set(NOTES, oid, subject)
 
     def acquire(self, agent: str, ttl: int | None = None, exclusive: bool = False) -> Lease:

@@ -1,0 +1,39 @@
+# gitvault: two commands on a fresh machine, `make demo` and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DEMO    ?= demo
+
+.PHONY: venv demo test lint typecheck unit bench stress clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python examples/demo.py $(DEMO)
+
+lint: venv
+	$(BIN)/ruff check gitvault tests bench examples
+
+typecheck: venv
+	$(BIN)/mypy --strict
+
+unit: venv
+	$(BIN)/python -m pytest -q -m "not stress"
+
+test: lint typecheck unit
+
+bench: venv
+	$(BIN)/python bench/cycle.py
+
+stress: venv
+	$(BIN)/python -m pytest -q -m stress
+
+clean:
+	rm -rf $(VENV) $(DEMO) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

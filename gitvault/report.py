@@ -1,0 +1,57 @@
+"""Human-readable renderings of library results (the CLI prints them; JSON comes from to_json)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .vault import Status
+
+
+def _ago(seconds: float) -> str:
+    s = int(abs(seconds))
+    text = f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+    return text
+
+
+def status_text(st: Status) -> str:
+    lines = [f"vault:    {st.path}", f"head:     {st.head or '(none)'}",
+             f"commits:  {st.commits}", f"keys:     {len(st.keys)}"]
+    lines += [f"  {k.key:<24} {k.size:>10} bytes" for k in st.keys]
+    live = [x for x in st.leases if x.live(st.now)]
+    expired = [x for x in st.leases if not x.live(st.now)]
+    lines.append(f"leases:   {len(live)} live, {len(expired)} expired")
+    for x in live:
+        lines.append(f"  {x.agent:<24} token {x.token:<6} {x.mode:<9} "
+                     f"{_ago(x.expires - st.now)} left   base {x.base[:12]}")
+    for x in expired:
+        lines.append(f"  {x.agent:<24} token {x.token:<6} {x.mode:<9} "
+                     f"expired {_ago(st.now - x.expires)} ago")
+    lines.append(f"conflicts: {len(st.conflicts)} pending")
+    lines += [f"  {c}" for c in st.conflicts]
+    return "\n".join(lines) + "\n"
+
+
+def _value(v: Any) -> str:
+    from .jsonmerge import MISSING
+
+    if v is MISSING:
+        return "(absent)"
+    text = json.dumps(v, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def conflict_text(report: dict[str, Any]) -> str:
+    lines = [f"CONFLICT: {len(report.get('conflicts', []))} value(s) changed on both sides"]
+    for c in report.get("conflicts", []):
+        lines.append(f"  {c['path']}")
+        lines.append(f"    base:     {_value(c.get('base'))}")
+        writer = c.get("current_writer")
+        by = f"   (last written by {writer})" if writer else ""
+        lines.append(f"    current:  {_value(c.get('current'))}{by}")
+        lines.append(f"    proposed: {_value(c.get('proposed'))}")
+    if report.get("id"):
+        lines.append(f"kept as {report.get('ref')}; finish with `gitvault resolve {report['id']} "
+                     "--take ours|theirs|FILE`, or drop it with `gitvault conflicts drop ID`")
+    return "\n".join(lines)

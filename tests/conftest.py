@@ -1,0 +1,83 @@
+"""Shared fixtures: real vaults in tmp dirs, the CLI through CliRunner, and the real git binary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from gitvault import Vault
+from gitvault.cli import app
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "legacy"
+
+Git = Callable[..., str]
+Cli = Callable[..., Result]
+
+
+def git_in(path: Path) -> Git:
+    def run(*args: str, check: bool = True) -> str:
+        r = subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True)
+        if check:
+            assert r.returncode == 0, f"git {' '.join(args)} failed: {r.stderr}"
+        return r.stdout
+
+    return run
+
+
+def fast(path: Path) -> None:
+    """Tests turn fsync off: durability is tested where it matters, speed everywhere else."""
+    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
+                   check=True)
+
+
+@pytest.fixture
+def vault_path(tmp_path: Path) -> Path:
+    return tmp_path / "vault.git"
+
+
+@pytest.fixture
+def vault(vault_path: Path) -> Vault:
+    """A vault imported from the bundled example."""
+    Vault.init(vault_path, EXAMPLE)
+    fast(vault_path)
+    return Vault.open(vault_path)
+
+
+@pytest.fixture
+def empty_vault(vault_path: Path) -> Vault:
+    Vault.init(vault_path)
+    fast(vault_path)
+    return Vault.open(vault_path)
+
+
+@pytest.fixture
+def git(vault_path: Path) -> Git:
+    return git_in(vault_path)
+
+
+@pytest.fixture
+def cli(vault_path: Path) -> Cli:
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(app, ["--vault", str(vault_path), *args], input=input)
+
+    return run
+
+
+@pytest.fixture
+def write_json(tmp_path: Path) -> Callable[[Any], str]:
+    counter = iter(range(1_000_000))
+
+    def write(value: Any) -> str:
+        p = tmp_path / f"proposal-{next(counter)}.json"
+        p.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+        return str(p)
+
+    return write
