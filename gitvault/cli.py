@@ -38,7 +38,7 @@ class _Group(TyperGroup):
 
 
 def _fail(ctx: typer.Context, e: GitVaultError) -> NoReturn:
-    sub = ctx.invoked_subcommand and ctx.obj and ctx.obj.get("json")
+    sub = (ctx.find_root().obj or {}).get("json")
     if isinstance(e, ConflictError) or sub:
         _print_error_report(e, bool(sub))
     typer.echo(f"gitvault: {e}", err=True)
@@ -98,8 +98,16 @@ def _path(ctx: typer.Context, vault: str | None) -> str:
 def _open(ctx: typer.Context, vault: str | None, as_json: bool = False) -> Vault:
     from .vault import Vault
 
-    ctx.find_root().obj = {**(ctx.find_root().obj or {}), "json": as_json}
+    _want_json(ctx, as_json)
     return Vault.open(_path(ctx, vault))
+
+
+def _want_json(ctx: typer.Context, as_json: bool) -> None:
+    """Remember --json so the error handler answers in JSON too."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = {}
+    root.obj["json"] = as_json
 
 
 def _out(data: Any) -> None:
@@ -137,7 +145,7 @@ def init(
     """Create a new bare vault (never overwrites); optionally import a legacy folder."""
     from .vault import Vault
 
-    ctx.find_root().obj = {**(ctx.find_root().obj or {}), "json": as_json}
+    _want_json(ctx, as_json)
     v = Vault.init(_path(ctx, vault), import_dir)
     st = v.status()
     if as_json:
@@ -188,24 +196,30 @@ def checkin(
     justification: Annotated[str, typer.Argument(help="Why the change was made.")] = "",
     lease: Annotated[int | None, typer.Option(
         "--lease", help="Refuse unless the lease still has this token (fencing).")] = None,
+    on_conflict: Annotated[str | None, typer.Option(
+        "--on-conflict", help="fail | ours | theirs | confidence (default gitvault.onConflict, "
+        "else fail).")] = None,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Commit PROPOSED as AGENT's change, with its provenance as trailers."""
+    """Commit PROPOSED as AGENT's change, with its provenance as trailers; merge if main moved.
+
+    Exit 3 on a true conflict: main is unchanged, the report goes to stdout and the proposal
+    is kept for `gitvault resolve`.
+    """
     from .codec import loads_document
 
     v = _open(ctx, vault, as_json)
     doc = loads_document(_read_input(proposed), proposed)
-    r = v.checkin(agent, doc, source, confidence, justification, lease)
+    r = v.checkin(agent, doc, source, confidence, justification, lease, on_conflict)
     if as_json:
         _out(r.to_json())
     elif r.noop:
-        _err(f"no change: the proposal equals {agent}'s base {r.lease.base[:12]}; "
-             "nothing committed")
+        _err(f"no change: the proposal equals {agent}'s base; nothing committed")
     else:
         typer.echo(r.commit)
         how = "merged into main" if r.merged else "committed"
-        _err(f"{how}: {', '.join(r.changed)} by {agent} (lease {r.lease.token})")
+        _err(f"{how}: {', '.join(r.changed)} by {agent}")
 
 
 @app.command()
@@ -238,6 +252,117 @@ def status(
         _out(st.to_json())
     else:
         typer.echo(status_text(st), nl=False)
+
+
+conflicts_app = typer.Typer(cls=_Group, help="List or drop kept conflicting proposals.",
+                            invoke_without_command=True)
+app.add_typer(conflicts_app, name="conflicts")
+
+
+@conflicts_app.callback()
+def conflicts(ctx: typer.Context, vault: VaultOpt = None, as_json: JsonOpt = False) -> None:
+    """List pending conflicts, each with what still conflicts against main."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .report import pending_text
+
+    pending = _open(ctx, vault, as_json).pending_conflicts()
+    if as_json:
+        _out(pending)
+    else:
+        typer.echo(pending_text(pending), nl=False)
+
+
+@conflicts_app.command("drop")
+def conflicts_drop(
+    ctx: typer.Context,
+    conflict_id: Annotated[str, typer.Argument(metavar="ID", help="Conflict id (AGENT/N).")],
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Forget a kept proposal."""
+    ref = _open(ctx, vault, as_json).drop_conflict(conflict_id)
+    if as_json:
+        _out({"dropped": conflict_id, "ref": ref})
+    else:
+        _err(f"dropped {ref}")
+
+
+@app.command()
+def resolve(
+    ctx: typer.Context,
+    conflict_id: Annotated[str, typer.Argument(metavar="ID", help="Conflict id (AGENT/N).")],
+    take: Annotated[str | None, typer.Option(
+        "--take", help="ours (main wins), theirs (the proposal wins), or a FILE holding the "
+        "whole resolved document.")] = None,
+    pick: Annotated[list[str] | None, typer.Option(
+        "--pick", help="POINTER=ours|theirs for one conflict (repeatable; wins over --take).")
+    ] = None,
+    agent: Annotated[str | None, typer.Option(
+        "--agent", help="Who resolves (default: the proposal's agent).")] = None,
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Finish a kept conflict: merge the proposal into main with your choices."""
+    from .codec import loads_document
+
+    v = _open(ctx, vault, as_json)
+    picks = dict(_pick(p) for p in pick or [])
+    if take is not None and take not in ("ours", "theirs"):
+        doc = loads_document(_read_input(take), take)
+        r = v.resolve(conflict_id, document=doc, agent=agent)
+    else:
+        r = v.resolve(conflict_id, take, picks, agent=agent)
+    if as_json:
+        _out(r.to_json())
+    else:
+        typer.echo(r.commit)
+        _err(f"resolved {conflict_id}: {', '.join(r.changed) or 'no key changed'}")
+
+
+def _pick(text: str) -> tuple[str, str]:
+    pointer, sep, side = text.rpartition("=")
+    if not sep or not pointer:
+        raise InputError(f"--pick {text!r}: write POINTER=ours or POINTER=theirs")
+    return pointer, side
+
+
+schema_app = typer.Typer(cls=_Group, help="JSON Schemas that keys must satisfy on main.",
+                         no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.command("set")
+def schema_set(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="Top-level key.")],
+    file: Annotated[str, typer.Argument(help="JSON Schema file, or - for stdin.")],
+    agent: Annotated[str, typer.Option("--agent", help="Who sets it.")] = "gitvault",
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store FILE as KEY's schema (refused if main's value fails it)."""
+    from .codec import loads
+
+    commit = _open(ctx, vault, as_json).set_schema(key, loads(_read_input(file), file), agent)
+    if as_json:
+        _out({"key": key, "commit": commit})
+    else:
+        typer.echo(commit)
+
+
+@schema_app.command("show")
+def schema_show(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="Top-level key.")],
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print KEY's schema (exit 1 when it has none)."""
+    schema = _open(ctx, vault, as_json).schema(key)
+    if schema is None:
+        raise InputError(f"{key} has no schema; add one with `gitvault schema set {key} FILE`")
+    _out(schema)
 
 
 def main() -> None:

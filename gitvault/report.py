@@ -33,25 +33,43 @@ def status_text(st: Status) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _value(v: Any) -> str:
-    from .jsonmerge import MISSING
-
-    if v is MISSING:
+def _value(row: dict[str, Any], name: str) -> str:
+    if name not in row:
         return "(absent)"
-    text = json.dumps(v, ensure_ascii=False, sort_keys=True)
+    text = json.dumps(row[name], ensure_ascii=False, sort_keys=True)
     return text if len(text) <= 200 else text[:197] + "..."
 
 
 def conflict_text(report: dict[str, Any]) -> str:
     lines = [f"CONFLICT: {len(report.get('conflicts', []))} value(s) changed on both sides"]
-    for c in report.get("conflicts", []):
-        lines.append(f"  {c['path']}")
-        lines.append(f"    base:     {_value(c.get('base'))}")
-        writer = c.get("current_writer")
-        by = f"   (last written by {writer})" if writer else ""
-        lines.append(f"    current:  {_value(c.get('current'))}{by}")
-        lines.append(f"    proposed: {_value(c.get('proposed'))}")
+    lines += _rows(report.get("conflicts", []))
     if report.get("id"):
         lines.append(f"kept as {report.get('ref')}; finish with `gitvault resolve {report['id']} "
                      "--take ours|theirs|FILE`, or drop it with `gitvault conflicts drop ID`")
     return "\n".join(lines)
+
+
+def _rows(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for c in rows:
+        if c.get("kind") == "schema":
+            lines.append(f"  {c['path']}  fails its schema: {c.get('message')}")
+            continue
+        lines.append(f"  {c['path']}  ({c.get('kind')})")
+        lines.append(f"    base:     {_value(c, 'base')}")
+        writer = c.get("current_writer")
+        by = f"   (last written by {writer})" if writer else ""
+        lines.append(f"    current:  {_value(c, 'current')}{by}")
+        lines.append(f"    proposed: {_value(c, 'proposed')}")
+    return lines
+
+
+def pending_text(pending: list[dict[str, Any]]) -> str:
+    if not pending:
+        return "no pending conflicts\n"
+    lines = []
+    for p in pending:
+        lines.append(f"{p['id']}  {p['ref']}  proposal {p['proposal'][:12]}  source {p['source']}"
+                     f"  confidence {p['confidence']}")
+        lines += _rows(p["conflicts"]) or ["  (no longer conflicts: `resolve` will merge it)"]
+    return "\n".join(lines) + "\n"

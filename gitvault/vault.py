@@ -6,6 +6,7 @@ CLI and the MCP server do goes through it, so every rule lives here once.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -14,12 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
+from pygit2.enums import FileMode
 
-from . import codec
+from . import codec, integrate, schemas
 from .codec import Document
-from .errors import ConflictError, VaultBusy, VaultExists
+from .conflicts import ConflictStore
+from .errors import ConflictError, InputError, VaultBusy, VaultExists, VaultNotFound
 from .importer import read_legacy
-from .leases import NOTES, Lease, LeaseBook, lease_ref
+from .jsonmerge import Conflict
+from .leases import NOTES, Lease, LeaseBook, escape_agent, lease_ref
+from .merge import merge_trees
 from .provenance import (
     Provenance,
     check_agent,
@@ -27,9 +32,10 @@ from .provenance import (
     identity,
     message,
     parse_confidence,
+    parse_trailers,
     subject_for,
 )
-from .storage import MAIN, RefTx, Store
+from .storage import MAIN, Identity, RefTx, Store
 
 CHECKIN_ATTEMPTS = 50
 
@@ -46,8 +52,10 @@ class Checkout:
 class CheckinResult:
     commit: str | None  # the new head of main, None when nothing changed
     changed: list[str]  # keys the checkin changed
-    lease: Lease
+    lease: Lease | None
     merged: bool = False
+    strategy: dict[str, str] = field(default_factory=dict)  # key -> git | structural
+    resolved: list[str] = field(default_factory=list)  # decisions taken by a policy
 
     @property
     def noop(self) -> bool:
@@ -55,7 +63,9 @@ class CheckinResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"commit": self.commit, "changed": self.changed, "merged": self.merged,
-                "noop": self.noop, "lease": self.lease.token, "base": self.lease.base}
+                "noop": self.noop, "strategy": self.strategy, "resolved": self.resolved,
+                "lease": self.lease.token if self.lease else None,
+                "base": self.lease.base if self.lease else None}
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class Vault:
         self.store = store
         self.clock = clock or time.time
         self.leases = LeaseBook(store, self.clock)
+        self.conflicts = ConflictStore(store)
 
     @property
     def path(self) -> str:
@@ -207,14 +218,19 @@ class Vault:
 
     def checkin(self, agent: str, document: Mapping[str, Any], source: str,
                 confidence: float | str | None = None, justification: str = "",
-                lease: int | None = None) -> CheckinResult:
+                lease: int | None = None, on_conflict: str | None = None) -> CheckinResult:
         """Commit ``document`` as ``agent``'s new version of the memory.
 
         Needs the agent's live lease (``lease`` pins its token: a newer checkout fences this
         one). A document equal to the lease's base commits nothing. When main has moved past
-        the base, the change is merged (or refused with :class:`ConflictError`).
+        the base, the agent's commit is made on the base and merged into main; true conflicts
+        raise :class:`ConflictError` (exit 3) after keeping the proposal under
+        ``refs/conflicts/``. ``on_conflict`` (default ``gitvault.onConflict``, else ``fail``)
+        may resolve them: ``ours`` (main wins), ``theirs`` (this proposal wins),
+        ``confidence`` (the higher Confidence trailer wins; a tie refuses).
         """
         prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
+        policy = integrate.check_policy(on_conflict or self.setting("onConflict") or "fail")
         files = codec.encode_document(document)
         for _attempt in range(CHECKIN_ATTEMPTS):
             current = self.leases.get(agent)
@@ -232,27 +248,201 @@ class Vault:
             if not changed:
                 return CheckinResult(None, [], current)
             tree = self.store.build_tree(base.tree, files)
-            who = identity(agent, lease_ref(agent).rsplit("/", 1)[1])
             msg = message(subject_for(agent, "checkin", changed),
                           checkin_trailers(prov, current.token, str(base.id)))
-            commit = self.store.write_commit(tree, [base.id], who, msg, self.clock())
-            token = current.token
-
-            def fn(rtx: RefTx, token: int = token, commit: pygit2.Oid = commit,
-                   base_id: pygit2.Oid = base.id) -> Lease | None:
-                held = self.leases.verify(rtx, agent, lease)
-                if held.token != token or held.base != str(base_id):
-                    return None  # re-checked-out meanwhile: start again from the new base
-                if rtx.get(MAIN) != base_id:
-                    raise ConflictError(
-                        f"main has moved since {agent}'s checkout at {str(base_id)[:12]}; "
-                        f"run `gitvault checkout {agent}` and apply the change again",
-                        {"base": str(base_id), "main": str(rtx.get(MAIN))},
-                    )
-                rtx.set(MAIN, commit, f"checkin {agent}")
-                return self.leases.move_base(rtx, held, commit)
-
-            moved = self.store.transact([MAIN, NOTES, lease_ref(agent)], fn, f"checkin {agent}")
-            if moved is not None:
-                return CheckinResult(str(commit), changed, moved)
+            proposal = self.store.commit(
+                self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock()))
+            main = self.store.commit(self._main())
+            decide = integrate.decider(self.store, policy, base.id, main.id, prov.confidence)
+            try:
+                plan = integrate.plan(self.store, base, main, proposal, prov, current.token,
+                                      changed, decide, self.clock())
+            except integrate.Refused as refused:
+                raise self._refuse(agent, base.id, main.id, proposal.id, refused) from None
+            landed = self.store.transact(
+                [MAIN, NOTES, lease_ref(agent)],
+                functools.partial(self._land, agent=agent, token=lease, read=current,
+                                  main=main.id, plan=plan),
+                f"checkin {agent}",
+            )
+            if landed is not None:
+                return CheckinResult(str(plan.target), changed, landed, plan.merged,
+                                     dict(plan.outcome.how) if plan.outcome else {},
+                                     [f"{c.path} -> {side} ({why})"
+                                      for c, side, why in plan.outcome.decisions]
+                                     if plan.outcome else [])
         raise VaultBusy(f"checkin {agent}", CHECKIN_ATTEMPTS)
+
+    def _land(self, rtx: RefTx, agent: str, token: int | None, read: Lease,
+              main: pygit2.Oid, plan: integrate.Plan) -> Lease | None:
+        """Under the lock: the lease is still the one we read and main did not move."""
+        held = self.leases.verify(rtx, agent, token)
+        if held.token != read.token or held.base != read.base or rtx.get(MAIN) != main:
+            return None  # something moved meanwhile: the caller starts again
+        rtx.set(MAIN, plan.target, f"checkin {agent}" + (" (merge)" if plan.merged else ""))
+        return self.leases.move_base(rtx, held, plan.target)
+
+    def _refuse(self, agent: str, base: pygit2.Oid, main: pygit2.Oid, proposal: pygit2.Oid,
+                refused: integrate.Refused) -> ConflictError:
+        kept = self.conflicts.keep(agent, proposal)
+        report = {"id": kept.id, "ref": kept.ref, "agent": agent, "proposal": str(proposal),
+                  "base": str(base), "main": str(main), "conflicts": refused.entries}
+        what = ", ".join(e["path"] for e in refused.entries[:3])
+        more = f" and {len(refused.entries) - 3} more" if len(refused.entries) > 3 else ""
+        return ConflictError(
+            f"conflict at {what}{more}; main unchanged, proposal kept as {kept.ref}; "
+            f"resolve with `gitvault resolve {kept.id} --take ours|theirs|FILE`", report)
+
+    # -- conflicts -------------------------------------------------------------------------
+    def pending_conflicts(self) -> list[dict[str, Any]]:
+        """Kept proposals, each with what conflicts now against main."""
+        out = []
+        main = self.store.commit(self._main())
+        for k in self.conflicts.all():
+            proposal = self.store.commit(k.commit)
+            base = proposal.parents[0] if proposal.parents else proposal
+            trailers = parse_trailers(proposal.message)
+            outcome = merge_trees(self.store, base.tree, main.tree, proposal.tree)
+            out.append({
+                "id": k.id, "ref": k.ref, "agent": k.agent, "proposal": k.commit,
+                "base": str(base.id), "time": proposal.commit_time,
+                "source": trailers.get("Source", ""), "confidence": trailers.get("Confidence"),
+                "conflicts": integrate.conflict_entries(self.store, base.id, main.id,
+                                                        outcome.conflicts),
+            })
+        return out
+
+    def drop_conflict(self, conflict_id: str) -> str:
+        """Forget a kept proposal (its commit stays reachable from the reflog until gc)."""
+        return self.conflicts.drop(conflict_id).ref
+
+    def resolve(self, conflict_id: str, take: str | None = None,
+                picks: Mapping[str, str] | None = None, document: Mapping[str, Any] | None = None,
+                agent: str | None = None) -> CheckinResult:
+        """Finish a kept proposal: merge it into main with the given choices.
+
+        ``take`` (``ours``/``theirs``) decides every conflict, ``picks`` maps a pointer (id
+        form or positional, as the report shows) to a side and wins over ``take``;
+        ``document`` instead gives the whole resolved document. A conflict left undecided
+        refuses (exit 3) and changes nothing. The merge commit keeps the proposal's
+        provenance and records each decision in ``Resolved`` trailers.
+        """
+        kept = self.conflicts.get(conflict_id)
+        if take not in (None, "ours", "theirs"):
+            raise InputError(f"--take {take!r}: use ours, theirs or a FILE")
+        for ptr, side in (picks or {}).items():
+            if side not in ("ours", "theirs"):
+                raise InputError(f"{ptr}={side}: choose ours or theirs")
+        proposal = self.store.commit(kept.commit)
+        base = proposal.parents[0]
+        t = parse_trailers(proposal.message)
+        prov = Provenance(kept.agent, t.get("Source") or "resolve",
+                          parse_confidence(t.get("Confidence")), t.get("Justification", ""))
+        resolver = check_agent(agent or kept.agent)
+        extra = [("Resolved-By", resolver), ("Conflict", kept.id)]
+        for _attempt in range(CHECKIN_ATTEMPTS):
+            main = self.store.commit(self._main())
+            if document is not None:
+                target = self._resolve_with(document, main, proposal, prov, t, extra)
+            else:
+                def decide(c: Conflict) -> tuple[str, str] | None:
+                    side = (picks or {}).get(c.path) or (picks or {}).get(c.pointer) or take
+                    return (side, f"by {resolver}") if side else None
+
+                try:
+                    target = integrate.plan(self.store, base, main, proposal, prov,
+                                            t.get("Lease", ""), [], decide, self.clock(),
+                                            extra).target
+                except integrate.Refused as refused:
+                    raise ConflictError(
+                        f"{len(refused.entries)} conflict(s) of {kept.id} left undecided; "
+                        "nothing changed", {"id": kept.id, "ref": kept.ref,
+                                            "conflicts": refused.entries}) from None
+
+            def fn(rtx: RefTx, main_id: pygit2.Oid = main.id, target: pygit2.Oid = target) -> bool:
+                if rtx.get(kept.ref) is None:
+                    raise InputError(f"conflict {kept.id} was resolved or dropped meanwhile")
+                if rtx.get(MAIN) != main_id:
+                    return False
+                rtx.set(MAIN, target, f"resolve {kept.id}")
+                rtx.delete(kept.ref)
+                return True
+
+            if self.store.transact([MAIN, kept.ref], fn, f"resolve {kept.id}"):
+                changed = codec.changed_keys(self._encoded(main), self._encoded(target))
+                return CheckinResult(str(target), changed, self.leases.get(kept.agent), True)
+        raise VaultBusy(f"resolve {kept.id}", CHECKIN_ATTEMPTS)
+
+    def _resolve_with(self, document: Mapping[str, Any], main: pygit2.Commit,
+                      proposal: pygit2.Commit, prov: Provenance, t: Mapping[str, str],
+                      extra: list[tuple[str, str]]) -> pygit2.Oid:
+        files = codec.encode_document(document)
+        tree = self.store.build_tree(main.tree, files)
+        tree_obj = self.store.repo[tree]
+        assert isinstance(tree_obj, pygit2.Tree)
+        problems = schemas.validate_tree(self.store, tree_obj, [k[:-5] for k in files])
+        if problems:
+            raise schemas.SchemaError(f"the resolved document fails its schema at "
+                                      f"{problems[0]['pointer']}: {problems[0]['message']}",
+                                      problems)
+        trailers = checkin_trailers(prov, t.get("Lease", ""), str(proposal.parents[0].id))
+        trailers += [("Merged-Commit", str(proposal.id)), ("Resolved", "all -> file"), *extra]
+        msg = message(subject_for(prov.agent, "merge", sorted(k[:-5] for k in files)), trailers)
+        return self.store.write_commit(tree, [main.id, proposal.id], self._who(prov.agent), msg,
+                                       self.clock())
+
+    # -- schemas ---------------------------------------------------------------------------
+    def schema(self, key: str) -> Any | None:
+        """The JSON Schema of ``key`` on main, or None."""
+        return schemas.read_schema(self.store, self.store.commit(self._main()).tree, key)
+
+    def set_schema(self, key: str, schema: Any, agent: str = "gitvault") -> str:
+        """Store ``schema`` for ``key`` in a commit on main; refuses if main's value fails it."""
+        schemas.check_schema(schema, f"schema for {key}")
+        path = schemas.schema_path(key)
+        for _attempt in range(CHECKIN_ATTEMPTS):
+            main = self.store.commit(self._main())
+            index = pygit2.Index()
+            index.read_tree(main.tree)
+            index.add(pygit2.IndexEntry(path, self.store.write_blob(codec.dumps(schema)),
+                                        FileMode.BLOB))
+            tree_oid = index.write_tree(self.store.repo)
+            tree = self.store.repo[tree_oid]
+            assert isinstance(tree, pygit2.Tree)
+            problems = schemas.validate_tree(self.store, tree, [key])
+            if problems:
+                raise schemas.SchemaError(
+                    f"main's {key} fails this schema at {problems[0]['pointer']}: "
+                    f"{problems[0]['message']}; fix the data first", problems)
+            trailers = [("Agent-Id", check_agent(agent)), ("Source", "schema"),
+                        ("Confidence", "1.0"), ("Justification", f"schema for {key}"),
+                        ("Lease", "none"), ("Base", str(main.id))]
+            commit = self.store.write_commit(tree_oid, [main.id], self._who(agent),
+                                             message(f"schema {key}", trailers), self.clock())
+
+            def fn(rtx: RefTx, m: pygit2.Oid = main.id, c: pygit2.Oid = commit) -> bool:
+                if rtx.get(MAIN) != m:
+                    return False
+                rtx.set(MAIN, c, f"schema {key}")
+                return True
+
+            if self.store.transact([MAIN], fn, f"schema set {key}"):
+                return str(commit)
+        raise VaultBusy(f"schema set {key}", CHECKIN_ATTEMPTS)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def setting(self, name: str) -> str | None:
+        return self.store.config_get(f"gitvault.{name}")
+
+    def _main(self) -> pygit2.Oid:
+        oid = self.store.ref(MAIN)
+        if oid is None:
+            raise VaultNotFound(self.path)
+        return oid
+
+    def _who(self, agent: str) -> Identity:
+        return identity(agent, escape_agent(agent))
+
+    def _encoded(self, commit: pygit2.Oid | pygit2.Commit) -> dict[str, bytes]:
+        c = commit if isinstance(commit, pygit2.Commit) else self.store.commit(commit)
+        return {n: self.store.blob(o) for n, o in self.store.key_blobs(c.tree).items()}

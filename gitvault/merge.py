@@ -1,0 +1,121 @@
+"""Merging an agent's commit into a main that moved: git first, then JSON structure.
+
+1. libgit2's 3-way merge of the trees (``Repository.merge_trees``, renames off: a key is a file
+   name, never "moved"). Its result for a key file is accepted only if it parses as JSON (it
+   is then re-encoded canonically; duplicate keys from two adjacent inserts fail the parse).
+2. Every key file git could not merge, or merged into invalid JSON, goes through
+   :func:`gitvault.jsonmerge.merge3` on the parsed values.
+3. What still conflicts is handed to the resolver of the chosen policy; what the resolver
+   leaves undecided is returned as conflicts, and no tree is written.
+
+Files under ``.gitvault/`` (schemas, legacy log) are not JSON documents of the memory: git's
+result is taken, and a conflict there is reported as a conflict on that file.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pygit2
+from pygit2.enums import FileMode, MergeFlag
+
+from . import codec
+from .errors import CodecError
+from .jsonmerge import MISSING, Conflict, merge3
+from .storage import Store
+
+# A decision for one conflict: ("ours" | "theirs", why) or None to leave it unresolved.
+Decide = Callable[[Conflict], tuple[str, str] | None]
+
+
+@dataclass
+class MergeOutcome:
+    tree: pygit2.Oid | None  # None while conflicts remain
+    conflicts: list[Conflict] = field(default_factory=list)
+    decisions: list[tuple[Conflict, str, str]] = field(default_factory=list)  # (c, side, why)
+    how: dict[str, str] = field(default_factory=dict)  # key -> git | structural | ...
+    stats: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def clean(self) -> bool:
+        return not self.conflicts
+
+
+def _blob_value(store: Store, entry: pygit2.IndexEntry | None, name: str) -> Any:
+    if entry is None:
+        return MISSING
+    return codec.loads(store.blob(entry.id), name)
+
+
+def _decider(decide: Decide | None, outcome: MergeOutcome,
+             undecided: list[Conflict]) -> Callable[[Conflict], Any]:
+    def resolve(c: Conflict) -> Any:
+        choice = decide(c) if decide is not None else None
+        if choice is None:
+            undecided.append(c)
+            return c.ours
+        side, why = choice
+        outcome.decisions.append((c, side, why))
+        return c.ours if side == "ours" else c.theirs
+
+    return resolve
+
+
+def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygit2.Tree,
+                decide: Decide | None = None) -> MergeOutcome:
+    """Merge ``theirs`` (the agent's tree) into ``ours`` (main) from ``base``."""
+    repo = store.repo
+    index = repo.merge_trees(base, ours, theirs, flags=MergeFlag(0))
+    outcome = MergeOutcome(tree=None)
+    conflicted: dict[str, tuple[Any, Any, Any]] = {}
+    if index.conflicts is not None:
+        for anc, our, their in list(index.conflicts):
+            entry = anc or our or their
+            assert entry is not None
+            conflicted[entry.path] = (anc, our, their)
+    base_blobs, our_blobs, their_blobs = (store.key_blobs(t) for t in (base, ours, theirs))
+    both = {n for n in set(our_blobs) | set(their_blobs)
+            if our_blobs.get(n) != base_blobs.get(n) and their_blobs.get(n) != base_blobs.get(n)
+            and our_blobs.get(n) != their_blobs.get(n)}
+    undecided: list[Conflict] = []
+    resolve = _decider(decide, outcome, undecided)
+    for name in sorted(both | set(conflicted)):
+        key = codec.key_of(name)
+        if key is None or "/" in name:  # a file of .gitvault/: no JSON merge for it
+            outcome.conflicts.append(Conflict("/" + name, "/" + name, None, None, None, "file"))
+            continue
+        if name not in conflicted:
+            try:
+                merged = codec.loads(store.blob(index[name].id), name)
+                index.add(pygit2.IndexEntry(name, store.write_blob(codec.dumps(merged)),
+                                            FileMode.BLOB))
+                outcome.how[key] = "git"
+                outcome.stats["git"] += 1
+                continue
+            except CodecError:
+                outcome.stats["git-invalid"] += 1
+            except KeyError:  # both deleted: nothing to do
+                continue
+            trio = (base_blobs.get(name), our_blobs.get(name), their_blobs.get(name))
+            values = [codec.loads(store.blob(o), name) if o is not None else MISSING for o in trio]
+        else:
+            outcome.stats["git-conflict"] += 1
+            values = [_blob_value(store, e, name) for e in conflicted[name]]
+            del index.conflicts[name]
+        result = merge3(values[0], values[1], values[2], resolve, prefix="/" + key)
+        outcome.how[key] = "structural"
+        outcome.stats["structural"] += 1
+        if result.value is MISSING:
+            if name in index:
+                index.remove(name)
+        else:
+            oid = store.write_blob(codec.dumps(result.value))
+            index.add(pygit2.IndexEntry(name, oid, FileMode.BLOB))
+    outcome.conflicts += undecided
+    if outcome.conflicts:
+        return outcome
+    outcome.tree = index.write_tree(repo)
+    return outcome
