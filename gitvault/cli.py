@@ -199,6 +199,8 @@ def checkin(
     on_conflict: Annotated[str | None, typer.Option(
         "--on-conflict", help="fail | ours | theirs | confidence (default gitvault.onConflict, "
         "else fail).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the diff against the lease's base; commit nothing.")] = False,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -211,6 +213,10 @@ def checkin(
 
     v = _open(ctx, vault, as_json)
     doc = loads_document(_read_input(proposed), proposed)
+    if dry_run:
+        d = v.preview(agent, doc, lease)
+        _out(d.to_json()) if as_json else typer.echo(d.text, nl=False)
+        return
     r = v.checkin(agent, doc, source, confidence, justification, lease, on_conflict)
     if as_json:
         _out(r.to_json())
@@ -363,6 +369,173 @@ def schema_show(
     if schema is None:
         raise InputError(f"{key} has no schema; add one with `gitvault schema set {key} FILE`")
     _out(schema)
+
+
+@app.command()
+def log(
+    ctx: typer.Context,
+    rev: Annotated[str | None, typer.Argument(help="Start here (default main).")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Only commits changing KEY.")] = None,
+    path: Annotated[str | None, typer.Option(
+        "--path", help="Only commits changing the value at this pointer.")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO time or unix seconds.")
+                     ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO time or unix seconds.")
+                     ] = None,
+    limit: Annotated[int | None, typer.Option("-n", "--limit", help="At most N entries.")
+                     ] = None,
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Checkins and merges, newest first, with their provenance; legacy events last."""
+    from .report import log_text
+
+    entries = _open(ctx, vault, as_json).log(rev, agent=agent, key=key, path=path, source=source,
+                                             since=since, until=until, limit=limit)
+    _out([e.to_json() for e in entries]) if as_json else typer.echo(log_text(entries), nl=False)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    rev: Annotated[str | None, typer.Argument(help="Revision (default main).")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="The state at this time instead.")
+                  ] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Only the value at this pointer.")
+                    ] = None,
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the document (or one value) at a revision or a point in time."""
+    from .codec import dumps
+
+    value = _open(ctx, vault, as_json).show(rev, at=at, path=path)
+    sys.stdout.buffer.write(dumps(value))
+    sys.stdout.flush()
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    rev1: Annotated[str | None, typer.Argument(help="From (default: REV2's parent).")] = None,
+    rev2: Annotated[str | None, typer.Argument(help="To (default main).")] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Only under this pointer.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="patch (RFC 6902 JSON) or text.")
+                   ] = "text",
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed between two states, as a JSON Patch or a readable summary."""
+    if fmt not in ("patch", "text"):
+        raise InputError(f"--format {fmt!r}: use patch or text")
+    d = _open(ctx, vault, as_json).diff(rev1, rev2, path=path)
+    if as_json:
+        _out(d.to_json())
+    elif fmt == "patch":
+        _out(d.patch)
+    else:
+        typer.echo(d.text, nl=False)
+    if not d.patch:
+        _err("no changes")
+
+
+@app.command()
+def blame(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="Pointer, e.g. /tasks/[id=T-004]/status.")],
+    rev: Annotated[str | None, typer.Option("--rev", help="Revision (default main).")] = None,
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who last set the value at PATH (or each leaf under it), from what source, how sure."""
+    from .report import blame_text
+
+    entries = _open(ctx, vault, as_json).blame(path, rev)
+    _out([e.to_json() for e in entries]) if as_json else typer.echo(blame_text(entries), nl=False)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    rev: Annotated[str | None, typer.Argument(help="Revision (default main).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json or jsonl.")] = "json",
+    with_history: Annotated[bool, typer.Option("--history", help="Include the checkin log.")
+                            ] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
+                   ] = None,
+    vault: VaultOpt = None,
+) -> None:
+    """Write the document (and its history) for other tools."""
+    if fmt not in ("json", "jsonl"):
+        raise InputError(f"--format {fmt!r}: use json or jsonl")
+    text = _open(ctx, vault).export(rev, fmt=fmt, history=with_history)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
+
+
+config_app = typer.Typer(cls=_Group, help="Settings: flag > $GITVAULT_* > vault git config.",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("list")
+def config_list(ctx: typer.Context, vault: VaultOpt = None, as_json: JsonOpt = False) -> None:
+    """Every setting with its value and where it came from."""
+    rows = _open(ctx, vault, as_json).config()
+    if as_json:
+        _out(rows)
+        return
+    for r in rows:
+        value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]
+        typer.echo(f"{r['name']:<12} {value!s:<10} ({r['source']}; ${r['env']})  {r['help']}")
+
+
+@config_app.command("get")
+def config_get(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Setting name, e.g. defaultTtl.")],
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print one setting's effective value."""
+    value = _open(ctx, vault, as_json).config_get(name)
+    _out({"name": name, "value": value}) if as_json else typer.echo(
+        str(value).lower() if isinstance(value, bool) else value)
+
+
+@config_app.command("set")
+def config_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Setting name.")],
+    value: Annotated[str, typer.Argument(help="New value (checked against its type).")],
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a setting in the vault's git config."""
+    stored = _open(ctx, vault, as_json).config_set(name, value)
+    _out({"name": name, "value": stored}) if as_json else _err(f"{name} = {value}")
+
+
+@app.command()
+def mcp(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option(
+        "--agent", help="The agent this server acts for (else each call names one).")] = None,
+    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP on 127.0.0.1.")
+                    ] = False,
+    port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 8765,
+    vault: VaultOpt = None,
+) -> None:
+    """Run an MCP server (stdio by default) exposing the vault's tools to an agent."""
+    from .mcp_server import run
+
+    run(_path(ctx, vault), agent=agent, transport="streamable-http" if http else "stdio",
+        port=port)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
+from . import settings
 from .errors import InputError, LeaseExpired, LeaseFenced, LeaseHeld, NoLease
 from .provenance import check_agent
 from .storage import MAIN, Identity, RefTx, Store
@@ -30,7 +31,6 @@ from .storage import MAIN, Identity, RefTx, Store
 NOTES = "refs/notes/leases"
 PREFIX = "refs/leases/"
 SHARED, EXCLUSIVE = "shared", "exclusive"
-DEFAULT_TTL, MAX_TTL = 900, 86400
 _SAFE = re.compile(rb"[A-Za-z0-9_-]")
 _COUNTER_RE = re.compile(r"^Fencing-Counter: (\d+)$", re.M)
 
@@ -107,22 +107,10 @@ class LeaseBook:
         self.store, self.clock = store, clock
 
     # -- settings --------------------------------------------------------------------------
-    def _int_setting(self, name: str, default: int) -> int:
-        raw = self.store.config_get(f"gitvault.{name}")
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InputError(f"gitvault.{name}={raw!r} in the vault config is no integer") from None
-        if value < 1:
-            raise InputError(f"gitvault.{name}={raw!r} in the vault config must be positive")
-        return value
-
     def check_ttl(self, ttl: int | None) -> int:
-        max_ttl = self._int_setting("maxTtl", MAX_TTL)
+        max_ttl = int(settings.value(self.store, "maxTtl"))
         if ttl is None:
-            return min(self._int_setting("defaultTtl", DEFAULT_TTL), max_ttl)
+            return min(int(settings.value(self.store, "defaultTtl")), max_ttl)
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
             raise InputError(f"TTL {ttl!r} must be a whole number of seconds, at least 1")
         if ttl > max_ttl:

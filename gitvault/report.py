@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .history import BlameEntry, LogEntry
     from .vault import Status
 
 
@@ -73,3 +74,29 @@ def pending_text(pending: list[dict[str, Any]]) -> str:
                      f"  confidence {p['confidence']}")
         lines += _rows(p["conflicts"]) or ["  (no longer conflicts: `resolve` will merge it)"]
     return "\n".join(lines) + "\n"
+
+
+def log_text(entries: list[LogEntry]) -> str:
+    lines = []
+    for e in entries:
+        head = "legacy " + (e.legacy_file or "") if e.legacy else (e.commit or "")[:12]
+        kind = " merge" if e.merged else ""
+        conf = "" if e.confidence is None else f" confidence {e.confidence}"
+        lines.append(f"{head}{kind}  {e.iso or '?'}  {e.agent}  source {e.source}{conf}")
+        if e.justification:
+            lines.append(f"    why: {e.justification}")
+        if e.changed:
+            lines.append(f"    changed: {', '.join(e.changed)}")
+        lines += [f"    resolved: {r}" for r in e.resolved]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def blame_text(entries: list[BlameEntry]) -> str:
+    lines = []
+    for b in entries:
+        value = json.dumps(b.value, ensure_ascii=False)
+        value = value if len(value) <= 40 else value[:37] + "..."
+        conf = "-" if b.confidence is None else f"{b.confidence}"
+        lines.append(f"{b.commit[:12]}  {b.iso}  {b.agent:<12} {b.source:<16} {conf:<5} "
+                     f"{b.path} = {value}")
+    return "\n".join(lines) + ("\n" if lines else "")

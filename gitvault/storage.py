@@ -74,7 +74,7 @@ class Store:
     def __init__(self, repo: pygit2.Repository) -> None:
         self.repo = repo
         self.path = repo.path.rstrip("/")
-        self.fsync = self.config_bool("gitvault.fsync", True)
+        self.fsync = True  # the Vault applies the gitvault.fsync setting
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -102,12 +102,6 @@ class Store:
         except KeyError:
             return None
         return str(value)
-
-    def config_bool(self, name: str, default: bool) -> bool:
-        try:
-            return self.repo.config.get_bool(name)
-        except (KeyError, pygit2.GitError):
-            return default
 
     # -- reading ---------------------------------------------------------------------------
     def ref(self, name: str) -> pygit2.Oid | None:

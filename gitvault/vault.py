@@ -17,10 +17,18 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
-from . import codec, integrate, schemas
+from . import codec, integrate, schemas, settings
 from .codec import Document
 from .conflicts import ConflictStore
-from .errors import ConflictError, InputError, VaultBusy, VaultExists, VaultNotFound
+from .errors import (
+    ConflictError,
+    InputError,
+    LeaseFenced,
+    NoLease,
+    VaultBusy,
+    VaultExists,
+    VaultNotFound,
+)
 from .importer import read_legacy
 from .jsonmerge import Conflict
 from .leases import NOTES, Lease, LeaseBook, escape_agent, lease_ref
@@ -101,6 +109,7 @@ class Vault:
 
     def __init__(self, store: Store, clock: Callable[[], float] | None = None) -> None:
         self.store = store
+        store.fsync = bool(settings.value(store, "fsync"))
         self.clock = clock or time.time
         self.leases = LeaseBook(store, self.clock)
         self.conflicts = ConflictStore(store)
@@ -230,7 +239,7 @@ class Vault:
         ``confidence`` (the higher Confidence trailer wins; a tie refuses).
         """
         prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
-        policy = integrate.check_policy(on_conflict or self.setting("onConflict") or "fail")
+        policy = integrate.check_policy(on_conflict or settings.value(self.store, "onConflict"))
         files = codec.encode_document(document)
         for _attempt in range(CHECKIN_ATTEMPTS):
             current = self.leases.get(agent)
@@ -370,7 +379,7 @@ class Vault:
 
             if self.store.transact([MAIN, kept.ref], fn, f"resolve {kept.id}"):
                 changed = codec.changed_keys(self._encoded(main), self._encoded(target))
-                return CheckinResult(str(target), changed, self.leases.get(kept.agent), True)
+                return CheckinResult(str(target), changed, None, True)  # no lease involved
         raise VaultBusy(f"resolve {kept.id}", CHECKIN_ATTEMPTS)
 
     def _resolve_with(self, document: Mapping[str, Any], main: pygit2.Commit,
@@ -431,8 +440,16 @@ class Vault:
         raise VaultBusy(f"schema set {key}", CHECKIN_ATTEMPTS)
 
     # -- helpers ---------------------------------------------------------------------------
-    def setting(self, name: str) -> str | None:
-        return self.store.config_get(f"gitvault.{name}")
+    def config(self) -> list[dict[str, Any]]:
+        """Every setting with its effective value and where it came from."""
+        return settings.all_settings(self.store)
+
+    def config_get(self, name: str) -> Any:
+        return settings.value(self.store, name)
+
+    def config_set(self, name: str, value: str) -> Any:
+        """Store a setting in the vault's git config (checked against its type first)."""
+        return settings.set_value(self.store, name, value)
 
     def _main(self) -> pygit2.Oid:
         oid = self.store.ref(MAIN)
@@ -446,3 +463,49 @@ class Vault:
     def _encoded(self, commit: pygit2.Oid | pygit2.Commit) -> dict[str, bytes]:
         c = commit if isinstance(commit, pygit2.Commit) else self.store.commit(commit)
         return {n: self.store.blob(o) for n, o in self.store.key_blobs(c.tree).items()}
+
+    # -- history (see gitvault.history) ----------------------------------------------------
+    def log(self, rev: str | None = None, *, agent: str | None = None, key: str | None = None,
+            path: str | None = None, source: str | None = None, since: str | None = None,
+            until: str | None = None, limit: int | None = None) -> list[Any]:
+        """Checkins and merges, newest first, then the imported legacy events."""
+        from . import history
+
+        return history.log(self.store, rev or MAIN, agent=agent, key=key, path=path,
+                           source=source, since=since, until=until, limit=limit)
+
+    def show(self, rev: str | None = None, at: str | None = None, path: str | None = None) -> Any:
+        """The document (or the value at ``path``) at a revision or a point in time."""
+        from . import history
+
+        return history.show(self.store, rev, at=at, path=path)
+
+    def diff(self, rev1: str | None = None, rev2: str | None = None,
+             path: str | None = None) -> Any:
+        """RFC 6902 patch (``.patch``) and summary (``.text``) between two states."""
+        from . import history
+
+        return history.diff(self.store, rev1, rev2, path=path)
+
+    def blame(self, path: str, rev: str | None = None) -> list[Any]:
+        """Who last set the value at ``path`` (or each leaf under it)."""
+        from . import history
+
+        return history.blame(self.store, path, rev or MAIN)
+
+    def preview(self, agent: str, document: Mapping[str, Any], lease: int | None = None) -> Any:
+        """What a checkin of ``document`` would change against the agent's lease base."""
+        from . import history
+
+        codec.encode_document(document)
+        held = self.leases.get(agent)
+        if held is None:
+            raise NoLease(agent)
+        if lease is not None and lease != held.token:
+            raise LeaseFenced(agent, lease, held.token)
+        return history.diff_documents(self.read(held.base), dict(document))
+
+    def export(self, rev: str | None = None, fmt: str = "json", history: bool = False) -> str:
+        from . import history as h
+
+        return h.export(self.store, rev, fmt=fmt, history=history)

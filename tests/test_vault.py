@@ -118,7 +118,8 @@ def test_checkin_moves_the_lease_base_so_a_second_checkin_needs_no_merge(vault: 
     r1 = vault.checkin("a", co.document, "s")
     co.document["bugs"].append({"id": "B-10"})
     r2 = vault.checkin("a", co.document, "s")
-    assert r2.lease.base == r2.commit and git("rev-parse", "main~").strip() == r1.commit
+    assert r2.lease is not None and r2.lease.base == r2.commit
+    assert git("rev-parse", "main~").strip() == r1.commit
 
 
 def test_a_proposal_equal_to_the_base_makes_no_commit(vault: Vault) -> None:
