@@ -2,7 +2,9 @@
 
 from .errors import GitVaultError
 from .leases import Lease
-from .vault import CheckinResult, Checkout, Status, Vault
+from .vault import CheckinResult, Checkout, Session, Status, Vault
 
-__all__ = ["CheckinResult", "Checkout", "GitVaultError", "Lease", "Status", "Vault"]
+__all__ = [
+    "CheckinResult", "Checkout", "GitVaultError", "Lease", "Session", "Status", "Vault",
+]
 __version__ = "0.1.0"

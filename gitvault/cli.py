@@ -189,7 +189,8 @@ def checkin(
     ctx: typer.Context,
     agent: Annotated[str, typer.Argument(help="Agent id (must hold a live lease).")],
     proposed: Annotated[str, typer.Argument(
-        help="The whole new document: a file, or - for stdin.")],
+        help="The whole new document (or with --patch an RFC 6902 JSON Patch): a file, "
+        "or - for stdin.")],
     source: Annotated[str, typer.Argument(help="Where the change came from.")],
     confidence: Annotated[str | None, typer.Argument(
         help="Confidence in [0, 1] (default 0.5).")] = None,
@@ -199,6 +200,8 @@ def checkin(
     on_conflict: Annotated[str | None, typer.Option(
         "--on-conflict", help="fail | ours | theirs | confidence (default gitvault.onConflict, "
         "else fail).")] = None,
+    patch: Annotated[bool, typer.Option(
+        "--patch", help="PROPOSED is a JSON Patch against the lease's base.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the diff against the lease's base; commit nothing.")] = False,
     vault: VaultOpt = None,
@@ -209,10 +212,13 @@ def checkin(
     Exit 3 on a true conflict: main is unchanged, the report goes to stdout and the proposal
     is kept for `gitvault resolve`.
     """
-    from .codec import loads_document
+    from .codec import loads, loads_document
 
     v = _open(ctx, vault, as_json)
-    doc = loads_document(_read_input(proposed), proposed)
+    if patch:
+        doc = v.patched(agent, loads(_read_input(proposed), proposed), lease)
+    else:
+        doc = loads_document(_read_input(proposed), proposed)
     if dry_run:
         d = v.preview(agent, doc, lease)
         _out(d.to_json()) if as_json else typer.echo(d.text, nl=False)

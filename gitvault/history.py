@@ -32,7 +32,7 @@ from pygit2.enums import SortMode
 from . import codec, pointers
 from .errors import InputError
 from .jsonmerge import MISSING, is_id_array, json_equal
-from .provenance import parse_trailers
+from .provenance import parse_trailers, unescape
 from .storage import MAIN, Store
 
 LEGACY_DIR = "legacy-eventlog"
@@ -267,7 +267,7 @@ def _trailer_lines(message: str, key: str) -> tuple[str, ...]:
     """Every value of a repeated trailer (``parse_trailers`` keeps only the first)."""
     block = message.rstrip("\n").rsplit("\n\n", 1)[-1]
     prefix = key + ": "
-    return tuple(line[len(prefix):].strip() for line in block.splitlines()
+    return tuple(unescape(line[len(prefix):].strip()) for line in block.splitlines()
                  if line.startswith(prefix))
 
 
@@ -439,11 +439,11 @@ def revision(store: Store, rev: str | None = None, at: str | float | None = None
             return c
     raise InputError(
         f"{rev or 'main'} has no commit at or before {_iso(when)}; its history starts at "
-        f"{_iso(_root_time(store, commit))} (see `gitvault log`)"
+        f"{_iso(_root_time(commit))} (see `gitvault log`)"
     )
 
 
-def _root_time(store: Store, commit: pygit2.Commit) -> int:
+def _root_time(commit: pygit2.Commit) -> int:
     while commit.parents:
         commit = commit.parents[0]
     return commit.commit_time
@@ -506,46 +506,125 @@ def _prefixed(op: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def _value_patch(old: Any, new: Any, prefix: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Patch ops (paths under ``prefix``) turning ``old`` into ``new``, with their text lines.
+def _id_tokens(items: list[Any]) -> list[str] | None:
+    """The ``[id=...]`` steps of an array of uniquely-id'd objects, else None."""
+    if not is_id_array(items):
+        return None
+    tokens = [f"[id={x['id']}]" for x in items]
+    return tokens if len(set(tokens)) == len(tokens) else None
 
-    jsonpatch compares with Python ``==`` (``1 == True == 1.0``), so a patch that does not
-    rebuild ``new`` under strict JSON equality is replaced by one ``replace`` of the value.
+
+def _id_array_ops(old: list[Any], new: list[Any], prefix: str, old_ids: list[str],
+                  new_ids: list[str]) -> list[dict[str, Any]]:
+    """Ops that keep each record's identity: removes, then moves and adds into the new order,
+    then each common record's own changes at its final index.
+
+    A positional diff of a reordered array would instead rewrite records field by field
+    (``/tasks/0/id: "T-001" -> "T-040"``), which is valid but tells a reader the wrong story.
     """
+    ops: list[dict[str, Any]] = []
+    work = list(old_ids)
+    keep = set(new_ids)
+    for i in reversed(range(len(work))):
+        if work[i] not in keep:
+            ops.append({"op": "remove", "path": f"{prefix}/{i}"})
+            del work[i]
+    for target, ident in enumerate(new_ids):
+        if target < len(work) and work[target] == ident:
+            continue
+        if ident in work:
+            j = work.index(ident)
+            ops.append({"op": "move", "from": f"{prefix}/{j}", "path": f"{prefix}/{target}"})
+            work.insert(target, work.pop(j))
+        else:
+            ops.append({"op": "add", "path": f"{prefix}/{target}", "value": new[target]})
+            work.insert(target, ident)
+    before = dict(zip(old_ids, old, strict=True))
+    for target, ident in enumerate(new_ids):
+        if ident in before:
+            ops += _ops(before[ident], new[target], f"{prefix}/{target}")
+    return ops
+
+
+def _ops(old: Any, new: Any, prefix: str) -> list[dict[str, Any]]:
+    """RFC 6902 ops turning ``old`` into ``new`` (both present), paths under ``prefix``.
+
+    Objects key by key, arrays of id'd records by id, other arrays by jsonpatch. jsonpatch
+    compares with Python ``==`` (``1 == True == 1.0``), so where its ops do not rebuild ``new``
+    under strict JSON equality the array is replaced whole.
+    """
+    if json_equal(old, new):
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        ops: list[dict[str, Any]] = []
+        for k in sorted(set(old) | set(new)):
+            where = prefix + pointers.join([k])
+            if k not in new:
+                ops.append({"op": "remove", "path": where})
+            elif k not in old:
+                ops.append({"op": "add", "path": where, "value": new[k]})
+            else:
+                ops += _ops(old[k], new[k], where)
+        return ops
+    if isinstance(old, list) and isinstance(new, list):
+        old_ids, new_ids = _id_tokens(old), _id_tokens(new)
+        if old_ids is not None and new_ids is not None:
+            return _id_array_ops(old, new, prefix, old_ids, new_ids)
+        plain: list[dict[str, Any]] = jsonpatch.make_patch(old, new).patch
+        try:
+            exact = json_equal(jsonpatch.apply_patch(old, plain), new)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
+            exact = False
+        if exact:
+            return [_prefixed(op, prefix) for op in plain]
+    return [{"op": "replace", "path": prefix, "value": new}]
+
+
+def _line_of(op: Mapping[str, Any], work: Any, base: str) -> str:
+    """One op as a line, with the value it replaces or removes read from ``work``."""
+    where = op["path"]
+    rel = where[len(base):]
+    kind = op["op"]
+    if kind == "add":
+        return f"+ {where}: {_render(op['value'])}"
+    if kind == "remove":
+        return f"- {where} (was {_render(_at_pointer(work, rel))})"
+    if kind == "replace":
+        return f"~ {where}: {_render(_at_pointer(work, rel))} -> {_render(op['value'])}"
+    if kind == "move":
+        moved = _at_pointer(work, op["from"][len(base):])
+        ident = f" ({moved['id']})" if isinstance(moved, dict) and "id" in moved else ""
+        return f"> {op['from']} -> {where}{ident}"
+    return f"{kind} {where}"
+
+
+def _value_patch(old: Any, new: Any, prefix: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Patch ops turning ``old`` into ``new`` at ``prefix`` (either may be MISSING), with one
+    text line per op. The ops are replayed on a copy to read old values and to prove they
+    rebuild ``new`` exactly; if they ever did not, one ``replace`` is the honest answer."""
     if old is MISSING and new is MISSING:
         return [], []
     if old is MISSING:
         return [{"op": "add", "path": prefix, "value": new}], [f"+ {prefix}: {_render(new)}"]
     if new is MISSING:
         return [{"op": "remove", "path": prefix}], [f"- {prefix} (was {_render(old)})"]
-    if json_equal(old, new):
-        return [], []
-    ops: list[dict[str, Any]] = jsonpatch.make_patch(old, new).patch
+    ops = _ops(old, new, prefix)
     work = copy.deepcopy(old)
     lines: list[str] = []
     try:
         for op in ops:
-            where = prefix + op["path"]
-            kind = op["op"]
-            if kind == "add":
-                lines.append(f"+ {where}: {_render(op['value'])}")
-            elif kind == "remove":
-                lines.append(f"- {where} (was {_render(_at_pointer(work, op['path']))})")
-            elif kind == "replace":
-                lines.append(f"~ {where}: {_render(_at_pointer(work, op['path']))} -> "
-                             f"{_render(op['value'])}")
-            elif kind == "move":
-                lines.append(f"> {prefix + op['from']} -> {where}")
-            elif kind == "copy":
-                lines.append(f"+ {where}: copy of {prefix + op['from']}")
-            work = jsonpatch.apply_patch(work, [op], in_place=True)
+            lines.append(_line_of(op, work, prefix))
+            relative = {**op, "path": op["path"][len(prefix):]}
+            if "from" in op:
+                relative["from"] = op["from"][len(prefix):]
+            work = jsonpatch.apply_patch(work, [relative], in_place=True)
         exact = json_equal(work, new)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
         exact = False
     if not exact:
         return ([{"op": "replace", "path": prefix, "value": new}],
                 [f"~ {prefix}: {_render(old)} -> {_render(new)}"])
-    return [_prefixed(op, prefix) for op in ops], lines
+    return ops, lines
 
 
 def _at_pointer(doc: Any, pointer: str) -> Any:
@@ -568,10 +647,15 @@ def _documents_patch(old: Mapping[str, Any], new: Mapping[str, Any]
     return ops, lines
 
 
+def _text(lines: list[str]) -> str:
+    """One line per op, each ending in a newline (empty when nothing changed)."""
+    return "".join(line + "\n" for line in lines)
+
+
 def diff_documents(a: Mapping[str, Any], b: Mapping[str, Any]) -> DiffResult:
     """The patch from document ``a`` to ``b`` (for ``checkin --dry-run``)."""
     ops, lines = _documents_patch(a, b)
-    return DiffResult(ops, "\n".join(lines))
+    return DiffResult(ops, _text(lines))
 
 
 def positional(doc: Any, path: str) -> str | None:
@@ -622,7 +706,7 @@ def diff(store: Store, rev1: str | None = None, rev2: str | None = None,
                 if name in new_files:
                     new_doc[k] = blobs.value(new_files[name], k)
         ops, lines = _documents_patch(old_doc, new_doc)
-        return DiffResult(ops, "\n".join(lines), old_id, str(new_c.id), path)
+        return DiffResult(ops, _text(lines), old_id, str(new_c.id), path)
     tokens = _check_path(path)
     key = tokens[0]
     old_doc = _key_doc(blobs, old_c.tree, key) if old_c is not None else {}
@@ -636,7 +720,7 @@ def diff(store: Store, rev1: str | None = None, rev2: str | None = None,
     where = positional(old_doc, path) if a is not MISSING else positional(new_doc, path)
     assert where is not None
     ops, lines = _value_patch(a, b, where)
-    return DiffResult(ops, "\n".join(lines), old_id, str(new_c.id), path)
+    return DiffResult(ops, _text(lines), old_id, str(new_c.id), path)
 
 
 # -- blame ------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ def split(pointer: str) -> list[str]:
         return []
     if not pointer.startswith("/"):
         raise InputError(f"pointer {pointer!r} must start with '/' (e.g. /tasks/[id=T-004]/status)")
+    if re.search(r"~(?![01])", pointer):
+        raise InputError(f"pointer {pointer!r}: '~' must be written ~0 and '/' in a key ~1")
     return [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
 
 
@@ -69,22 +71,3 @@ def top_key(pointer: str) -> str:
     if not tokens:
         raise InputError("the pointer names the whole document; name a key, e.g. /tasks")
     return tokens[0]
-
-
-def to_id_form(doc: Any, pointer: str) -> str:
-    """Rewrite positional array steps as id steps where the item has an id."""
-    tokens, out, value = split(pointer), [], doc
-    for token in tokens:
-        if isinstance(value, list) and re.fullmatch(r"0|[1-9]\d*", token) and int(token) < len(
-            value
-        ):
-            item = value[int(token)]
-            if isinstance(item, dict) and isinstance(item.get("id"), str | int) and not isinstance(
-                item.get("id"), bool
-            ):
-                out.append(f"[id={item['id']}]")
-                value = item
-                continue
-        out.append(token)
-        value = step(value, token)
-    return join(out)
