@@ -544,6 +544,50 @@ def mcp(
         port=port)
 
 
+@app.command("install-hooks")
+def install_hooks(ctx: typer.Context, vault: VaultOpt = None) -> None:
+    """(Re)install the vault's pre-receive/post-receive hooks for this gitvault."""
+    for path in _open(ctx, vault).install_hooks():
+        _err(f"installed {path}")
+
+
+@app.command()
+def clone(
+    url: Annotated[str, typer.Argument(help="The vault: path, file://, git:// or ssh:// URL.")],
+    dest: Annotated[str, typer.Argument(metavar="DIR", help="New working copy.")],
+    agent: Annotated[str, typer.Option("--agent", help="Who commits in this clone.")],
+) -> None:
+    """A working copy for AGENT: edit K.json, `git commit`, `git push` to agents/AGENT."""
+    from .remote import clone as do_clone
+
+    path = do_clone(url, dest, agent)
+    _err(f"cloned into {path}; edit the JSON files, `git commit --trailer Source=...`, "
+         "`git push`")
+
+
+@app.command()
+def fmt(
+    files: Annotated[list[Path], typer.Argument(help="JSON files to rewrite canonically.")],
+) -> None:
+    """Rewrite JSON files in the vault's canonical form (indent 2, sorted keys, newline)."""
+    from .hooks import fmt as do_fmt
+
+    for path in do_fmt([str(f) for f in files]):
+        _err(f"formatted {path}")
+
+
+@app.command(hidden=True)
+def hook(
+    name: Annotated[str, typer.Argument(help="pre-receive, post-receive, commit-msg, ...")],
+    args: Annotated[list[str] | None, typer.Argument(help="The hook's arguments.")] = None,
+) -> None:
+    """Run a git hook (called by the shims gitvault installs)."""
+    from .hooks import run
+
+    code = run(name, args or [], sys.stdin, lambda line: typer.echo(line, err=True))
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="gitvault")

@@ -90,6 +90,16 @@ class Store:
         return cls(repo)
 
     @classmethod
+    def open_env(cls) -> Store:
+        """The repository a git hook runs in, with pushed (quarantined) objects visible."""
+        try:
+            repo = pygit2.Repository(os.environ.get("GIT_DIR", "."),
+                                     pygit2.enums.RepositoryOpenFlag.FROM_ENV)
+        except pygit2.GitError:
+            raise VaultNotFound(os.environ.get("GIT_DIR", ".")) from None
+        return cls(repo)
+
+    @classmethod
     def create(cls, path: str) -> Store:
         repo = pygit2.init_repository(path, bare=True, initial_head="main")
         repo.config["core.logAllRefUpdates"] = "always"  # reflog on main: `git show main@{...}`

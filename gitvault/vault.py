@@ -163,6 +163,7 @@ class Vault:
             store = Store.create(target)
             vault = cls(store, clock)
             vault._first_commit(legacy, os.fspath(import_dir) if import_dir else "")
+            vault.install_hooks()
         except BaseException:
             if existed:
                 for name in os.listdir(target):
@@ -505,6 +506,56 @@ class Vault:
     def _encoded(self, commit: pygit2.Oid | pygit2.Commit) -> dict[str, bytes]:
         c = commit if isinstance(commit, pygit2.Commit) else self.store.commit(commit)
         return {n: self.store.blob(o) for n, o in self.store.key_blobs(c.tree).items()}
+
+    # -- pushed branches (see gitvault.hooks) ----------------------------------------------
+    def fold_branch(self, ref: str, on_conflict: str | None = None) -> CheckinResult:
+        """Merge a pushed ``refs/heads/agents/<agent>`` into main, like that agent's checkin.
+
+        The merge base is that of the branch and main; provenance comes from the branch tip's
+        trailers. A conflict keeps the tip under ``refs/conflicts/`` and raises
+        :class:`ConflictError`; main is unchanged.
+        """
+        from .hooks import agent_of
+
+        agent = agent_of(ref)
+        tip_oid = self.store.ref(ref)
+        if agent is None or tip_oid is None:
+            raise InputError(f"{ref} is not a pushed agent branch of this vault")
+        tip = self.store.commit(tip_oid)
+        t = parse_trailers(tip.message)
+        prov = Provenance(agent, t.get("Source") or "push", parse_confidence(t.get("Confidence")),
+                          t.get("Justification", ""))
+        policy = integrate.check_policy(on_conflict or settings.value(self.store, "onConflict"))
+        repo = self.store.repo
+        for _attempt in range(CHECKIN_ATTEMPTS):
+            main = self.store.commit(self._main())
+            if main.id == tip.id or repo.descendant_of(main.id, tip.id):
+                return CheckinResult(None, [], None)  # already on main
+            base = self.store.commit(repo.merge_base(main.id, tip.id))
+            changed = codec.changed_keys(self._encoded(base), self._encoded(tip))
+            decide = integrate.decider(self.store, policy, base.id, main.id, prov.confidence)
+            try:
+                plan = integrate.plan(self.store, base, main, tip, prov, t.get("Lease", "none"),
+                                      changed, decide, self.clock(), [("Pushed-Branch", ref)])
+            except integrate.Refused as refused:
+                raise self._refuse(agent, base.id, main.id, tip.id, refused) from None
+
+            def fn(rtx: RefTx, m: pygit2.Oid = main.id, target: pygit2.Oid = plan.target) -> bool:
+                if rtx.get(MAIN) != m:
+                    return False
+                rtx.set(MAIN, target, f"push {ref}")
+                return True
+
+            if self.store.transact([MAIN], fn, f"merge {ref}"):
+                return CheckinResult(str(plan.target), changed, None, plan.merged,
+                                     dict(plan.outcome.how) if plan.outcome else {})
+        raise VaultBusy(f"merge {ref}", CHECKIN_ATTEMPTS)
+
+    def install_hooks(self) -> list[str]:
+        """(Re)install the server hooks that guard pushes and fold agent branches into main."""
+        from .hooks import install_server
+
+        return install_server(self.store)
 
     # -- history (see gitvault.history) ----------------------------------------------------
     def log(self, rev: str | None = None, *, agent: str | None = None, key: str | None = None,
