@@ -10,6 +10,8 @@ from typing import Any
 
 import jsonpatch
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitvault import Vault, codec, history
 from gitvault.errors import InputError
@@ -294,6 +296,33 @@ def test_diff_of_a_path_keeps_absolute_pointers_where_the_value_was(vault: Vault
     assert added.patch == [{"op": "replace", "path": "/tasks/0/owner", "value": "a"}]
 
 
+def test_diff_of_a_reordered_id_array_moves_records_instead_of_rewriting_them(
+        vault: Vault) -> None:
+    change(vault, "c", reverse_tasks)
+    change(vault, "a", edit_task(39, "status", "done"))
+    d = history.diff(vault.store, "main~2")
+    assert {op["op"] for op in d.patch} == {"move", "replace"}
+    assert not any(op["path"].endswith("/id") for op in d.patch)
+    lines = d.text.splitlines()
+    assert lines[0] == "> /tasks/39 -> /tasks/0 (T-040)"
+    assert lines[-1] == '~ /tasks/39/status: "todo" -> "done"'
+    assert jsonpatch.apply_patch(vault.read("main~2"), d.patch) == vault.read()
+
+
+def test_diff_of_id_records_removed_added_moved_and_changed_applies() -> None:
+    a = {"k": [{"id": 1, "v": 1}, {"id": 2}, {"id": "3", "v": [1, 2]}]}
+    b = {"k": [{"id": "3", "v": [2, 1]}, {"id": 4}, {"id": 1, "v": True}]}
+    d = history.diff_documents(a, b)
+    assert json_equal(jsonpatch.apply_patch(a, d.patch), b)
+    assert d.text.splitlines() == [
+        "- /k/1 (was {\"id\": 2})",
+        "> /k/1 -> /k/0 (3)",
+        "+ /k/1: {\"id\": 4}",
+        "> /k/0/v/1 -> /k/0/v/0",
+        "~ /k/2/v: 1 -> true",
+    ]
+
+
 def test_diff_documents_keeps_strict_json_types(vault: Vault) -> None:
     a = {"k": {"n": 1, "f": 1.0, "b": False, "list": [1, 2]}}
     b = {"k": {"n": True, "f": 1, "b": 0, "list": [1, 2]}, "new": []}
@@ -309,6 +338,29 @@ def test_diff_of_keys_with_pointer_special_characters_escapes_them() -> None:
     d = history.diff_documents(a, b)
     assert json_equal(jsonpatch.apply_patch(a, d.patch), b)
     assert "~ /k/a~1b: 1 -> 2" in d.text
+
+
+SCALARS = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, -0.0, 1.0, 2.5]) \
+    | st.sampled_from(["", "a", "b/c", "~"])
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(["a", "b", "id", "x/y"]), inner, max_size=3)
+    | st.lists(st.fixed_dictionaries({"id": st.integers(0, 5)}, optional={"v": inner}),
+               max_size=5, unique_by=lambda r: r["id"]),
+    max_leaves=12,
+)
+DOCS = st.dictionaries(st.sampled_from(["k", "l", "m"]), VALUES, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(DOCS, DOCS)
+def test_any_diff_patch_rebuilds_the_new_document_exactly(a: dict[str, Any],
+                                                          b: dict[str, Any]) -> None:
+    d = history.diff_documents(a, b)
+    assert json_equal(jsonpatch.apply_patch(a, d.patch), b)
+    assert len(d.text.splitlines()) == len(d.patch)
+    assert (d.patch == []) == json_equal(a, b)
 
 
 # -- blame ------------------------------------------------------------------------------------
