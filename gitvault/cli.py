@@ -86,8 +86,11 @@ def _root(
     vault: VaultOpt = None,
     version: Annotated[bool | None, typer.Option("--version", callback=_version,
                                                  is_eager=True, help="Show the version.")] = None,
+    workdir: Annotated[str | None, typer.Option(
+        "--workdir", help="Cache clone for a remote vault (default ~/.cache/gitvault/...).")
+    ] = None,
 ) -> None:
-    ctx.obj = {"vault": vault}
+    ctx.obj = {"vault": vault, "workdir": workdir}
 
 
 def _path(ctx: typer.Context, vault: str | None) -> str:
@@ -96,10 +99,15 @@ def _path(ctx: typer.Context, vault: str | None) -> str:
 
 
 def _open(ctx: typer.Context, vault: str | None, as_json: bool = False) -> Vault:
+    """The vault at a path, or behind a git URL (through a local cache clone)."""
+    from .remote import RemoteVault, is_remote
     from .vault import Vault
 
     _want_json(ctx, as_json)
-    return Vault.open(_path(ctx, vault))
+    path = _path(ctx, vault)
+    if is_remote(path):
+        return RemoteVault(path, (ctx.find_root().obj or {}).get("workdir"))
+    return Vault.open(path)
 
 
 def _want_json(ctx: typer.Context, as_json: bool) -> None:
@@ -143,9 +151,12 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a new bare vault (never overwrites); optionally import a legacy folder."""
+    from .remote import is_remote
     from .vault import Vault
 
     _want_json(ctx, as_json)
+    if is_remote(_path(ctx, vault)):
+        raise InputError("create vaults on the machine that will hold them (a path, not a URL)")
     v = Vault.init(_path(ctx, vault), import_dir)
     st = v.status()
     if as_json:

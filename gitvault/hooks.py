@@ -21,6 +21,7 @@ non-canonical or invalid JSON and names the fix (``gitvault fmt``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -28,7 +29,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import pygit2
 from pygit2.enums import SortMode
@@ -37,10 +38,11 @@ from . import codec, schemas
 from .errors import CodecError, GitVaultError, InputError
 from .leases import escape_agent, unescape_agent
 from .provenance import TRAILERS, parse_confidence, parse_trailers
-from .storage import MAIN, Store
+from .storage import MAIN, RefTx, Store
 
 ZERO = "0" * 40
 AGENTS = "refs/heads/agents/"
+REQUESTS = "refs/gitvault/requests/"  # a push here asks post-receive for a lease operation
 SERVER_HOOKS = ("pre-receive", "post-receive")
 CLIENT_HOOKS = ("commit-msg", "pre-commit")
 _SHIM = """#!/bin/sh
@@ -150,8 +152,18 @@ def check_push(store: Store, updates: list[Update]) -> list[str]:
     """Every reason to refuse this push (empty: accept), each naming ref, commit and file."""
     repo = store.repo
     problems: list[str] = []
+    options = push_options()
+    main = store.ref(MAIN)
     for u in updates:
         agent = agent_of(u.ref)
+        if u.ref.startswith(REQUESTS):
+            new = pygit2.Oid(hex=u.new) if u.new != ZERO else None
+            if u.old != ZERO or new is None or main is None or not (
+                    new == main or repo.descendant_of(main, new)):
+                problems.append(f"{u.ref}: a request must create the ref at a commit of main")
+            continue
+        if agent is not None and "lease" in options and u.new != ZERO:
+            problems += _lease_problems(store, agent, options["lease"])
         if u.ref == MAIN:
             if u.new == ZERO or u.old == ZERO:
                 problems.append(f"{u.ref}: main cannot be deleted or created by a push")
@@ -176,6 +188,51 @@ def check_push(store: Store, updates: list[Update]) -> list[str]:
             for p in check_commit(store, commit, agent):
                 problems.append(f"{u.ref} {str(commit.id)[:12]}: {p}")
     return problems
+
+
+def _lease_problems(store: Store, agent: str, token: str) -> list[str]:
+    """A remote checkin's lease, checked before anything is accepted (read-only)."""
+    import time
+
+    from .leases import LeaseBook
+
+    lease = LeaseBook(store, time.time).get(agent)
+    if lease is None:
+        return [f"{agent!r} holds no lease; run `gitvault checkout {agent}` first"]
+    if token.isdigit() and int(token) != lease.token:
+        return [f"lease token {token} of {agent!r} is stale (current {lease.token})"]
+    if not lease.live(time.time()):
+        return [f"lease of {agent!r} has expired; run `gitvault checkout {agent}` again"]
+    return []
+
+
+def request(vault: Any, options: dict[str, str]) -> dict[str, Any]:
+    """Carry out one remote lease/conflict operation (post-receive, outside the quarantine)."""
+    op = options.get("op", "")
+    agent = unescape_agent(options.get("agent", "")) if options.get("agent") else ""
+    if op == "checkout":
+        ttl = int(options["ttl"]) if options.get("ttl", "").isdigit() else None
+        co = vault.checkout(agent, ttl, options.get("exclusive") == "1")
+        return {"lease": co.lease.to_json(co.lease.acquired)}
+    if op == "release":
+        dropped = vault.release(agent)
+        return {"released": dropped is not None}
+    if op == "drop":
+        return {"dropped": vault.drop_conflict(options.get("id", ""))}
+    if op == "resolve":
+        picks = json.loads(options.get("picks") or "{}")
+        r = vault.resolve(options.get("id", ""), options.get("take") or None, picks,
+                          agent=agent or None)
+        return dict(r.to_json())
+    raise InputError(f"unknown remote operation {op!r}")
+
+
+def _delete(rtx: RefTx, ref: str) -> None:
+    rtx.delete(ref)
+
+
+def _report(say: Callable[[str], None], data: dict[str, Any]) -> None:
+    say("gitvault-report: " + json.dumps(data, ensure_ascii=False, sort_keys=True))
 
 
 # -- client side ---------------------------------------------------------------------------
@@ -226,12 +283,23 @@ def post_receive(updates: list[Update], say: Callable[[str], None]) -> None:
     from .vault import Vault
 
     vault = Vault(Store.open_env())
-    policy = push_options().get("on-conflict")
+    options = push_options()
+    policy = options.get("on-conflict")
+    lease = int(options["lease"]) if options.get("lease", "").isdigit() else None
     for u in updates:
+        if u.ref.startswith(REQUESTS) and u.new != ZERO:
+            try:
+                _report(say, {"ok": True, **request(vault, options)})
+            except GitVaultError as e:
+                say(f"gitvault: {e}")
+                _report(say, e.to_json())
+            finally:
+                vault.store.transact([u.ref], functools.partial(_delete, ref=u.ref), "request")
+            continue
         if u.new == ZERO or agent_of(u.ref) is None:
             continue
         try:
-            r = vault.fold_branch(u.ref, policy)
+            r = vault.fold_branch(u.ref, policy, lease)
         except ConflictError as e:
             for line in conflict_text(e.report).splitlines():
                 say(f"gitvault: {line}")
@@ -239,15 +307,14 @@ def post_receive(updates: list[Update], say: Callable[[str], None]) -> None:
             continue
         except GitVaultError as e:
             say(f"gitvault: {u.ref} not merged: {e}")
+            _report(say, e.to_json())
             continue
         if r.commit is None:
             say(f"gitvault: {u.ref} is already on main")
         else:
             how = ", ".join(f"{k}={v}" for k, v in sorted(r.strategy.items())) or "fast-forward"
             say(f"gitvault: merged {u.ref} into main as {r.commit} ({how})")
-        say("gitvault-report: " + json.dumps({"ref": u.ref, "commit": r.commit,
-                                               "merged": r.merged, "changed": r.changed},
-                                              sort_keys=True))
+        _report(say, {"ok": True, "ref": u.ref, **r.to_json()})
 
 
 def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -> int:
@@ -256,6 +323,10 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
         problems = check_push(Store.open_env(), parse_updates(stdin))
         for line in refuse_lines(problems) if problems else []:
             say(line)
+        if problems:
+            lease_problem = any("lease" in p for p in problems)
+            _report(say, {"error": "PushRefused", "exit_code": 4 if lease_problem else 1,
+                          "message": "; ".join(problems)})
         return 1 if problems else 0
     if name == "post-receive":
         post_receive(parse_updates(stdin), say)

@@ -508,7 +508,8 @@ class Vault:
         return {n: self.store.blob(o) for n, o in self.store.key_blobs(c.tree).items()}
 
     # -- pushed branches (see gitvault.hooks) ----------------------------------------------
-    def fold_branch(self, ref: str, on_conflict: str | None = None) -> CheckinResult:
+    def fold_branch(self, ref: str, on_conflict: str | None = None,
+                    lease: int | None = None) -> CheckinResult:
         """Merge a pushed ``refs/heads/agents/<agent>`` into main, like that agent's checkin.
 
         The merge base is that of the branch and main; provenance comes from the branch tip's
@@ -540,14 +541,18 @@ class Vault:
             except integrate.Refused as refused:
                 raise self._refuse(agent, base.id, main.id, tip.id, refused) from None
 
-            def fn(rtx: RefTx, m: pygit2.Oid = main.id, target: pygit2.Oid = plan.target) -> bool:
+            def fn(rtx: RefTx, m: pygit2.Oid = main.id, target: pygit2.Oid = plan.target
+                   ) -> tuple[bool, Lease | None]:
+                held = self.leases.verify(rtx, agent, lease) if lease is not None else None
                 if rtx.get(MAIN) != m:
-                    return False
+                    return False, None
                 rtx.set(MAIN, target, f"push {ref}")
-                return True
+                return True, self.leases.move_base(rtx, held, target) if held else None
 
-            if self.store.transact([MAIN], fn, f"merge {ref}"):
-                return CheckinResult(str(plan.target), changed, None, plan.merged,
+            names = [MAIN, NOTES, lease_ref(agent)] if lease is not None else [MAIN]
+            done, moved = self.store.transact(names, fn, f"merge {ref}")
+            if done:
+                return CheckinResult(str(plan.target), changed, moved, plan.merged,
                                      dict(plan.outcome.how) if plan.outcome else {})
         raise VaultBusy(f"merge {ref}", CHECKIN_ATTEMPTS)
 

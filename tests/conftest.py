@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,25 @@ def write_json(tmp_path: Path) -> Callable[[Any], str]:
         return str(p)
 
     return write
+
+
+@pytest.fixture
+def daemon(vault: Vault) -> Iterator[str]:
+    """`git daemon` on an ephemeral 127.0.0.1 port serving the vault, receive-pack enabled."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = Path(vault.path).parent
+    proc = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all",
+                             "--enable=receive-pack", f"--base-path={base}",
+                             "--listen=127.0.0.1", f"--port={port}", str(base)],
+                            stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"git://127.0.0.1:{port}/{Path(vault.path).name}"
+    proc.terminate()
+    proc.wait()

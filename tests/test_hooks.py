@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -218,28 +215,6 @@ def test_four_clones_pushing_at_once_lose_nothing(vault: Vault, git: Git, tmp_pa
     tasks = vault.read()["tasks"]
     assert [tasks[i].get("seen_by") for i in range(4)] == agents, outs
     git("fsck", "--full")
-
-
-@pytest.fixture
-def daemon(vault: Vault) -> Iterator[str]:
-    """`git daemon` on an ephemeral 127.0.0.1 port serving the vault, receive-pack enabled."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = Path(vault.path).parent
-    proc = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all",
-                             "--enable=receive-pack", f"--base-path={base}",
-                             "--listen=127.0.0.1", f"--port={port}", str(base)],
-                            stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"git://127.0.0.1:{port}/{Path(vault.path).name}"
-    proc.terminate()
-    proc.wait()
 
 
 def test_pushes_over_git_daemon_are_guarded_and_merged(vault: Vault, git: Git, tmp_path: Path,
