@@ -234,3 +234,12 @@ def test_pushes_over_git_daemon_are_guarded_and_merged(vault: Vault, git: Git, t
     r = push(bad, "refs/leases/eve")
     assert r.returncode != 0 and refs(git) == before
     git("fsck", "--full")
+
+
+@pytest.mark.parametrize("name", ["pre-receive", "post-receive", "commit-msg", "pre-commit"])
+def test_the_project_hook_files_are_what_install_writes(name: str, tmp_path: Path) -> None:
+    from gitvault.hooks import install
+
+    project = Path(__file__).resolve().parent.parent / "hooks" / name
+    install(str(tmp_path), [name], python="@PYTHON@")
+    assert (tmp_path / name).read_text() == project.read_text()

@@ -48,8 +48,10 @@ def vault_dir(tmp_path: Path) -> Path:
 @asynccontextmanager
 async def session(vault: Path, agent: str | None, log: Path) -> AsyncIterator[ClientSession]:
     """An initialized client session with a server subprocess for ``agent``."""
-    code = f"from gitvault.mcp_server import run; run({str(vault)!r}, agent={agent!r})"
-    params = StdioServerParameters(command=sys.executable, args=["-c", code], cwd=ROOT)
+    args = ["-m", "gitvault", "mcp", "--vault", str(vault)]  # exactly what a client config runs
+    if agent is not None:
+        args += ["--agent", agent]
+    params = StdioServerParameters(command=sys.executable, args=args, cwd=ROOT)
     with log.open("a", encoding="utf-8") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
             read, write, read_timeout_seconds=30
