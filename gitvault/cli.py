@@ -555,6 +555,36 @@ def mcp(
         port=port)
 
 
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    fix: Annotated[bool, typer.Option("--fix", help="Repair what is safe to repair.")] = False,
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check refs, main's JSON, leases, conflicts, hooks, stale locks, loose objects."""
+    rep = _open(ctx, vault, as_json).doctor(fix)
+    if as_json:
+        _out(rep.to_json())
+    else:
+        for c in rep.checks:
+            mark = "fixed" if c.fixed else ("ok" if c.ok else "PROBLEM")
+            typer.echo(f"{mark:<8} {c.name:<14} {c.detail}")
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def gc(ctx: typer.Context, vault: VaultOpt = None, as_json: JsonOpt = False) -> None:
+    """Prune expired leases and pack the repository (runs git gc)."""
+    r = _open(ctx, vault, as_json).gc()
+    if as_json:
+        _out(r)
+    else:
+        _err(f"pruned {len(r['pruned_leases'])} expired lease(s); loose objects "
+             f"{r['loose_before']} -> {r['loose_after']}")
+
+
 @app.command("install-hooks")
 def install_hooks(ctx: typer.Context, vault: VaultOpt = None) -> None:
     """(Re)install the vault's pre-receive/post-receive hooks for this gitvault."""

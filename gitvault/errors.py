@@ -107,12 +107,14 @@ class NoLease(LeaseError):
 
 
 class LeaseExpired(LeaseError):
-    def __init__(self, agent: str, expired_at: datetime) -> None:
+    def __init__(self, agent: str, expired_at: datetime, kept: str | None = None) -> None:
+        keep = (f"; the proposal is kept as conflict {kept} (`gitvault resolve {kept} "
+                "--take theirs` merges it)" if kept else "")
         super().__init__(
             f"lease of {agent!r} expired at {expired_at:%Y-%m-%d %H:%M:%S}Z; "
-            f"run `gitvault checkout {agent}` again"
+            f"run `gitvault checkout {agent}` again{keep}"
         )
-        self.agent, self.expired_at = agent, expired_at
+        self.agent, self.expired_at, self.kept = agent, expired_at, kept
 
 
 class LeaseHeld(LeaseError):

@@ -216,6 +216,23 @@ class LeaseBook:
 
         return self.store.transact([NOTES, ref], fn, f"release {agent}")
 
+    def release_if_expired(self, agent: str, token: int) -> bool:
+        """Drop a lease only if it is still that (expired) token: a renewal meanwhile wins."""
+        ref = lease_ref(agent)
+
+        def fn(rtx: RefTx) -> bool:
+            notes = self._notes(rtx.get(NOTES))
+            target = rtx.get(ref)
+            lease = self._lease_at(target, notes)
+            if lease is None or lease.token != token or lease.live(self.clock()):
+                return False
+            notes.entries.pop(str(target), None)
+            self._commit_notes(rtx, notes, notes.counter, f"lease: prune expired {agent}")
+            rtx.delete(ref)
+            return True
+
+        return self.store.transact([NOTES, ref], fn, f"prune lease of {agent}")
+
     def verify(self, rtx: RefTx, agent: str, token: int | None) -> Lease:
         """The agent's live lease, read under the lock; raises the matching LeaseError."""
         notes = self._notes(rtx.get(NOTES))

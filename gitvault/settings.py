@@ -53,6 +53,9 @@ SETTINGS = {s.name: s for s in (
     Setting("maxTtl", int, 86400, "the longest lease a checkout may ask for"),
     Setting("onConflict", str, "fail", "checkin conflict policy: fail, ours, theirs, confidence"),
     Setting("fsync", bool, True, "fsync objects and refs (off: faster, not crash-safe)"),
+    Setting("staleLockSeconds", int, 30, "a ref lock older than this was left by a dead process"),
+    Setting("gcLooseObjects", int, 6700, "checkin starts `git gc` past this many loose"
+            " objects"),
 )}
 
 

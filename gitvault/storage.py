@@ -75,6 +75,7 @@ class Store:
         self.repo = repo
         self.path = repo.path.rstrip("/")
         self.fsync = True  # the Vault applies the gitvault.fsync setting
+        self.stale_lock_seconds = 30.0  # and gitvault.staleLockSeconds
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -224,11 +225,13 @@ class Store:
             tx = self.repo.transaction()
             try:
                 for name in names:
+                    current = name
                     tx.lock_ref(name)
-            except pygit2.GitError as e:
+            except (pygit2.GitError, OSError) as e:
                 tx.__exit__(type(e), e, None)  # frees the locks taken so far, commits nothing
                 if "lock" not in str(e).lower():
                     raise StorageError(f"{what}: {e}") from None
+                self.break_stale_lock(current)
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 1.6, 0.2)
                 continue
@@ -236,6 +239,47 @@ class Store:
                 yield RefTx(self.repo, tx, names)
             return
         raise VaultBusy(what, LOCK_ATTEMPTS)
+
+    def lock_path(self, name: str) -> str:
+        return os.path.join(self.path, name + ".lock")
+
+    def break_stale_lock(self, name: str) -> bool:
+        """Remove ``name``'s lock file if it is older than ``stale_lock_seconds``.
+
+        Our critical sections last milliseconds, so a lock that old belongs to a process that
+        was killed (or frozen far past any lease). The file is removed only if it is still
+        the same file (inode and mtime) we judged stale.
+        """
+        path = self.lock_path(name)
+        try:
+            st = os.stat(path)
+            if time.time() - st.st_mtime < self.stale_lock_seconds:
+                return False
+            again = os.stat(path)
+            if (again.st_ino, again.st_mtime_ns) != (st.st_ino, st.st_mtime_ns):
+                return False
+            os.unlink(path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def stale_locks(self) -> list[str]:
+        """Lock files under refs/ (and packed-refs.lock) older than the stale threshold."""
+        found = []
+        now = time.time()
+        for root, _dirs, files in os.walk(os.path.join(self.path, "refs")):
+            for f in files:
+                if f.endswith(".lock"):
+                    p = os.path.join(root, f)
+                    try:
+                        if now - os.stat(p).st_mtime >= self.stale_lock_seconds:
+                            found.append(os.path.relpath(p, self.path)[: -len(".lock")])
+                    except FileNotFoundError:
+                        continue
+        packed = os.path.join(self.path, "packed-refs.lock")
+        if os.path.exists(packed) and now - os.stat(packed).st_mtime >= self.stale_lock_seconds:
+            found.append("packed-refs")
+        return sorted(found)
 
     def transact(self, names: Sequence[str], fn: Callable[[RefTx], T], what: str) -> T:
         """Lock ``names``, run ``fn`` with their current values, write what it set.

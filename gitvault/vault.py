@@ -13,17 +13,19 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
 from pygit2.enums import FileMode
 
-from . import codec, integrate, schemas, settings
+from . import codec, integrate, schemas, settings, upkeep
 from .codec import Document
 from .conflicts import ConflictStore
 from .errors import (
     ConflictError,
     InputError,
+    LeaseExpired,
     LeaseFenced,
     NoLease,
     VaultBusy,
@@ -133,6 +135,7 @@ class Vault:
     def __init__(self, store: Store, clock: Callable[[], float] | None = None) -> None:
         self.store = store
         store.fsync = bool(settings.value(store, "fsync"))
+        store.stale_lock_seconds = float(settings.value(store, "staleLockSeconds"))
         self.clock = clock or time.time
         self.leases = LeaseBook(store, self.clock)
         self.conflicts = ConflictStore(store)
@@ -286,6 +289,10 @@ class Vault:
         files = codec.encode_document(document)
         for _attempt in range(CHECKIN_ATTEMPTS):
             current = self.leases.get(agent)
+            if current is not None and lease in (None, current.token) and not current.live(
+                self.clock()
+            ):
+                raise self._keep_expired(agent, current, files, prov)
             if current is None or lease not in (None, current.token) or not current.live(
                 self.clock()
             ):
@@ -311,19 +318,51 @@ class Vault:
                                       changed, decide, self.clock())
             except integrate.Refused as refused:
                 raise self._refuse(agent, base.id, main.id, proposal.id, refused) from None
-            landed = self.store.transact(
-                [MAIN, NOTES, lease_ref(agent)],
-                functools.partial(self._land, agent=agent, token=lease, read=current,
-                                  main=main.id, plan=plan),
-                f"checkin {agent}",
-            )
+            try:
+                landed = self.store.transact(
+                    [MAIN, NOTES, lease_ref(agent)],
+                    functools.partial(self._land, agent=agent, token=lease, read=current,
+                                      main=main.id, plan=plan),
+                    f"checkin {agent}",
+                )
+            except LeaseExpired:
+                raise self._keep_expired(agent, current, files, prov) from None
             if landed is not None:
+                upkeep.maybe_gc(self)
                 return CheckinResult(str(plan.target), changed, landed, plan.merged,
                                      dict(plan.outcome.how) if plan.outcome else {},
                                      [f"{c.path} -> {side} ({why})"
                                       for c, side, why in plan.outcome.decisions]
                                      if plan.outcome else [])
         raise VaultBusy(f"checkin {agent}", CHECKIN_ATTEMPTS)
+
+    def _keep_expired(self, agent: str, held: Lease, files: Mapping[str, bytes],
+                      prov: Provenance) -> LeaseExpired:
+        """An expired lease refuses the checkin, but the work is kept, not lost.
+
+        The proposal is committed on the lease's base and kept under ``refs/conflicts/`` so
+        ``gitvault resolve`` can still merge it after a look at what changed meanwhile.
+        """
+        base = self.store.commit(held.base)
+        changed = codec.changed_keys(self._encoded(base), dict(files))
+        expired_at = datetime.fromtimestamp(held.expires, UTC)
+        if not changed:
+            return LeaseExpired(agent, expired_at)
+        tree = self.store.build_tree(base.tree, files)
+        msg = message(subject_for(agent, "checkin", changed),
+                      checkin_trailers(prov, held.token, str(base.id)))
+        commit = self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock())
+        kept = self.conflicts.keep(agent, commit)
+        return LeaseExpired(agent, expired_at, kept.id)
+
+    # -- upkeep ----------------------------------------------------------------------------
+    def doctor(self, fix: bool = False) -> upkeep.Report:
+        """Check the vault (refs, JSON, leases, hooks, locks, loose objects); repair if asked."""
+        return upkeep.doctor(self, fix)
+
+    def gc(self) -> dict[str, Any]:
+        """Prune expired leases and pack the repository (git gc)."""
+        return upkeep.gc(self)
 
     def _land(self, rtx: RefTx, agent: str, token: int | None, read: Lease,
               main: pygit2.Oid, plan: integrate.Plan) -> Lease | None:
