@@ -223,13 +223,13 @@ def checkin(
     Exit 3 on a true conflict: main is unchanged, the report goes to stdout and the proposal
     is kept for `gitvault resolve`.
     """
-    from .codec import loads, loads_document
+    from .codec import loads
 
     v = _open(ctx, vault, as_json)
     if patch:
         doc = v.patched(agent, loads(_read_input(proposed), proposed), lease)
     else:
-        doc = loads_document(_read_input(proposed), proposed)
+        doc = v.parse(_read_input(proposed), proposed)
     if dry_run:
         d = v.preview(agent, doc, lease)
         _out(d.to_json()) if as_json else typer.echo(d.text, nl=False)
@@ -327,12 +327,10 @@ def resolve(
     as_json: JsonOpt = False,
 ) -> None:
     """Finish a kept conflict: merge the proposal into main with your choices."""
-    from .codec import loads_document
-
     v = _open(ctx, vault, as_json)
     picks = dict(_pick(p) for p in pick or [])
     if take is not None and take not in ("ours", "theirs"):
-        doc = loads_document(_read_input(take), take)
+        doc = v.parse(_read_input(take), take)
         r = v.resolve(conflict_id, document=doc, agent=agent)
     else:
         r = v.resolve(conflict_id, take, picks, agent=agent)

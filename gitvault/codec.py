@@ -15,6 +15,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import CodecError
@@ -26,6 +27,51 @@ RESERVED = ".gitvault"
 
 JSON = Any
 Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Explicit bounds on what a proposal may be (settings ``gitvault.max*`` override them)."""
+
+    max_document_bytes: int = 64 * 2**20
+    max_depth: int = 100
+    max_string_bytes: int = 16 * 2**20
+    max_keys: int = 100_000
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def check_limits(value: JSON, limits: Limits = DEFAULT_LIMITS, name: str = "document") -> None:
+    """Refuse values deeper, wider or with longer strings than ``limits`` allow."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            if len(v) * 4 > limits.max_string_bytes and len(
+                    v.encode("utf-8", "surrogatepass")) > limits.max_string_bytes:
+                raise CodecError(f"{name}: a string is longer than maxStringBytes="
+                                 f"{limits.max_string_bytes}")
+            continue
+        if not isinstance(v, dict | list):
+            continue
+        if depth > limits.max_depth:
+            raise CodecError(f"{name}: nesting deeper than maxDepth={limits.max_depth}")
+        if isinstance(v, dict):
+            if len(v) > limits.max_keys:
+                raise CodecError(f"{name}: an object has {len(v)} keys, more than "
+                                 f"maxKeys={limits.max_keys}")
+            stack.extend((k, depth) for k in v)
+            stack.extend((x, depth + 1) for x in v.values())
+        else:
+            stack.extend((x, depth + 1) for x in v)
+
+
+def check_size(size: int, limits: Limits, name: str) -> None:
+    if size > limits.max_document_bytes:
+        raise CodecError(f"{name}: {size} bytes is more than maxDocumentBytes="
+                         f"{limits.max_document_bytes}; split the memory or raise the limit "
+                         "(`gitvault config set maxDocumentBytes N`)")
 
 
 def check_key(key: object) -> str:
@@ -83,10 +129,13 @@ def loads(data: bytes | str, name: str = "input") -> JSON:
         raise CodecError(f"{name}: cannot parse: {e}") from None
 
 
-def loads_document(data: bytes | str, name: str = "document") -> Document:
+def loads_document(data: bytes | str, name: str = "document",
+                   limits: Limits = DEFAULT_LIMITS) -> Document:
     """Parse a whole document: a JSON object whose keys are valid top-level keys."""
-    value = loads(data, name)
-    return check_document(value, name)
+    check_size(len(data), limits, name)
+    doc = check_document(loads(data, name), name)
+    check_limits(doc, limits, name)
+    return doc
 
 
 def check_document(value: object, name: str = "document") -> Document:
@@ -119,10 +168,15 @@ def dumps_document(doc: Mapping[str, JSON]) -> bytes:
     return dumps(dict(doc))
 
 
-def encode_document(doc: Mapping[str, JSON]) -> dict[str, bytes]:
+def encode_document(doc: Mapping[str, JSON], limits: Limits | None = None) -> dict[str, bytes]:
     """Split a checked document into ``{file name: canonical bytes}``."""
     check_document(doc)
-    return {key + BLOB_SUFFIX: dumps(value) for key, value in doc.items()}
+    if limits is not None:
+        check_limits(doc, limits)
+    files = {key + BLOB_SUFFIX: dumps(value) for key, value in doc.items()}
+    if limits is not None:
+        check_size(sum(map(len, files.values())), limits, "document")
+    return files
 
 
 def key_of(filename: str) -> str | None:

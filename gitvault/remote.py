@@ -163,7 +163,7 @@ class RemoteVault(Vault):
                 confidence: float | str | None = None, justification: str = "",
                 lease: int | None = None, on_conflict: str | None = None) -> CheckinResult:
         prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
-        files = codec.encode_document(document)
+        files = codec.encode_document(document, self.limits)
         held = self.leases.get(agent)
         if held is None:
             raise NoLease(agent)

@@ -53,6 +53,10 @@ SETTINGS = {s.name: s for s in (
     Setting("maxTtl", int, 86400, "the longest lease a checkout may ask for"),
     Setting("onConflict", str, "fail", "checkin conflict policy: fail, ours, theirs, confidence"),
     Setting("fsync", bool, True, "fsync objects and refs (off: faster, not crash-safe)"),
+    Setting("maxDocumentBytes", int, 64 * 2**20, "largest proposal accepted, in bytes"),
+    Setting("maxDepth", int, 100, "deepest nesting of objects/arrays accepted"),
+    Setting("maxStringBytes", int, 16 * 2**20, "longest string accepted, in UTF-8 bytes"),
+    Setting("maxKeys", int, 100_000, "most keys in one object"),
     Setting("staleLockSeconds", int, 30, "a ref lock older than this was left by a dead process"),
     Setting("gcLooseObjects", int, 6700, "checkin starts `git gc` past this many loose"
             " objects"),

@@ -136,6 +136,8 @@ class Vault:
         self.store = store
         store.fsync = bool(settings.value(store, "fsync"))
         store.stale_lock_seconds = float(settings.value(store, "staleLockSeconds"))
+        self.limits = codec.Limits(*(int(settings.value(store, n)) for n in (
+            "maxDocumentBytes", "maxDepth", "maxStringBytes", "maxKeys")))
         self.clock = clock or time.time
         self.leases = LeaseBook(store, self.clock)
         self.conflicts = ConflictStore(store)
@@ -286,7 +288,7 @@ class Vault:
         """
         prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
         policy = integrate.check_policy(on_conflict or settings.value(self.store, "onConflict"))
-        files = codec.encode_document(document)
+        files = codec.encode_document(document, self.limits)
         for _attempt in range(CHECKIN_ATTEMPTS):
             current = self.leases.get(agent)
             if current is not None and lease in (None, current.token) and not current.live(
@@ -467,7 +469,7 @@ class Vault:
     def _resolve_with(self, document: Mapping[str, Any], main: pygit2.Commit,
                       proposal: pygit2.Commit, prov: Provenance, t: Mapping[str, str],
                       extra: list[tuple[str, str]]) -> pygit2.Oid:
-        files = codec.encode_document(document)
+        files = codec.encode_document(document, self.limits)
         tree = self.store.build_tree(main.tree, files)
         tree_obj = self.store.repo[tree]
         assert isinstance(tree_obj, pygit2.Tree)
@@ -658,11 +660,15 @@ class Vault:
             raise InputError(f"the patch does not apply to {agent}'s base: {e}") from None
         return codec.check_document(result, "patched document")
 
+    def parse(self, data: bytes, name: str = "proposal") -> Document:
+        """Parse a proposal from bytes, within this vault's limits."""
+        return codec.loads_document(data, name, self.limits)
+
     def preview(self, agent: str, document: Mapping[str, Any], lease: int | None = None) -> Any:
         """What a checkin of ``document`` would change against the agent's lease base."""
         from . import history
 
-        codec.encode_document(document)
+        codec.encode_document(document, self.limits)
         held = self.leases.get(agent)
         if held is None:
             raise NoLease(agent)

@@ -108,3 +108,28 @@ def test_a_utf8_bom_is_accepted() -> None:
 @given(keys)
 def test_every_key_matching_the_pattern_is_accepted(key: str) -> None:
     assert codec.check_key(key) == key
+
+
+@pytest.mark.parametrize(
+    ("doc", "limit"),
+    [
+        ({"a": [[[[1]]]]}, "maxDepth"),
+        ({"a": "x" * 101}, "maxStringBytes"),
+        ({"a": {str(i): i for i in range(11)}}, "maxKeys"),
+        ({"a": ["x" * 50] * 20}, "maxDocumentBytes"),
+    ],
+)
+def test_limits_refuse_with_the_setting_named(doc: dict[str, Any], limit: str) -> None:
+    limits = codec.Limits(max_document_bytes=1000, max_depth=4, max_string_bytes=100,
+                          max_keys=10)
+    data = json.dumps(doc).encode()
+    with pytest.raises(CodecError, match=limit):
+        codec.loads_document(data, "p.json", limits)
+    with pytest.raises(CodecError, match=limit):
+        codec.encode_document(doc, limits)
+
+
+def test_documents_within_the_limits_pass() -> None:
+    limits = codec.Limits(max_document_bytes=200, max_depth=4, max_string_bytes=100, max_keys=10)
+    assert codec.loads_document(b'{"a": [[[1]]], "b": "x"}', "p", limits) == {
+        "a": [[[1]]], "b": "x"}
