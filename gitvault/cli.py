@@ -423,10 +423,16 @@ def show(
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the document (or one value) at a revision or a point in time."""
+    """Print the document (or one value) at a revision or a point in time.
+
+    With --json: {"rev", "at", "path", "value"}.
+    """
     from .codec import dumps
 
     value = _open(ctx, vault, as_json).show(rev, at=at, path=path)
+    if as_json:
+        _out({"rev": rev or "main", "at": at, "path": path, "value": value})
+        return
     sys.stdout.buffer.write(dumps(value))
     sys.stdout.flush()
 
@@ -481,8 +487,10 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
                    ] = None,
     vault: VaultOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Write the document (and its history) for other tools."""
+    fmt = "json" if as_json else fmt
     if fmt not in ("json", "jsonl"):
         raise InputError(f"--format {fmt!r}: use json or jsonl")
     text = _open(ctx, vault).export(rev, fmt=fmt, history=with_history)
@@ -584,9 +592,12 @@ def gc(ctx: typer.Context, vault: VaultOpt = None, as_json: JsonOpt = False) -> 
 
 
 @app.command("install-hooks")
-def install_hooks(ctx: typer.Context, vault: VaultOpt = None) -> None:
+def install_hooks(ctx: typer.Context, vault: VaultOpt = None, as_json: JsonOpt = False) -> None:
     """(Re)install the vault's pre-receive/post-receive hooks for this gitvault."""
-    for path in _open(ctx, vault).install_hooks():
+    paths = _open(ctx, vault, as_json).install_hooks()
+    if as_json:
+        _out({"installed": paths})
+    for path in paths:
         _err(f"installed {path}")
 
 
@@ -595,11 +606,14 @@ def clone(
     url: Annotated[str, typer.Argument(help="The vault: path, file://, git:// or ssh:// URL.")],
     dest: Annotated[str, typer.Argument(metavar="DIR", help="New working copy.")],
     agent: Annotated[str, typer.Option("--agent", help="Who commits in this clone.")],
+    as_json: JsonOpt = False,
 ) -> None:
     """A working copy for AGENT: edit K.json, `git commit`, `git push` to agents/AGENT."""
     from .remote import clone as do_clone
 
     path = do_clone(url, dest, agent)
+    if as_json:
+        _out({"path": str(path), "agent": agent})
     _err(f"cloned into {path}; edit the JSON files, `git commit --trailer Source=...`, "
          "`git push`")
 
@@ -607,11 +621,15 @@ def clone(
 @app.command()
 def fmt(
     files: Annotated[list[Path], typer.Argument(help="JSON files to rewrite canonically.")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Rewrite JSON files in the vault's canonical form (indent 2, sorted keys, newline)."""
     from .hooks import fmt as do_fmt
 
-    for path in do_fmt([str(f) for f in files]):
+    changed = do_fmt([str(f) for f in files])
+    if as_json:
+        _out({"formatted": changed})
+    for path in changed:
         _err(f"formatted {path}")
 
 

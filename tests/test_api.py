@@ -126,3 +126,28 @@ def test_history_commands_through_the_cli(vault: Vault, cli: Cli) -> None:
         r = cli(*bad)
         assert r.exit_code == 1, (bad, r.output)
         assert "Traceback" not in r.output
+
+
+def test_every_command_but_the_servers_has_json() -> None:
+    import typer
+
+    from gitvault.cli import app
+
+    missing = []
+
+    def walk(cmd: Any, name: str) -> None:
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for n, c in subs.items():
+                walk(c, f"{name} {n}".strip())
+        elif name not in ("mcp", "hook") and not any(p.name == "as_json" for p in cmd.params):
+            missing.append(name)
+
+    walk(typer.main.get_command(app), "")
+    assert missing == []
+
+
+def test_show_json_wraps_the_value(vault: Vault, cli: Cli) -> None:
+    r = cli("show", "--path", "/roadmap/vision", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["value"] == vault.read()["roadmap"]["vision"]
