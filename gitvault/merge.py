@@ -47,7 +47,7 @@ class MergeOutcome:
 def _blob_value(store: Store, entry: pygit2.IndexEntry | None, name: str) -> Any:
     if entry is None:
         return MISSING
-    return codec.loads(store.blob(entry.id), name)
+    return codec.loads_trusted(store.blob(entry.id), name)
 
 
 def _decider(decide: Decide | None, outcome: MergeOutcome,
@@ -100,7 +100,8 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
             except KeyError:  # both deleted: nothing to do
                 continue
             trio = (base_blobs.get(name), our_blobs.get(name), their_blobs.get(name))
-            values = [codec.loads(store.blob(o), name) if o is not None else MISSING for o in trio]
+            values = [codec.loads_trusted(store.blob(o), name) if o is not None else MISSING
+                      for o in trio]
         else:
             outcome.stats["git-conflict"] += 1
             values = [_blob_value(store, e, name) for e in conflicted[name]]

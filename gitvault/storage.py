@@ -172,11 +172,13 @@ class Store:
             raise StorageError(f"cannot write to the vault: {e}") from None
 
     def build_tree(self, base: pygit2.Tree | None, files: Mapping[str, bytes],
-                   extra: Mapping[str, pygit2.Oid] | None = None) -> pygit2.Oid:
+                   extra: Mapping[str, pygit2.Oid] | None = None,
+                   ids: Mapping[str, pygit2.Oid] | None = None) -> pygit2.Oid:
         """A root tree holding exactly ``files`` as key blobs, keeping ``.gitvault/`` of base.
 
         A file whose bytes hash to the blob already in ``base`` is not written again.
-        ``extra`` inserts subtrees (``.gitvault``) by id.
+        ``extra`` inserts subtrees (``.gitvault``) by id; ``ids`` are the files' blob ids when
+        the caller has already hashed them.
         """
         _set_fsync(self.fsync)
         old = self.key_blobs(base) if base is not None else {}
@@ -186,7 +188,7 @@ class Store:
                 if name not in files:
                     tb.remove(name)
             for name, data in files.items():
-                oid = pygit2.hash(data)
+                oid = ids[name] if ids is not None else pygit2.hash(data)
                 if old.get(name) != oid:
                     oid = self.repo.create_blob(data)
                     tb.insert(name, oid, FileMode.BLOB)
