@@ -422,13 +422,13 @@ def test_blame_parses_each_version_of_the_key_once(vault: Vault,
         change(vault, f"agent-{i}", edit_task(i, "status", f"finished-{i}"))
         change(vault, f"bugger-{i}", add_bug(f"B-{10 + i}"))
     parsed: list[str] = []
-    real = codec.loads
+    real = codec.loads_trusted
 
-    def counting(data: bytes | str, name: str = "input") -> Any:
+    def counting(data: bytes, name: str = "blob") -> Any:
         parsed.append(name)
         return real(data, name)
 
-    monkeypatch.setattr(codec, "loads", counting)
+    monkeypatch.setattr(codec, "loads_trusted", counting)
     entries = history.blame(vault.store, "/tasks")
     assert parsed == ["tasks.json"] * 5  # head, then each of the 4 parents that differ
     assert [e.agent for e in entries if e.path.endswith("/status")][:5] == [
