@@ -1,10 +1,32 @@
-"""gitvault: versioned, shared memory for teams of AI agents, kept in a bare git repository."""
+"""gitvault: versioned, shared memory for teams of AI agents, kept in a bare git repository.
+
+``from gitvault import Vault`` is the whole API. The names are loaded on first use (PEP 562)
+so that ``gitvault --help`` does not pay for pygit2.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .errors import GitVaultError
-from .leases import Lease
-from .vault import CheckinResult, Checkout, Session, Status, Vault
+
+if TYPE_CHECKING:
+    from .leases import Lease
+    from .vault import CheckinResult, Checkout, Session, Status, Vault
 
 __all__ = [
     "CheckinResult", "Checkout", "GitVaultError", "Lease", "Session", "Status", "Vault",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Lease":
+        from .leases import Lease
+
+        return Lease
+    if name in ("CheckinResult", "Checkout", "Session", "Status", "Vault"):
+        from . import vault
+
+        return getattr(vault, name)
+    raise AttributeError(f"module 'gitvault' has no attribute {name!r}")

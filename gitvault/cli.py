@@ -60,6 +60,7 @@ app = typer.Typer(
     help="Versioned, shared memory for teams of AI agents, kept in a bare git repository.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: starts ~0.2 s faster than rich's, and greps well
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -277,7 +278,8 @@ def status(
         typer.echo(status_text(st), nl=False)
 
 
-conflicts_app = typer.Typer(cls=_Group, help="List or drop kept conflicting proposals.",
+conflicts_app = typer.Typer(cls=_Group, rich_markup_mode=None,
+    help="List or drop kept conflicting proposals.",
                             invoke_without_command=True)
 app.add_typer(conflicts_app, name="conflicts")
 
@@ -348,7 +350,8 @@ def _pick(text: str) -> tuple[str, str]:
     return pointer, side
 
 
-schema_app = typer.Typer(cls=_Group, help="JSON Schemas that keys must satisfy on main.",
+schema_app = typer.Typer(cls=_Group, rich_markup_mode=None,
+    help="JSON Schemas that keys must satisfy on main.",
                          no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 
@@ -501,7 +504,8 @@ def export(
         sys.stdout.flush()
 
 
-config_app = typer.Typer(cls=_Group, help="Settings: flag > $GITVAULT_* > vault git config.",
+config_app = typer.Typer(cls=_Group, rich_markup_mode=None,
+    help="Settings: flag > $GITVAULT_* > vault git config.",
                          no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
