@@ -57,7 +57,7 @@ SETTINGS = {s.name: s for s in (
     Setting("maxDepth", int, 100, "deepest nesting of objects/arrays accepted"),
     Setting("maxStringBytes", int, 16 * 2**20, "longest string accepted, in UTF-8 bytes"),
     Setting("maxKeys", int, 100_000, "most keys in one object"),
-    Setting("staleLockSeconds", int, 30, "a ref lock older than this was left by a dead process"),
+    Setting("staleLockSeconds", int, 2, "a ref lock this old whose writer is gone is broken"),
     Setting("gcLooseObjects", int, 6700, "checkin starts `git gc` past this many loose"
             " objects"),
 )}

@@ -8,6 +8,7 @@ lock race is retried with backoff a bounded number of times, then :class:`VaultB
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import time
@@ -23,9 +24,10 @@ from .codec import BLOB_SUFFIX, RESERVED, key_of
 from .errors import StorageError, VaultBusy, VaultNotFound
 
 MAIN = "refs/heads/main"
+WRITERS = "gitvault-writers"  # flock'ed by every writer while it holds ref locks
 T = TypeVar("T")
 
-LOCK_ATTEMPTS = 400  # ~ a minute of backoff in the worst case; enough for 16+ busy writers
+LOCK_TIMEOUT = 60.0  # seconds of lost lock races before VaultBusy; enough for 16+ busy writers
 
 
 def _set_fsync(enabled: bool) -> None:
@@ -75,7 +77,7 @@ class Store:
         self.repo = repo
         self.path = repo.path.rstrip("/")
         self.fsync = True  # the Vault applies the gitvault.fsync setting
-        self.stale_lock_seconds = 30.0  # and gitvault.staleLockSeconds
+        self.stale_lock_seconds = 2.0  # and gitvault.staleLockSeconds
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -103,7 +105,9 @@ class Store:
     @classmethod
     def create(cls, path: str) -> Store:
         repo = pygit2.init_repository(path, bare=True, initial_head="main")
-        repo.config["core.logAllRefUpdates"] = "always"  # reflog on main: `git show main@{...}`
+        # reflog of main for `git show main@{...}` ("always" would also log refs/leases/*,
+        # which point at blobs, and make git gc print errors)
+        repo.config["core.logAllRefUpdates"] = "true"
         return cls(repo)
 
     # -- config ----------------------------------------------------------------------------
@@ -222,48 +226,81 @@ class Store:
 
     @contextmanager
     def _locked(self, names: Sequence[str], what: str) -> Iterator[RefTx]:
-        delay = 0.001
-        for _attempt in range(LOCK_ATTEMPTS):
-            tx = self.repo.transaction()
+        """Lock ``names`` (git's ``.lock`` files) while holding the writers' shared flock.
+
+        Every gitvault writer holds a shared ``flock`` on ``gitvault-writers`` for as long as it
+        holds ref locks. The kernel drops it when the process dies but keeps it while the
+        process is stopped, so a ``.lock`` nobody's flock covers belongs to a dead writer and
+        may be broken, and a frozen writer's lock is never broken under it.
+        """
+        delay, deadline, attempts = 0.0005, time.monotonic() + LOCK_TIMEOUT, 0
+        while time.monotonic() < deadline:
+            attempts += 1
+            with self._writer() as inside:
+                if inside:
+                    tx = self.repo.transaction()
+                    try:
+                        for name in names:
+                            current = name
+                            tx.lock_ref(name)
+                    except (pygit2.GitError, OSError) as e:
+                        tx.__exit__(type(e), e, None)  # frees the locks taken, commits nothing
+                        if "lock" not in str(e).lower():
+                            raise StorageError(f"{what}: {e}") from None
+                    else:
+                        with tx:
+                            yield RefTx(self.repo, tx, names)
+                        return
+            if inside:
+                self.break_stale_lock(current, also=names)
+            # short, jittered waits: critical sections last milliseconds, and long sleeps made
+            # throughput fall as writers were added
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 1.5, 0.02)
+        raise VaultBusy(what, attempts)
+
+    @contextmanager
+    def _writer(self) -> Iterator[bool]:
+        """Hold the writers' shared flock (False if a lock breaker holds it right now)."""
+        fd = os.open(os.path.join(self.path, WRITERS), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
             try:
-                for name in names:
-                    current = name
-                    tx.lock_ref(name)
-            except (pygit2.GitError, OSError) as e:
-                tx.__exit__(type(e), e, None)  # frees the locks taken so far, commits nothing
-                if "lock" not in str(e).lower():
-                    raise StorageError(f"{what}: {e}") from None
-                self.break_stale_lock(current)
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 1.6, 0.2)
-                continue
-            with tx:
-                yield RefTx(self.repo, tx, names)
-            return
-        raise VaultBusy(what, LOCK_ATTEMPTS)
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the flock
 
     def lock_path(self, name: str) -> str:
         return os.path.join(self.path, name + ".lock")
 
-    def break_stale_lock(self, name: str) -> bool:
-        """Remove ``name``'s lock file if it is older than ``stale_lock_seconds``.
+    def break_stale_lock(self, name: str, also: Sequence[str] = ()) -> bool:
+        """Remove ``name``'s lock file (and those of ``also``) if their owner is gone.
 
-        Our critical sections last milliseconds, so a lock that old belongs to a process that
-        was killed (or frozen far past any lease). The file is removed only if it is still
-        the same file (inode and mtime) we judged stale.
+        Gone means: no gitvault writer holds the writers' flock (we can take it exclusively),
+        and the file is at least ``stale_lock_seconds`` old, which spares a git command (that
+        does not take our flock) in the middle of its own millisecond-long update.
         """
         path = self.lock_path(name)
+        fd = os.open(os.path.join(self.path, WRITERS), os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            st = os.stat(path)
-            if time.time() - st.st_mtime < self.stale_lock_seconds:
-                return False
-            again = os.stat(path)
-            if (again.st_ino, again.st_mtime_ns) != (st.st_ino, st.st_mtime_ns):
-                return False
-            os.unlink(path)
-            return True
-        except FileNotFoundError:
-            return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a live (perhaps stopped) writer holds locks: never break them
+            broke = False
+            for p in dict.fromkeys([path, *map(self.lock_path, also)]):
+                try:
+                    if time.time() - os.stat(p).st_mtime >= self.stale_lock_seconds:
+                        os.unlink(p)
+                        broke = broke or p == path
+                except FileNotFoundError:
+                    continue
+            return broke
+        finally:
+            os.close(fd)
 
     def stale_locks(self) -> list[str]:
         """Lock files under refs/ (and packed-refs.lock) older than the stale threshold."""
