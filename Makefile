@@ -30,7 +30,10 @@ unit: venv
 test: lint typecheck unit
 
 bench: venv
-	$(BIN)/python bench/cycle.py
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/history.py
+	$(BIN)/python bench/merge_corpus.py
 
 stress: venv
 	$(BIN)/python -m pytest -q -m stress

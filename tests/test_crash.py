@@ -9,7 +9,7 @@ write is *acknowledged* when its checkin returned: the worker only then appends
 - every acknowledged item is in main's document and its commit is reachable from main;
 - the next checkin as the killed agent succeeds. A ``*.lock`` left behind by the kill is
   recorded (which file, how often, whether it made that checkin fail at once with VaultBusy);
-  the locks are then aged past ``gitvault.staleLockSeconds`` (what waiting 30 s would do) and
+  the locks are then aged past ``gitvault.staleLockSeconds`` and
   the checkin must now succeed by itself, gitvault breaking them (were it not to, they are
   removed by hand, as ``gitvault doctor --fix`` does, and the run fails);
 
@@ -455,7 +455,7 @@ def after_kill_checkins(vault: Path, checker: Checker, agents: Sequence[str], ro
     """The next checkin of each killed agent; True if a lock left by the kill refused one.
 
     The first tries give up at the first held lock (no one else writes now, so only a lock
-    left by the kill can refuse them; the default budget would wait ``staleLockSeconds``, 30 s,
+    left by the kill can refuse them; the default budget would wait ``staleLockSeconds``
     and then break it). For the refused, the locks are aged past staleLockSeconds (what that
     wait does) and the checkin tried again; if it is still refused they are removed by hand, as
     ``gitvault doctor --fix`` does, and it must succeed then.
