@@ -221,7 +221,9 @@ def _maybe_over(data: bytes, limits: Limits) -> bool:
     be longer than the blob; only then does the full walk run.
     """
     deep = b"\n" + b" " * max(0, 2 * (limits.max_depth - 2)) in data
-    return deep or len(data) > limits.max_string_bytes
+    # a string never spans lines, so only a line that long can hold one that long
+    return deep or (len(data) > limits.max_string_bytes
+                    and max(map(len, data.splitlines())) > limits.max_string_bytes)
 
 
 def _check_keys(value: JSON, limits: Limits, name: str) -> None:

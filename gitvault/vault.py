@@ -238,7 +238,7 @@ class Vault:
                 obj = self.store.repo[oid]
                 assert isinstance(obj, pygit2.Blob)
                 keys.append(KeyInfo(name[: -len(codec.BLOB_SUFFIX)], obj.size, str(oid)))
-            commits = sum(1 for _ in self.store.repo.walk(head))
+            commits = self.store.count_commits(head)
         conflicts = sorted(self.store.refs_under("refs/conflicts/"))
         return Status(self.path, str(head) if head else None, commits, keys, self.leases.all(),
                       conflicts, self.clock())
