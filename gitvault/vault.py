@@ -654,7 +654,8 @@ class Vault:
         if not isinstance(patch, list):
             raise InputError("a JSON Patch is a JSON array of operations (RFC 6902)")
         try:
-            result = jsonpatch.apply_patch(self.read(held.base), patch)
+            # in place: the document was just read for us, so no deep copy is needed
+            result = jsonpatch.apply_patch(self.read(held.base), patch, in_place=True)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
                 KeyError, ValueError) as e:
             raise InputError(f"the patch does not apply to {agent}'s base: {e}") from None
