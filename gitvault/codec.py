@@ -22,6 +22,7 @@ import orjson
 
 from .errors import CodecError
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 KEY_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _KEY_RE = re.compile(KEY_PATTERN)
 BLOB_SUFFIX = ".json"
@@ -119,13 +120,24 @@ def loads(data: bytes | str, name: str = "input") -> JSON:
             raise CodecError(f"{name}: invalid UTF-8 at byte {e.start}: {e.reason}") from None
     else:
         text = data
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise CodecError(f"{name}: a lone UTF-16 surrogate at character {e.start}; "
+                             "UTF-8 cannot store it") from None
     try:
-        return json.loads(
+        value = json.loads(
             text,
             object_pairs_hook=_no_duplicates,
             parse_constant=_no_constant,
             parse_float=_finite_float,
         )
+        if _SURROGATE_ESCAPE.search(text):  # "\ud800" parses, but UTF-8 cannot store it
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        raise CodecError(f"{name}: a string holds a lone UTF-16 surrogate (\\udXXX escape); "
+                         "UTF-8 cannot store it") from None
     except CodecError as e:
         raise CodecError(f"{name}: {e}") from None
     except json.JSONDecodeError as e:

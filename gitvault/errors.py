@@ -102,7 +102,7 @@ class LeaseError(GitVaultError):
 
 class NoLease(LeaseError):
     def __init__(self, agent: str) -> None:
-        super().__init__(f"{agent!r} holds no lease; run `gitvault checkout {agent}` first")
+        super().__init__(f"{agent!r} holds no lease; run `gitvault checkout {agent!r}` first")
         self.agent = agent
 
 
@@ -112,7 +112,7 @@ class LeaseExpired(LeaseError):
                 "--take theirs` merges it)" if kept else "")
         super().__init__(
             f"lease of {agent!r} expired at {expired_at:%Y-%m-%d %H:%M:%S}Z; "
-            f"run `gitvault checkout {agent}` again{keep}"
+            f"run `gitvault checkout {agent!r}` again{keep}"
         )
         self.agent, self.expired_at, self.kept = agent, expired_at, kept
 
@@ -135,6 +135,6 @@ class LeaseFenced(LeaseError):
     def __init__(self, agent: str, given: int, current: int) -> None:
         super().__init__(
             f"lease token {given} of {agent!r} is stale (current token is {current}); "
-            f"run `gitvault checkout {agent}` again"
+            f"run `gitvault checkout {agent!r}` again"
         )
         self.agent, self.given, self.current = agent, given, current

@@ -70,7 +70,10 @@ _NAME_BAD = re.compile(r"[<>\x00-\x1f\x7f]")
 
 def identity(agent: str, email_local: str) -> Identity:
     """Commit author for an agent: name = the id (made safe for git), email = escaped id."""
-    name = _NAME_BAD.sub("?", agent).strip() or email_local
+    # git (and libgit2) trim these from a name's ends; a name of nothing else would be empty
+    name = _NAME_BAD.sub("?", agent).strip()
+    if not name.strip(" \t,:;<>\"'\\."):
+        name = email_local
     return Identity(name=name, email=f"{email_local}@gitvault")
 
 
@@ -85,6 +88,12 @@ class Provenance:
         check_agent(self.agent)
         if not self.source.strip():
             raise InputError("source is empty; say where the change came from, e.g. web-research")
+        for label, text in (("source", self.source), ("justification", self.justification)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(f"{label} is not valid Unicode (undecodable bytes?); "
+                                 "pass UTF-8 text") from None
         parse_confidence(self.confidence)
         return self
 

@@ -41,6 +41,7 @@ class RefTx:
                  locked: Sequence[str]) -> None:
         self._repo, self._tx, self._locked = repo, tx, set(locked)
         self.changed: dict[str, pygit2.Oid | None] = {}
+        self.deleted: dict[str, pygit2.Oid] = {}  # name -> the value it had
 
     def get(self, name: str) -> pygit2.Oid | None:
         """The ref's value as it is on disk now (we hold its lock, so it stays so)."""
@@ -60,8 +61,11 @@ class RefTx:
 
     def delete(self, name: str) -> None:
         assert name in self._locked, name
+        old = self.get(name)
         self._tx.remove(name)
         self.changed[name] = None
+        if old is not None:
+            self.deleted[name] = old
 
 
 @dataclass(frozen=True)
@@ -227,11 +231,11 @@ class Store:
         """Write a commit object (no ref moves: that is :meth:`transact`'s job)."""
         _set_fsync(self.fsync)
         t = int(when if when is not None else time.time())
-        sig = pygit2.Signature(author.name, author.email, t, 0)
-        committer = pygit2.Signature("gitvault", "gitvault@localhost", t, 0)
         try:
+            sig = pygit2.Signature(author.name, author.email, t, 0)
+            committer = pygit2.Signature("gitvault", "gitvault@localhost", t, 0)
             return self.repo.create_commit(None, sig, committer, message, tree, parents)
-        except (OSError, pygit2.GitError) as e:
+        except (OSError, pygit2.GitError, ValueError) as e:
             raise StorageError(f"cannot write to the vault: {e}") from None
 
     @contextmanager
@@ -330,17 +334,56 @@ class Store:
             found.append("packed-refs")
         return sorted(found)
 
+    def _reopen(self) -> None:
+        """A fresh libgit2 handle: after a failed packed-refs write, libgit2's cached refdb
+        keeps failing deletes silently; a new handle reads packed-refs again."""
+        env = os.environ.get("GIT_QUARANTINE_PATH") is not None
+        flags = pygit2.enums.RepositoryOpenFlag.FROM_ENV if env else (
+            pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+        self.repo = pygit2.Repository(self.repo.path, flags)
+
+    def _finish_deletes(self, deleted: dict[str, pygit2.Oid], deadline: float,
+                        what: str) -> None:
+        """Make sure deleted refs are gone.
+
+        libgit2 deletes a *packed* ref by rewriting packed-refs under packed-refs.lock; when
+        git gc or another writer holds that lock, the transaction reports success and the ref
+        stays. Delete again (still only if it holds the value we removed) until it is gone.
+        """
+        left = {n: o for n, o in deleted.items() if self.ref(n) == o}
+        while left:
+            if time.monotonic() > deadline:
+                raise VaultBusy(f"{what}: packed-refs.lock stayed held", len(left))
+            time.sleep(0.005 + 0.02 * random.random())
+            self._reopen()
+            with self._locked(sorted(left), what) as rtx:
+                for n, o in left.items():
+                    if rtx.get(n) == o:
+                        rtx.delete(n)
+            left = {n: o for n, o in left.items() if self.ref(n) == o}
+
     def transact(self, names: Sequence[str], fn: Callable[[RefTx], T], what: str) -> T:
         """Lock ``names``, run ``fn`` with their current values, write what it set.
 
         If ``fn`` raises, nothing is written and the locks are released.
         """
         _set_fsync(self.fsync)
-        try:
-            with self._locked(sorted(set(names)), what) as rtx:
-                return fn(rtx)
-        except (OSError, pygit2.GitError) as e:
-            raise StorageError(f"{what}: {e}") from None
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                with self._locked(sorted(set(names)), what) as rtx:
+                    result = fn(rtx)
+                self._finish_deletes(rtx.deleted, deadline, what)
+                return result
+            except (OSError, pygit2.GitError) as e:
+                # committing can need packed-refs.lock (deleting a packed ref) while git gc or
+                # another writer holds it for a moment: as git does, wait and try again; fn
+                # re-reads every ref under the new locks, so the retry is still a CAS
+                if "lock" in str(e).lower() and time.monotonic() < deadline:
+                    time.sleep(0.005 + 0.02 * random.random())
+                    self._reopen()
+                    continue
+                raise StorageError(f"{what}: {e}") from None
 
 
 def key_file(key: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -48,7 +49,7 @@ from .provenance import (
 )
 from .storage import MAIN, Identity, RefTx, Store
 
-CHECKIN_ATTEMPTS = 50
+CHECKIN_ATTEMPTS = 200  # lost races for main, each followed by a jittered wait
 
 
 @dataclass(frozen=True)
@@ -329,6 +330,9 @@ class Vault:
                 )
             except LeaseExpired:
                 raise self._keep_expired(agent, current, files, prov) from None
+            if landed is None:  # lost the race for main: back off a little, then re-plan
+                time.sleep(random.uniform(0, min(0.002 * 2 ** _attempt, 0.25)))
+                continue
             if landed is not None:
                 upkeep.maybe_gc(self)
                 return CheckinResult(str(plan.target), changed, landed, plan.merged,
