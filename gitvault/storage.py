@@ -30,6 +30,16 @@ T = TypeVar("T")
 LOCK_TIMEOUT = 60.0  # seconds of lost lock races before VaultBusy; enough for 16+ busy writers
 
 
+def _target(repo: pygit2.Repository, name: str) -> pygit2.Oid | None:
+    """What ref ``name`` points at (through symbolic refs), or None."""
+    ref = repo.references.get(name)
+    if ref is None:
+        return None
+    target = ref.resolve().target
+    assert isinstance(target, pygit2.Oid)
+    return target
+
+
 def _set_fsync(enabled: bool) -> None:
     pygit2.option(Option.ENABLE_FSYNC_GITDIR, 1 if enabled else 0)
 
@@ -47,12 +57,7 @@ class RefTx:
         """The ref's value as it is on disk now (we hold its lock, so it stays so)."""
         if name in self.changed:
             return self.changed[name]
-        ref = self._repo.references.get(name)
-        if ref is None:
-            return None
-        target = ref.resolve().target
-        assert isinstance(target, pygit2.Oid)
-        return target
+        return _target(self._repo, name)
 
     def set(self, name: str, oid: pygit2.Oid, message: str) -> None:
         assert name in self._locked, name
@@ -124,12 +129,7 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------
     def ref(self, name: str) -> pygit2.Oid | None:
-        ref = self.repo.references.get(name)
-        if ref is None:
-            return None
-        target = ref.resolve().target
-        assert isinstance(target, pygit2.Oid)
-        return target
+        return _target(self.repo, name)
 
     def refs_under(self, prefix: str) -> dict[str, pygit2.Oid]:
         out: dict[str, pygit2.Oid] = {}
