@@ -33,6 +33,7 @@ class Refused(GitVaultError):
     def __init__(self, entries: list[dict[str, Any]], outcome: MergeOutcome | None) -> None:
         super().__init__(f"{len(entries)} conflict(s)")
         self.entries, self.outcome = entries, outcome
+        self.main: pygit2.Oid | None = None  # the main it was planned against, when locked
 
 
 @dataclass(frozen=True)

@@ -314,32 +314,38 @@ class Vault:
                           checkin_trailers(prov, current.token, str(base.id)))
             proposal = self.store.commit(
                 self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock()))
-            main = self.store.commit(self._main())
-            decide = integrate.decider(self.store, policy, base.id, main.id, prov.confidence)
+            # First plan the merge without holding any lock (main rarely moves meanwhile);
+            # after a lost race, plan it under the lock of main, so it cannot be lost again.
+            land = functools.partial(self._land, agent=agent, token=lease, read=current,
+                                     base=base, proposal=proposal, prov=prov, changed=changed,
+                                     policy=policy, plan=None)
+            if _attempt == 0:
+                main = self.store.commit(self._main())
+                decide = integrate.decider(self.store, policy, base.id, main.id, prov.confidence)
+                try:
+                    plan = integrate.plan(self.store, base, main, proposal, prov, current.token,
+                                          changed, decide, self.clock())
+                except integrate.Refused as refused:
+                    raise self._refuse(agent, base.id, main.id, proposal.id, refused) from None
+                land = functools.partial(land, plan=plan, main=main.id)
             try:
-                plan = integrate.plan(self.store, base, main, proposal, prov, current.token,
-                                      changed, decide, self.clock())
-            except integrate.Refused as refused:
-                raise self._refuse(agent, base.id, main.id, proposal.id, refused) from None
-            try:
-                landed = self.store.transact(
-                    [MAIN, NOTES, lease_ref(agent)],
-                    functools.partial(self._land, agent=agent, token=lease, read=current,
-                                      main=main.id, plan=plan),
-                    f"checkin {agent}",
-                )
+                landed = self.store.transact([MAIN, NOTES, lease_ref(agent)], land,
+                                             f"checkin {agent}")
             except LeaseExpired:
                 raise self._keep_expired(agent, current, files, prov) from None
-            if landed is None:  # lost the race for main: back off a little, then re-plan
-                time.sleep(random.uniform(0, min(0.002 * 2 ** _attempt, 0.25)))
+            except integrate.Refused as refused:
+                raise self._refuse(agent, base.id, refused.main or self._main(), proposal.id,
+                                   refused) from None
+            if landed is None:  # lost the race for main (or the lease changed): try again
+                time.sleep(random.uniform(0, min(0.002 * 2 ** _attempt, 0.05)))
                 continue
-            if landed is not None:
-                upkeep.maybe_gc(self)
-                return CheckinResult(str(plan.target), changed, landed, plan.merged,
-                                     dict(plan.outcome.how) if plan.outcome else {},
-                                     [f"{c.path} -> {side} ({why})"
-                                      for c, side, why in plan.outcome.decisions]
-                                     if plan.outcome else [])
+            moved, plan = landed
+            upkeep.maybe_gc(self)
+            return CheckinResult(str(plan.target), changed, moved, plan.merged,
+                                 dict(plan.outcome.how) if plan.outcome else {},
+                                 [f"{c.path} -> {side} ({why})"
+                                  for c, side, why in plan.outcome.decisions]
+                                 if plan.outcome else [])
         raise VaultBusy(f"checkin {agent}", CHECKIN_ATTEMPTS)
 
     def _keep_expired(self, agent: str, held: Lease, files: Mapping[str, bytes],
@@ -371,13 +377,32 @@ class Vault:
         return upkeep.gc(self)
 
     def _land(self, rtx: RefTx, agent: str, token: int | None, read: Lease,
-              main: pygit2.Oid, plan: integrate.Plan) -> Lease | None:
-        """Under the lock: the lease is still the one we read and main did not move."""
+              base: pygit2.Commit, proposal: pygit2.Commit, prov: Provenance,
+              changed: list[str], policy: str, plan: integrate.Plan | None,
+              main: pygit2.Oid | None = None) -> tuple[Lease, integrate.Plan] | None:
+        """Under the lock: the lease is still the one we read; move main and the lease base.
+
+        With ``plan`` (made before locking, against ``main``), main must not have moved;
+        without, the merge is planned here against the locked main.
+        """
         held = self.leases.verify(rtx, agent, token)
-        if held.token != read.token or held.base != read.base or rtx.get(MAIN) != main:
-            return None  # something moved meanwhile: the caller starts again
+        if held.token != read.token or held.base != read.base:
+            return None  # re-checked-out meanwhile: the caller starts again
+        current = rtx.get(MAIN)
+        if plan is None:
+            assert current is not None
+            head = self.store.commit(current)
+            decide = integrate.decider(self.store, policy, base.id, head.id, prov.confidence)
+            try:
+                plan = integrate.plan(self.store, base, head, proposal, prov, read.token,
+                                      changed, decide, self.clock())
+            except integrate.Refused as refused:
+                refused.main = head.id
+                raise
+        elif current != main:
+            return None
         rtx.set(MAIN, plan.target, f"checkin {agent}" + (" (merge)" if plan.merged else ""))
-        return self.leases.move_base(rtx, held, plan.target)
+        return self.leases.move_base(rtx, held, plan.target), plan
 
     def _refuse(self, agent: str, base: pygit2.Oid, main: pygit2.Oid, proposal: pygit2.Oid,
                 refused: integrate.Refused) -> ConflictError:
