@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -136,6 +136,3 @@ def parse_trailers(msg: str) -> dict[str, str]:
             out[key] = unescape(value.strip())
     return out
 
-
-def trailer_map(pairs: Mapping[str, str]) -> list[tuple[str, str]]:
-    return list(pairs.items())
