@@ -201,6 +201,11 @@ def dumps(value: JSON) -> bytes:
     return out
 
 
+def canonical(data: bytes, name: str = "input") -> bytes:
+    """The canonical bytes of JSON given in any form (strictly parsed): what it should be."""
+    return dumps(loads(data, name))
+
+
 def loads_trusted(data: bytes, name: str = "blob") -> JSON:
     """Parse a blob the vault wrote itself (already checked): fast, same result."""
     if b"0" * 19 in data.translate(_DIGITS):  # a 19-digit run: maybe an int orjson can't hold

@@ -115,7 +115,7 @@ def check_tree(store: Store, tree: pygit2.Tree, changed: Iterable[str] | None) -
         try:
             codec.check_key(key)
             data = store.blob(entry.id)
-            if codec.dumps(codec.loads(data, name)) != data:
+            if codec.canonical(data, name) != data:
                 problems.append(f"{name}: not canonical JSON (indent 2, sorted keys, final "
                                 "newline); run `gitvault fmt` on it")
         except CodecError as e:
@@ -256,7 +256,7 @@ def fmt(paths: Iterable[str]) -> list[str]:
     changed = []
     for p in paths:
         data = Path(p).read_bytes()
-        canon = codec.dumps(codec.loads(data, p))
+        canon = codec.canonical(data, p)
         if canon != data:
             Path(p).write_bytes(canon)
             changed.append(p)
@@ -351,7 +351,7 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
                 data = repo[entry.id].read_raw()
                 try:
                     codec.check_key(codec.key_of(entry.path))
-                    if codec.dumps(codec.loads(data, entry.path)) != data:
+                    if codec.canonical(data, entry.path) != data:
                         problems.append(f"{entry.path}: not canonical; run `gitvault fmt "
                                         f"{entry.path}` and `git add` it again")
                 except CodecError as e:

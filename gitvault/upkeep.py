@@ -102,7 +102,7 @@ def doctor(vault: Vault, fix: bool = False) -> Report:
         for name, oid in store.key_blobs(tree).items():
             try:
                 data = store.blob(oid)
-                if codec.dumps(codec.loads(data, name)) != data:
+                if codec.canonical(data, name) != data:
                     bad.append(f"{name} not canonical")
             except CodecError as e:
                 bad.append(str(e))
