@@ -65,7 +65,6 @@ from pygit2.enums import FileMode, Option
 
 from gitvault import Vault, __version__, codec
 from gitvault import history as gv_history
-from gitvault.leases import escape_agent
 from gitvault.provenance import Provenance, checkin_trailers, identity, message, subject_for
 from gitvault.storage import MAIN
 
@@ -189,7 +188,7 @@ class DirectWriter:
         self.chunks = [item_chunk(x) for x in doc["tasks"]]
         if self.assemble() != codec.dumps(doc["tasks"]):
             raise AssertionError("per-item assembly differs from codec.dumps")
-        self.who = identity(AGENT, escape_agent(AGENT))
+        self.who = identity(AGENT)
         self.prov = Provenance(AGENT, SOURCE, CONFIDENCE, "").check()
         self.token = token
         self.written = 0

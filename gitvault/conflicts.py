@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pygit2
 
 from .errors import InputError
-from .leases import escape_agent, unescape_agent
+from .provenance import escape_agent, unescape_agent
 from .storage import RefTx, Store
 
 PREFIX = "refs/conflicts/"

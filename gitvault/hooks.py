@@ -36,8 +36,7 @@ from pygit2.enums import SortMode
 
 from . import codec, schemas
 from .errors import CodecError, GitVaultError, InputError
-from .leases import escape_agent, unescape_agent
-from .provenance import TRAILERS, parse_confidence, parse_trailers
+from .provenance import TRAILERS, escape_agent, parse_confidence, parse_trailers, unescape_agent
 from .storage import MAIN, RefTx, Store
 
 ZERO = "0" * 40

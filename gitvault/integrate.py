@@ -17,7 +17,6 @@ from . import schemas
 from .errors import GitVaultError, InputError
 from .history import last_writer
 from .jsonmerge import MISSING, Conflict
-from .leases import escape_agent
 from .merge import Decide, MergeOutcome, merge_trees
 from .provenance import Provenance, checkin_trailers, identity, message, subject_for
 from .storage import Store
@@ -127,7 +126,7 @@ def plan(store: Store, base: pygit2.Commit, main: pygit2.Commit, proposal: pygit
     problems = schemas.validate_tree(store, tree, set(changed) | set(outcome.how))
     if problems:
         raise Refused([{**p, "kind": "schema", "path": p["pointer"]} for p in problems], outcome)
-    who = identity(prov.agent, escape_agent(prov.agent))
+    who = identity(prov.agent)
     msg = merge_message(prov, lease, str(base.id), proposal.id, outcome, extra)
     return Plan(store.write_commit(outcome.tree, [main.id, proposal.id], who, msg, when), True,
                 outcome)

@@ -25,30 +25,13 @@ from pygit2.enums import FileMode
 
 from . import settings
 from .errors import InputError, LeaseExpired, LeaseFenced, LeaseHeld, NoLease
-from .provenance import check_agent
+from .provenance import escape_agent
 from .storage import MAIN, Identity, RefTx, Store
 
 NOTES = "refs/notes/leases"
 PREFIX = "refs/leases/"
 SHARED, EXCLUSIVE = "shared", "exclusive"
-_SAFE = re.compile(rb"[A-Za-z0-9_-]")
 _COUNTER_RE = re.compile(r"^Fencing-Counter: (\d+)$", re.M)
-
-
-def escape_agent(agent: str) -> str:
-    """Injective, ref-safe form of an agent id: every byte outside ``[A-Za-z0-9_-]`` → %XX.
-
-    ``.``, ``/``, ``%`` and all non-ASCII are escaped, so ``a..b``, ``x.lock``, ``a/b`` and
-    ``a%2Fb`` map to distinct single components that git accepts.
-    """
-    raw = check_agent(agent).encode("utf-8")
-    return "".join(chr(b) if _SAFE.fullmatch(bytes([b])) else f"%{b:02X}" for b in raw)
-
-
-def unescape_agent(escaped: str) -> str:
-    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), escaped).encode(
-        "latin-1"
-    ).decode("utf-8")
 
 
 def lease_ref(agent: str) -> str:

@@ -19,6 +19,7 @@ from .storage import Identity
 TRAILERS = ("Agent-Id", "Source", "Confidence", "Justification", "Lease", "Base")
 DEFAULT_CONFIDENCE = 0.5
 
+_SAFE = re.compile(rb"[A-Za-z0-9_-]")
 _ESCAPE_RE = re.compile(r"[\\\x00-\x1f\x7f\x85\u2028\u2029]")
 _UNESCAPE_RE = re.compile(r"\\(\\|n|r|t|u[0-9a-fA-F]{4})")
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
@@ -65,11 +66,28 @@ def check_agent(agent: str) -> str:
     return agent
 
 
+def escape_agent(agent: str) -> str:
+    """Injective, ref-safe form of an agent id: every byte outside ``[A-Za-z0-9_-]`` → %XX.
+
+    ``.``, ``/``, ``%`` and all non-ASCII are escaped, so ``a..b``, ``x.lock``, ``a/b`` and
+    ``a%2Fb`` map to distinct single components that git accepts.
+    """
+    raw = check_agent(agent).encode("utf-8")
+    return "".join(chr(b) if _SAFE.fullmatch(bytes([b])) else f"%{b:02X}" for b in raw)
+
+
+def unescape_agent(escaped: str) -> str:
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), escaped).encode(
+        "latin-1"
+    ).decode("utf-8")
+
+
 _NAME_BAD = re.compile(r"[<>\x00-\x1f\x7f]")
 
 
-def identity(agent: str, email_local: str) -> Identity:
+def identity(agent: str) -> Identity:
     """Commit author for an agent: name = the id (made safe for git), email = escaped id."""
+    email_local = escape_agent(agent)
     # git (and libgit2) trim these from a name's ends; a name of nothing else would be empty
     name = _NAME_BAD.sub("?", agent).strip()
     if not name.strip(" \t,:;<>\"'\\."):

@@ -27,11 +27,13 @@ from .errors import (
     NoLease,
     VaultNotFound,
 )
-from .leases import Lease, escape_agent
+from .leases import Lease
 from .provenance import (
     Provenance,
     check_agent,
     checkin_trailers,
+    escape_agent,
+    identity,
     message,
     parse_confidence,
     subject_for,
@@ -60,9 +62,9 @@ def clone(url: str, dest: str, agent: str) -> Path:
         raise InputError(f"{dest} exists and is not empty")
     _git("clone", "--quiet", url, dest)
     git_dir = Path(dest) / ".git"
-    esc = escape_agent(agent)
-    for key, value in (("gitvault.agent", agent), ("user.name", agent),
-                       ("user.email", f"{esc}@gitvault"),
+    who = identity(agent)  # the author a checkin of this agent would have
+    for key, value in (("gitvault.agent", agent), ("user.name", who.name),
+                       ("user.email", who.email),
                        ("remote.origin.push", f"HEAD:{hooks.branch_for(agent)}"),
                        ("commit.template", str(git_dir / "gitvault-template"))):
         _git("-C", dest, "config", key, value)

@@ -35,7 +35,7 @@ from .errors import (
 )
 from .importer import read_legacy
 from .jsonmerge import Conflict
-from .leases import NOTES, Lease, LeaseBook, escape_agent, lease_ref
+from .leases import NOTES, Lease, LeaseBook, lease_ref
 from .merge import merge_trees
 from .provenance import (
     Provenance,
@@ -200,7 +200,7 @@ class Vault:
         tree = store.build_tree(None, files, extra)
         trailers = [("Agent-Id", "gitvault"), ("Source", source), ("Confidence", "1.0"),
                     ("Justification", why), ("Lease", "none"), ("Base", "none")]
-        commit = store.write_commit(tree, [], identity("gitvault", "gitvault"),
+        commit = store.write_commit(tree, [], identity("gitvault"),
                                     message(subject, trailers), self.clock())
 
         def fn(rtx: RefTx) -> None:
@@ -571,7 +571,7 @@ class Vault:
         return oid
 
     def _who(self, agent: str) -> Identity:
-        return identity(agent, escape_agent(agent))
+        return identity(agent)
 
     def _encoded(self, commit: pygit2.Oid | pygit2.Commit) -> dict[str, bytes]:
         c = commit if isinstance(commit, pygit2.Commit) else self.store.commit(commit)

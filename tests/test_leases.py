@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from gitvault import Vault
 from gitvault.errors import InputError, LeaseExpired, LeaseFenced, LeaseHeld, NoLease
-from gitvault.leases import escape_agent, lease_ref, unescape_agent
+from gitvault.leases import lease_ref
+from gitvault.provenance import escape_agent, unescape_agent
 
 from .conftest import Git, fast
 
