@@ -23,20 +23,15 @@ from .errors import (
     ConflictError,
     GitVaultError,
     InputError,
-    LeaseFenced,
-    NoLease,
     VaultNotFound,
 )
 from .leases import Lease
 from .provenance import (
     Provenance,
     check_agent,
-    checkin_trailers,
     escape_agent,
     identity,
-    message,
     parse_confidence,
-    subject_for,
 )
 from .storage import Store
 from .vault import CheckinResult, Checkout, Vault
@@ -166,23 +161,14 @@ class RemoteVault(Vault):
                 lease: int | None = None, on_conflict: str | None = None) -> CheckinResult:
         prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
         files = codec.encode_document(document, self.limits)
-        held = self.leases.get(agent)
-        if held is None:
-            raise NoLease(agent)
-        if lease is not None and lease != held.token:
-            raise LeaseFenced(agent, lease, held.token)
-        base = self.store.commit(held.base)
-        changed = codec.changed_keys(self._encoded(base), files)
-        if not changed:
+        held = self._held(agent, lease)
+        changed, proposal = self._propose(agent, held, files, prov)
+        if proposal is None:
             return CheckinResult(None, [], held)
-        tree = self.store.build_tree(base.tree, files)
-        msg = message(subject_for(agent, "checkin", changed),
-                      checkin_trailers(prov, held.token, str(base.id)))
-        commit = self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock())
         options = {"lease": str(held.token)}
         if on_conflict:
             options["on-conflict"] = on_conflict
-        report = self._push(str(commit), hooks.branch_for(agent), options)
+        report = self._push(str(proposal.id), hooks.branch_for(agent), options)
         return CheckinResult(report.get("commit"), changed, self.leases.get(agent),
                              bool(report.get("merged")), dict(report.get("strategy") or {}))
 

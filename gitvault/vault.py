@@ -73,6 +73,16 @@ class CheckinResult:
     def noop(self) -> bool:
         return self.commit is None
 
+    @classmethod
+    def landed(cls, plan: integrate.Plan, changed: list[str], lease: Lease | None
+               ) -> CheckinResult:
+        """The result of a plan that is now on main."""
+        outcome = plan.outcome
+        return cls(str(plan.target), changed, lease, plan.merged,
+                   dict(outcome.how) if outcome else {},
+                   [f"{c.path} -> {side} ({why})" for c, side, why in outcome.decisions]
+                   if outcome else [])
+
     def to_json(self) -> dict[str, Any]:
         return {"commit": self.commit, "changed": self.changed, "merged": self.merged,
                 "noop": self.noop, "strategy": self.strategy, "resolved": self.resolved,
@@ -291,6 +301,7 @@ class Vault:
         policy = integrate.check_policy(on_conflict or settings.value(self.store, "onConflict"))
         files = codec.encode_document(document, self.limits)
         ids = {name: pygit2.hash(data) for name, data in files.items()}
+        made: tuple[tuple[int, str], list[str], pygit2.Commit | None] | None = None
         for _attempt in range(CHECKIN_ATTEMPTS):
             current = self.leases.get(agent)
             if current is not None and lease in (None, current.token) and not current.live(
@@ -305,15 +316,14 @@ class Vault:
                 self.store.transact([NOTES, lease_ref(agent)],
                                     lambda rtx: self.leases.verify(rtx, agent, lease), "checkin")
                 continue
-            base = self.store.commit(current.base)
-            changed = codec.changed_keys(self.store.key_blobs(base.tree), ids)
-            if not changed:
+            if made is None or made[0] != (current.token, current.base):
+                # the agent's own commit on its base; a lost race for main keeps it
+                made = ((current.token, current.base),
+                        *self._propose(agent, current, files, prov, ids))
+            _key, changed, proposal = made
+            if proposal is None:
                 return CheckinResult(None, [], current)
-            tree = self.store.build_tree(base.tree, files, ids=ids)
-            msg = message(subject_for(agent, "checkin", changed),
-                          checkin_trailers(prov, current.token, str(base.id)))
-            proposal = self.store.commit(
-                self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock()))
+            base = proposal.parents[0]
             # First plan the merge without holding any lock (main rarely moves meanwhile);
             # after a lost race, plan it under the lock of main, so it cannot be lost again.
             land = functools.partial(self._land, agent=agent, token=lease, read=current,
@@ -341,12 +351,35 @@ class Vault:
                 continue
             moved, plan = landed
             upkeep.maybe_gc(self)
-            return CheckinResult(str(plan.target), changed, moved, plan.merged,
-                                 dict(plan.outcome.how) if plan.outcome else {},
-                                 [f"{c.path} -> {side} ({why})"
-                                  for c, side, why in plan.outcome.decisions]
-                                 if plan.outcome else [])
+            return CheckinResult.landed(plan, changed, moved)
         raise VaultBusy(f"checkin {agent}", CHECKIN_ATTEMPTS)
+
+    def _held(self, agent: str, lease: int | None) -> Lease:
+        """``agent``'s current lease (not checked for expiry), with ``lease`` as its token."""
+        held = self.leases.get(agent)
+        if held is None:
+            raise NoLease(agent)
+        if lease is not None and lease != held.token:
+            raise LeaseFenced(agent, lease, held.token)
+        return held
+
+    def _propose(self, agent: str, held: Lease, files: Mapping[str, bytes], prov: Provenance,
+                 ids: Mapping[str, pygit2.Oid] | None = None
+                 ) -> tuple[list[str], pygit2.Commit | None]:
+        """The agent's own commit of ``files`` on its lease's base, with its trailers.
+
+        Returns the changed keys and the commit (None when nothing changed).
+        """
+        base = self.store.commit(held.base)
+        ids = ids or {name: pygit2.hash(data) for name, data in files.items()}
+        changed = codec.changed_keys(self.store.key_blobs(base.tree), ids)
+        if not changed:
+            return changed, None
+        tree = self.store.build_tree(base.tree, files, ids=ids)
+        msg = message(subject_for(agent, "checkin", changed),
+                      checkin_trailers(prov, held.token, str(base.id)))
+        oid = self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock())
+        return changed, self.store.commit(oid)
 
     def _keep_expired(self, agent: str, held: Lease, files: Mapping[str, bytes],
                       prov: Provenance) -> LeaseExpired:
@@ -355,17 +388,11 @@ class Vault:
         The proposal is committed on the lease's base and kept under ``refs/conflicts/`` so
         ``gitvault resolve`` can still merge it after a look at what changed meanwhile.
         """
-        base = self.store.commit(held.base)
-        changed = codec.changed_keys(self._encoded(base), dict(files))
         expired_at = datetime.fromtimestamp(held.expires, UTC)
-        if not changed:
+        _changed, proposal = self._propose(agent, held, files, prov)
+        if proposal is None:
             return LeaseExpired(agent, expired_at)
-        tree = self.store.build_tree(base.tree, files)
-        msg = message(subject_for(agent, "checkin", changed),
-                      checkin_trailers(prov, held.token, str(base.id)))
-        commit = self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock())
-        kept = self.conflicts.keep(agent, commit)
-        return LeaseExpired(agent, expired_at, kept.id)
+        return LeaseExpired(agent, expired_at, self.conflicts.keep(agent, proposal.id).id)
 
     # -- upkeep ----------------------------------------------------------------------------
     def doctor(self, fix: bool = False) -> upkeep.Report:
@@ -622,8 +649,7 @@ class Vault:
             names = [MAIN, NOTES, lease_ref(agent)] if lease is not None else [MAIN]
             done, moved = self.store.transact(names, fn, f"merge {ref}")
             if done:
-                return CheckinResult(str(plan.target), changed, moved, plan.merged,
-                                     dict(plan.outcome.how) if plan.outcome else {})
+                return CheckinResult.landed(plan, changed, moved)
         raise VaultBusy(f"merge {ref}", CHECKIN_ATTEMPTS)
 
     def install_hooks(self) -> list[str]:
@@ -675,11 +701,7 @@ class Vault:
         """The document at ``agent``'s lease base with ``patch`` applied."""
         import jsonpatch
 
-        held = self.leases.get(agent)
-        if held is None:
-            raise NoLease(agent)
-        if lease is not None and lease != held.token:
-            raise LeaseFenced(agent, lease, held.token)
+        held = self._held(agent, lease)
         if not isinstance(patch, list):
             raise InputError("a JSON Patch is a JSON array of operations (RFC 6902)")
         try:
@@ -699,11 +721,7 @@ class Vault:
         from . import history
 
         codec.encode_document(document, self.limits)
-        held = self.leases.get(agent)
-        if held is None:
-            raise NoLease(agent)
-        if lease is not None and lease != held.token:
-            raise LeaseFenced(agent, lease, held.token)
+        held = self._held(agent, lease)
         return history.diff_documents(self.read(held.base), dict(document))
 
     def export(self, rev: str | None = None, fmt: str = "json", history: bool = False) -> str:
