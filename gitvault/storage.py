@@ -20,7 +20,7 @@ from typing import TypeVar
 import pygit2
 from pygit2.enums import FileMode, Option
 
-from .codec import BLOB_SUFFIX, RESERVED, key_of
+from .codec import key_of
 from .errors import StorageError, VaultBusy, VaultNotFound
 
 MAIN = "refs/heads/main"
@@ -385,9 +385,3 @@ class Store:
                     continue
                 raise StorageError(f"{what}: {e}") from None
 
-
-def key_file(key: str) -> str:
-    return key + BLOB_SUFFIX
-
-
-__all__ = ["MAIN", "RESERVED", "Identity", "RefTx", "Store", "key_file"]
