@@ -227,15 +227,18 @@ def checkin(
     from .codec import loads
 
     v = _open(ctx, vault, as_json)
-    if patch:
-        doc = v.patched(agent, loads(_read_input(proposed), proposed), lease)
-    else:
-        doc = v.parse(_read_input(proposed), proposed)
+    data = _read_input(proposed)
     if dry_run:
+        doc = v.patched(agent, loads(data, proposed), lease) if patch else v.parse(data, proposed)
         d = v.preview(agent, doc, lease)
         _out(d.to_json()) if as_json else typer.echo(d.text, nl=False)
         return
-    r = v.checkin(agent, doc, source, confidence, justification, lease, on_conflict)
+    if patch:
+        r = v.checkin_patch(agent, loads(data, proposed), source, confidence, justification,
+                            lease, on_conflict)
+    else:
+        r = v.checkin(agent, v.parse(data, proposed), source, confidence, justification, lease,
+                      on_conflict)
     if as_json:
         _out(r.to_json())
     elif r.noop:

@@ -24,15 +24,13 @@ import os
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
-import jsonpatch
-import jsonpointer
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__, codec
-from .errors import GitVaultError, InputError, NoLease, StorageError
+from .errors import GitVaultError, InputError, StorageError
 from .leases import Lease
 from .provenance import check_agent
 from .vault import CheckinResult, Vault
@@ -179,17 +177,6 @@ def _plain(value: Any) -> Any:
     return to_json() if callable(to_json) else value
 
 
-def _apply_patch(document: dict[str, Any], ops: list[PatchOperation]) -> dict[str, Any]:
-    raw = [o.model_dump(by_alias=True, exclude_unset=True) for o in ops]
-    try:
-        result = jsonpatch.apply_patch(document, raw)
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as e:
-        raise InputError(f"patch does not apply to the document you checked out: {e}") from None
-    if not isinstance(result, dict):
-        raise InputError("patch replaced the whole document with a non-object; keep an object")
-    return result
-
-
 # -- the server ------------------------------------------------------------------------------
 def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
     """An MCP server for the vault at ``vault_path``, acting as ``agent`` when given.
@@ -282,17 +269,14 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
             raise InputError("give exactly one of `document` (the whole new document) or "
                              "`patch` (RFC 6902 operations)")
         v = vault()
-        token = lease
         if patch is not None:
-            held = v.leases.get(name)
-            if held is None:
-                raise NoLease(name)
-            # pin the lease we applied the patch to: a renewal meanwhile moves the base
-            token = held.token if lease is None else lease
-            document = _apply_patch(v.read(held.base) if held.base else {}, patch)
-        assert document is not None
-        result = v.checkin(name, document, source, confidence, justification, lease=token,
-                           on_conflict=on_conflict)
+            ops = [o.model_dump(by_alias=True, exclude_unset=True) for o in patch]
+            result = v.checkin_patch(name, ops, source, confidence, justification, lease,
+                                     on_conflict)
+        else:
+            assert document is not None
+            result = v.checkin(name, document, source, confidence, justification, lease=lease,
+                               on_conflict=on_conflict)
         return CheckinOutcome.of(result)
 
     @tool(_WRITE)

@@ -692,16 +692,24 @@ class Vault:
                       lease: int | None = None, on_conflict: str | None = None
                       ) -> CheckinResult:
         """Check in an RFC 6902 JSON Patch against the lease's base (send kilobytes, not the
-        document); provenance and merging are those of :meth:`checkin`."""
-        return self.checkin(agent, self.patched(agent, patch, lease), source, confidence,
-                            justification, lease, on_conflict)
+        document); provenance and merging are those of :meth:`checkin`.
+
+        The checkin is pinned to the lease the patch was applied to: if the agent renews its
+        lease meanwhile (moving the base), it is fenced rather than applied to the wrong base.
+        """
+        held = self._held(agent, lease)
+        document = self._apply_patch(agent, held, patch)
+        return self.checkin(agent, document, source, confidence, justification, held.token,
+                            on_conflict)
 
     def patched(self, agent: str, patch: list[dict[str, Any]],
                 lease: int | None = None) -> Document:
         """The document at ``agent``'s lease base with ``patch`` applied."""
+        return self._apply_patch(agent, self._held(agent, lease), patch)
+
+    def _apply_patch(self, agent: str, held: Lease, patch: list[dict[str, Any]]) -> Document:
         import jsonpatch
 
-        held = self._held(agent, lease)
         if not isinstance(patch, list):
             raise InputError("a JSON Patch is a JSON array of operations (RFC 6902)")
         try:
