@@ -63,7 +63,7 @@ from typing import Any, cast
 import pygit2
 from pygit2.enums import FileMode, Option
 
-from gitvault import Vault, __version__, codec
+from gitvault import Vault, __version__, changes, codec
 from gitvault import history as gv_history
 from gitvault.provenance import Provenance, checkin_trailers, identity, message, subject_for
 from gitvault.storage import MAIN
@@ -186,7 +186,8 @@ class DirectWriter:
         self.start = self.head = start
         self.tree = self.repo[start].peel(pygit2.Commit).tree
         self.chunks = [item_chunk(x) for x in doc["tasks"]]
-        if self.assemble() != codec.dumps(doc["tasks"]):
+        self.assembled = self.assemble()
+        if self.assembled != codec.dumps(doc["tasks"]):
             raise AssertionError("per-item assembly differs from codec.dumps")
         self.who = identity(AGENT)
         self.prov = Provenance(AGENT, SOURCE, CONFIDENCE, "").check()
@@ -198,15 +199,19 @@ class DirectWriter:
 
     def commit(self, doc: Doc, key: str, index: int, when: float) -> None:
         if key == "tasks":
+            old = self.assembled
             self.chunks[index] = item_chunk(doc["tasks"][index])
-            data = self.assemble()
+            data = self.assembled = self.assemble()
         else:
+            old = self.repo[self.tree[key + codec.BLOB_SUFFIX].id].peel(pygit2.Blob).data
             data = codec.dumps(doc[key])
         tb = self.repo.TreeBuilder(self.tree)
         tb.insert(key + codec.BLOB_SUFFIX, self.repo.create_blob(data), FileMode.BLOB)
         tree_id = tb.write()
+        changed = changes.key_changes(key, old, data)  # the Changed: lines a checkin writes
         msg = message(subject_for(AGENT, "checkin", [key]),
-                      checkin_trailers(self.prov, self.token, str(self.head)))
+                      checkin_trailers(self.prov, self.token, str(self.head))
+                      + changes.trailers(changed))
         author = pygit2.Signature(self.who.name, self.who.email, int(when), 0)
         committer = pygit2.Signature("gitvault", "gitvault@localhost", int(when), 0)
         self.head = self.repo.create_commit(None, author, committer, msg, tree_id, [self.head])

@@ -29,10 +29,10 @@ import jsonpatch
 import pygit2
 from pygit2.enums import SortMode
 
-from . import codec, pointers
+from . import changes, codec, pointers
 from .errors import InputError
 from .jsonmerge import MISSING, is_id_array, json_equal
-from .provenance import parse_trailers, unescape
+from .provenance import parse_trailers, trailer_values
 from .storage import MAIN, Store
 
 LEGACY_DIR = "legacy-eventlog"
@@ -85,9 +85,13 @@ def last_writer(store: Store, head: pygit2.Oid, path: str,
     walker = store.repo.walk(head, SortMode.TOPOLOGICAL | SortMode.TIME)
     if hide is not None:
         walker.hide(hide)
+    tokens = pointers.split(path)
     for commit in walker:
-        blob = _blob_id(commit.tree, key_file)
         parent = commit.parents[0] if commit.parents else None
+        index = changes.index_of(commit.message) if parent is not None else None
+        if index is not None and not index.may_touch(tokens):
+            continue
+        blob = _blob_id(commit.tree, key_file)
         if parent is not None and _blob_id(parent.tree, key_file) == blob:
             continue
         changed_here = parent is None or not json_equal(value_at(store, parent.tree, path), want)
@@ -263,22 +267,18 @@ class LogEntry:
         }
 
 
-def _trailer_lines(message: str, key: str) -> tuple[str, ...]:
-    """Every value of a repeated trailer (``parse_trailers`` keeps only the first)."""
-    block = message.rstrip("\n").rsplit("\n\n", 1)[-1]
-    prefix = key + ": "
-    return tuple(unescape(line[len(prefix):].strip()) for line in block.splitlines()
-                 if line.startswith(prefix))
-
-
-def _changed_keys(store: Store, commit: pygit2.Commit) -> tuple[str, ...]:
+def _changed_keys(store: Store, commit: pygit2.Commit,
+                  index: changes.Index | None = None) -> tuple[str, ...]:
+    if index is not None:  # the commit's own Changed: lines name every key it changed
+        return tuple(sorted(index.keys))
     new = store.key_blobs(commit.tree)
     old = store.key_blobs(commit.parents[0].tree) if commit.parents else {}
     return tuple(sorted(k for n in set(old) | set(new)
                         if old.get(n) != new.get(n) and (k := codec.key_of(n)) is not None))
 
 
-def entry_of(store: Store, commit: pygit2.Commit) -> LogEntry:
+def entry_of(store: Store, commit: pygit2.Commit,
+             index: changes.Index | None = None) -> LogEntry:
     """The log entry of one commit: its trailers, parents and changed keys."""
     t = parse_trailers(commit.message)
     return LogEntry(
@@ -288,9 +288,9 @@ def entry_of(store: Store, commit: pygit2.Commit) -> LogEntry:
         confidence=_confidence(t.get("Confidence")), justification=t.get("Justification", ""),
         lease=t.get("Lease"), base=t.get("Base"),
         parents=tuple(str(p) for p in commit.parent_ids), merged=len(commit.parent_ids) > 1,
-        changed=_changed_keys(store, commit), subject=commit.message.split("\n", 1)[0],
+        changed=_changed_keys(store, commit, index), subject=commit.message.split("\n", 1)[0],
         merged_commit=t.get("Merged-Commit"), strategy=t.get("Merge-Strategy"),
-        resolved=_trailer_lines(commit.message, "Resolved"),
+        resolved=trailer_values(commit.message, "Resolved"),
     )
 
 
@@ -398,7 +398,10 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
             root = commit
         if limit is not None and len(out) >= limit:
             break
-        entry = entry_of(store, commit)
+        index = changes.index_of(commit.message) if commit.parents else None
+        if tokens is not None and index is not None and not index.may_touch(tokens):
+            continue  # its Changed: lines rule the pointer out: no tree or blob read
+        entry = entry_of(store, commit, index)
         if not wanted(entry):
             continue
         if tokens is not None and path is not None:
@@ -845,7 +848,8 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
     idp = id_form(doc, path)
     pos = positional(doc, path)
     assert pos is not None
-    root = _build("", pointers.split(idp), pointers.split(pos), want)
+    id_tokens = pointers.split(idp)
+    root = _build("", id_tokens, pointers.split(pos), want)
     commit = head
     while root.pending:
         if not commit.parents:
@@ -854,6 +858,10 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
                     leaf.writer = commit
             break
         parent = commit.parents[0]
+        index = changes.index_of(commit.message)
+        if index is not None and not index.may_touch(id_tokens):
+            commit = parent  # its Changed: lines rule the value out: no tree or blob read
+            continue
         blob = _blob_id(commit.tree, kfile)
         pblob = _blob_id(parent.tree, kfile)
         if blob != pblob:

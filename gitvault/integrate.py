@@ -13,7 +13,7 @@ from typing import Any
 
 import pygit2
 
-from . import schemas
+from . import changes, schemas
 from .errors import GitVaultError, InputError
 from .history import last_writer
 from .jsonmerge import MISSING, Conflict
@@ -127,6 +127,7 @@ def plan(store: Store, base: pygit2.Commit, main: pygit2.Commit, proposal: pygit
     if problems:
         raise Refused([{**p, "kind": "schema", "path": p["pointer"]} for p in problems], outcome)
     who = identity(prov.agent)
-    msg = merge_message(prov, lease, str(base.id), proposal.id, outcome, extra)
+    msg = merge_message(prov, lease, str(base.id), proposal.id, outcome,
+                        [*extra, *changes.trailers(changes.between(store, main.tree, tree))])
     return Plan(store.write_commit(outcome.tree, [main.id, proposal.id], who, msg, when), True,
                 outcome)

@@ -142,6 +142,14 @@ def subject_for(agent: str, verb: str, keys: Iterable[str]) -> str:
     return f"{verb} {agent}: {shown or 'no keys'}"
 
 
+def trailer_values(msg: str, key: str) -> tuple[str, ...]:
+    """Every value of a repeated trailer, unescaped (``parse_trailers`` keeps the first)."""
+    block = msg.rstrip("\n").rsplit("\n\n", 1)[-1]
+    prefix = key + ": "
+    return tuple(unescape(line[len(prefix):].strip()) for line in block.splitlines()
+                 if line.startswith(prefix))
+
+
 def parse_trailers(msg: str) -> dict[str, str]:
     """The trailers of the last paragraph of a message, unescaped (first value per key)."""
     block = msg.rstrip("\n").rsplit("\n\n", 1)[-1]

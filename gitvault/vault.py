@@ -20,7 +20,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
-from . import codec, integrate, schemas, settings, upkeep
+from . import changes, codec, integrate, schemas, settings, upkeep
 from .codec import Document
 from .conflicts import ConflictStore
 from .errors import (
@@ -152,6 +152,10 @@ class Vault:
         self.clock = clock or time.time
         self.leases = LeaseBook(store, self.clock)
         self.conflicts = ConflictStore(store)
+        # bytes of the key blobs this handle read or wrote last: a checkin compares its new
+        # blobs with the base's (the Changed: index), which are usually the ones read at
+        # checkout or written by the previous checkin
+        self._recent: dict[pygit2.Oid, bytes] = {}
 
     @property
     def path(self) -> str:
@@ -236,8 +240,24 @@ class Vault:
         for name, oid in sorted(blobs.items()):
             key = codec.key_of(name)
             assert key is not None
-            doc[key] = codec.loads_trusted(self.store.blob(oid), name)
+            doc[key] = codec.loads_trusted(self._blob(oid), name)
         return doc
+
+    def _blob(self, oid: pygit2.Oid) -> bytes:
+        data = self._recent.get(oid)
+        if data is None:
+            data = self.store.blob(oid)
+            self._remember({oid: data})
+        return data
+
+    def _remember(self, blobs: Mapping[pygit2.Oid, bytes], budget: int = 64 << 20) -> None:
+        """Keep ``blobs`` in the recent cache, dropping the oldest beyond ``budget`` bytes."""
+        self._recent.update(blobs)
+        total = sum(map(len, self._recent.values()))
+        for oid in list(self._recent):
+            if total <= budget:
+                break
+            total -= len(self._recent.pop(oid))
 
     def status(self) -> Status:
         head = self.store.ref(MAIN)
@@ -376,8 +396,10 @@ class Vault:
         if not changed:
             return changed, None
         tree = self.store.build_tree(base.tree, files, ids=ids)
+        index = changes.between(self.store, base.tree, self._tree(tree), files, self._blob)
+        self._remember({ids[n]: data for n, data in files.items()})
         msg = message(subject_for(agent, "checkin", changed),
-                      checkin_trailers(prov, held.token, str(base.id)))
+                      checkin_trailers(prov, held.token, str(base.id)) + changes.trailers(index))
         oid = self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock())
         return changed, self.store.commit(oid)
 
@@ -527,8 +549,7 @@ class Vault:
                       extra: list[tuple[str, str]]) -> pygit2.Oid:
         files = codec.encode_document(document, self.limits)
         tree = self.store.build_tree(main.tree, files)
-        tree_obj = self.store.repo[tree]
-        assert isinstance(tree_obj, pygit2.Tree)
+        tree_obj = self._tree(tree)
         problems = schemas.validate_tree(self.store, tree_obj, [k[:-5] for k in files])
         if problems:
             raise schemas.SchemaError(f"the resolved document fails its schema at "
@@ -536,6 +557,7 @@ class Vault:
                                       problems)
         trailers = checkin_trailers(prov, t.get("Lease", ""), str(proposal.parents[0].id))
         trailers += [("Merged-Commit", str(proposal.id)), ("Resolved", "all -> file"), *extra]
+        trailers += changes.trailers(changes.between(self.store, main.tree, tree_obj, files))
         msg = message(subject_for(prov.agent, "merge", sorted(k[:-5] for k in files)), trailers)
         return self.store.write_commit(tree, [main.id, proposal.id], self._who(prov.agent), msg,
                                        self.clock())
@@ -599,6 +621,11 @@ class Vault:
 
     def _who(self, agent: str) -> Identity:
         return identity(agent)
+
+    def _tree(self, oid: pygit2.Oid) -> pygit2.Tree:
+        tree = self.store.repo[oid]
+        assert isinstance(tree, pygit2.Tree)
+        return tree
 
     def _encoded(self, commit: pygit2.Oid | pygit2.Commit) -> dict[str, bytes]:
         c = commit if isinstance(commit, pygit2.Commit) else self.store.commit(commit)

@@ -111,6 +111,7 @@ def test_a_conflicting_push_leaves_main_and_is_kept(vault: Vault, git: Git,
         ("no-trailers", "refs/heads/agents/alice", "missing trailer Agent-Id"),
         ("forged-agent", "refs/heads/agents/alice", "does not match the branch's agent"),
         ("bad-confidence", "refs/heads/agents/alice", "outside [0, 1]"),
+        ("forged-index", "refs/heads/agents/alice", "Changed: lines ['/tasks']"),
         ("lease-ref", "refs/leases/x", "belong to the vault"),
         ("notes-ref", "refs/notes/leases", "belong to the vault"),
         ("conflict-ref", "refs/conflicts/alice/9", "belong to the vault"),
@@ -135,6 +136,8 @@ def test_bad_pushes_are_refused_and_change_no_ref(vault: Vault, git: Git, tmp_pa
         trailers = ["Note=nothing"]
     elif case == "forged-agent":
         trailers = ["Agent-Id=bob", *TRAILERS]
+    elif case == "forged-index":  # log and blame would skip this commit for /roadmap
+        trailers = ["Agent-Id=alice", *TRAILERS, "Changed=/tasks"]
     elif case == "bad-confidence":
         trailers = ["Agent-Id=alice", "Source=s", "Confidence=7", "Justification=j",
                     "Lease=none", "Base=none"]
@@ -145,6 +148,16 @@ def test_bad_pushes_are_refused_and_change_no_ref(vault: Vault, git: Git, tmp_pa
     assert needle in r.stderr, r.stderr
     assert "remote: gitvault: push refused" in r.stderr
     assert refs(git) == before
+
+
+def test_a_pushed_commit_with_exact_changed_lines_is_accepted_and_indexed(
+        vault: Vault, git: Git, tmp_path: Path) -> None:
+    c = work(vault, tmp_path, "alice")
+    edit(c, "roadmap.json", '"vision": "Every', '"vision": "Alice says: every')
+    commit(c, "alice", "Agent-Id=alice", *TRAILERS, "Changed=/roadmap/vision")
+    r = push(c, "refs/heads/agents/alice")
+    assert r.returncode == 0, r.stderr
+    assert [e.agent for e in vault.log(path="/roadmap/vision")][:1] == ["alice"]
 
 
 def test_a_non_fast_forward_to_main_is_refused(vault: Vault, git: Git, tmp_path: Path) -> None:
