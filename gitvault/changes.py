@@ -31,7 +31,7 @@ import orjson
 
 from . import codec, pointers
 from .errors import InputError
-from .provenance import trailer_values
+from .provenance import escape, trailer_values
 
 if TYPE_CHECKING:
     import pygit2
@@ -206,3 +206,43 @@ class Index:
 def index_of(message: str) -> Index | None:
     """The index in a commit message, or None when it has no ``Changed:`` lines."""
     return Index.of(trailer_values(message, TRAILER))
+
+
+def raw_lines(message: str) -> list[str]:
+    """The ``Changed:`` values of the trailer block exactly as written (still escaped)."""
+    block = message.rstrip("\n").rsplit("\n\n", 1)[-1]
+    prefix = TRAILER + ": "
+    return [line[len(prefix):] for line in block.split("\n") if line.startswith(prefix)]
+
+
+class Probe:
+    """Asks commit messages whether their ``Changed:`` lines rule one pointer out.
+
+    The same answers as :meth:`Index.may_touch`, by substring tests on the trailer block
+    instead of parsing it: a walk asks every commit of the history, and this keeps the
+    question at a couple of microseconds.
+    """
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self.tokens = list(tokens)
+
+        def line(parts: Sequence[str], end: str = "\n") -> str:
+            return f"\n{TRAILER}: {escape(pointers.join(list(parts)))}{end}"
+
+        if self.tokens:
+            self.whole = line(self.tokens[:1])
+            self.below = line(self.tokens[:1], "/")
+            self.ids = line(self.tokens[:1], "/[id=")
+            self.step = line(self.tokens[:2]) if len(self.tokens) > 1 else ""
+        self.positional = len(self.tokens) > 1 and not self.tokens[1].startswith("[id=")
+
+    def rules_out(self, message: str) -> bool:
+        """True only if the message carries an index and it excludes the pointer."""
+        block = "\n" + message.rstrip("\n").rsplit("\n\n", 1)[-1] + "\n"
+        if f"\n{TRAILER}: " not in block or not self.tokens or self.whole in block:
+            return False
+        if len(self.tokens) == 1:
+            return self.below not in block
+        if self.step in block:
+            return False
+        return not (self.positional and self.ids in block)

@@ -85,11 +85,10 @@ def last_writer(store: Store, head: pygit2.Oid, path: str,
     walker = store.repo.walk(head, SortMode.TOPOLOGICAL | SortMode.TIME)
     if hide is not None:
         walker.hide(hide)
-    tokens = pointers.split(path)
+    probe = changes.Probe(pointers.split(path))
     for commit in walker:
         parent = commit.parents[0] if commit.parents else None
-        index = changes.index_of(commit.message) if parent is not None else None
-        if index is not None and not index.may_touch(tokens):
+        if parent is not None and probe.rules_out(commit.message):
             continue
         blob = _blob_id(commit.tree, key_file)
         if parent is not None and _blob_id(parent.tree, key_file) == blob:
@@ -393,15 +392,16 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
         return not (hi is not None and (e.time is None or e.time > hi))
 
     root: pygit2.Commit | None = None
+    probe = changes.Probe(tokens) if tokens is not None else None
     for commit in store.repo.walk(start.id, SortMode.TOPOLOGICAL | SortMode.TIME):
         if not commit.parents:
             root = commit
         if limit is not None and len(out) >= limit:
             break
-        index = changes.index_of(commit.message) if commit.parents else None
-        if tokens is not None and index is not None and not index.may_touch(tokens):
+        if probe is not None and commit.parents and probe.rules_out(commit.message):
             continue  # its Changed: lines rule the pointer out: no tree or blob read
-        entry = entry_of(store, commit, index)
+        entry = entry_of(store, commit, changes.index_of(commit.message) if commit.parents
+                         else None)
         if not wanted(entry):
             continue
         if tokens is not None and path is not None:
@@ -850,6 +850,7 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
     assert pos is not None
     id_tokens = pointers.split(idp)
     root = _build("", id_tokens, pointers.split(pos), want)
+    probe = changes.Probe(id_tokens)
     commit = head
     while root.pending:
         if not commit.parents:
@@ -858,8 +859,7 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
                     leaf.writer = commit
             break
         parent = commit.parents[0]
-        index = changes.index_of(commit.message)
-        if index is not None and not index.may_touch(id_tokens):
+        if probe.rules_out(commit.message):
             commit = parent  # its Changed: lines rule the value out: no tree or blob read
             continue
         blob = _blob_id(commit.tree, kfile)

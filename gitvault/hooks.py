@@ -38,10 +38,10 @@ from . import changes, codec, schemas
 from .errors import CodecError, GitVaultError, InputError
 from .provenance import (
     TRAILERS,
+    escape,
     escape_agent,
     parse_confidence,
     parse_trailers,
-    trailer_values,
     unescape_agent,
 )
 from .storage import MAIN, RefTx, Store
@@ -151,10 +151,10 @@ def check_commit(store: Store, commit: pygit2.Commit, agent: str | None) -> list
     if parent is not None:
         old, new = store.key_blobs(parent.tree), store.key_blobs(commit.tree)
         changed = [k[:-5] for k in set(old) | set(new) if old.get(k) != new.get(k)]
-    claimed = trailer_values(commit.message, changes.TRAILER)
+    claimed = changes.raw_lines(commit.message)
     if claimed:  # log and blame trust these lines to skip commits: they must be exact
         actual = changes.between(store, parent.tree, commit.tree) if parent is not None else []
-        if sorted(claimed) != sorted(actual):
+        if sorted(claimed) != sorted(escape(p) for p in actual):
             problems.append(f"{changes.TRAILER}: lines {sorted(claimed)!r} do not match the "
                             f"commit's changes {actual!r}; drop them (gitvault writes them)")
     return problems + check_tree(store, commit.tree, changed)

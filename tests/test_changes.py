@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gitvault import Vault, changes, codec, pointers
 from gitvault.jsonmerge import json_equal
-from gitvault.provenance import trailer_values
+from gitvault.provenance import escape, message, trailer_values
 
 from .conftest import Git
 
@@ -169,3 +169,21 @@ def test_every_commit_gitvault_writes_on_main_carries_an_exact_index(vault: Vaul
         idx = changes.index_of(commit.message)
         assert (idx is None) == (not want), commit.message
         assert sorted(trailer_values(commit.message, "Changed")) == sorted(values)
+
+
+STEPS = st.sampled_from(["[id=T-1]", "[id=7]", "7", "-", "a", "a/b", "~x", "x\\y", "l\nm", "[id="])
+POINTERS = st.lists(st.sampled_from(["k", "j", "k2"]), min_size=1, max_size=1).flatmap(
+    lambda key: st.one_of(st.just(key), st.tuples(st.just(key[0]), STEPS).map(list)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(POINTERS, max_size=4), POINTERS, st.lists(STEPS, max_size=2), st.booleans())
+def test_the_probe_answers_as_the_parsed_index(lines: list[list[str]], asked: list[str],
+                                               deeper: list[str], empty: bool) -> None:
+    changed = [pointers.join(t) for t in lines]
+    msg = message("checkin a: k", [("Agent-Id", "a"), *changes.trailers(changed)])
+    tokens = [] if empty else [*asked, *deeper]
+    idx = changes.index_of(msg)
+    expected = idx is not None and not idx.may_touch(tokens)
+    assert changes.Probe(tokens).rules_out(msg) == expected, (changed, tokens)
+    assert changes.raw_lines(msg) == [escape(p) for p in changed]
