@@ -87,9 +87,9 @@ def last_writer(store: Store, head: pygit2.Oid, path: str,
         walker.hide(hide)
     probe = changes.Probe(pointers.split(path))
     for commit in walker:
-        parent = commit.parents[0] if commit.parents else None
-        if parent is not None and probe.rules_out(commit.message):
+        if commit.parent_ids and probe.rules_out(commit.message):
             continue
+        parent = commit.parents[0] if commit.parent_ids else None
         blob = _blob_id(commit.tree, key_file)
         if parent is not None and _blob_id(parent.tree, key_file) == blob:
             continue
@@ -394,13 +394,13 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
     root: pygit2.Commit | None = None
     probe = changes.Probe(tokens) if tokens is not None else None
     for commit in store.repo.walk(start.id, SortMode.TOPOLOGICAL | SortMode.TIME):
-        if not commit.parents:
+        if not commit.parent_ids:
             root = commit
         if limit is not None and len(out) >= limit:
             break
-        if probe is not None and commit.parents and probe.rules_out(commit.message):
+        if probe is not None and commit.parent_ids and probe.rules_out(commit.message):
             continue  # its Changed: lines rule the pointer out: no tree or blob read
-        entry = entry_of(store, commit, changes.index_of(commit.message) if commit.parents
+        entry = entry_of(store, commit, changes.index_of(commit.message) if commit.parent_ids
                          else None)
         if not wanted(entry):
             continue
