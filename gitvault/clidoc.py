@@ -17,7 +17,7 @@ def _usage(name: str, cmd: Any) -> str:
     args = []
     for p in cmd.params:
         if isinstance(p, typer.core.TyperArgument):
-            meta = p.metavar or p.name.upper()
+            meta = p.metavar or (p.name or "").upper()
             args.append(meta if p.required else f"[{meta}]")
     return f"gitvault {name} [OPTIONS] {' '.join(args)}".rstrip()
 
@@ -30,7 +30,7 @@ def _section(name: str, cmd: Any) -> list[str]:
         if p.name in ("help",):
             continue
         if isinstance(p, typer.core.TyperArgument):
-            label = f"`{p.metavar or p.name.upper()}`"
+            label = f"`{p.metavar or (p.name or '').upper()}`"
         else:
             label = ", ".join(f"`{o}`" for o in p.opts)
         shown = p.default not in (None, False, "") and not p.required
