@@ -4,16 +4,33 @@ Every ref change goes through :meth:`Store.transact`: it locks the refs it will 
 ``.lock`` files, so the git CLI respects them too), lets the caller read their current values
 under the lock, decide, and set targets; libgit2 writes them when the callback returns. A lost
 lock race is retried with backoff a bounded number of times, then :class:`VaultBusy`.
+
+Durability (``gitvault.fsync``, on by default): every object a ref will point at is on disk
+before the ref moves, and the ref move is on disk before the write call returns, so an
+acknowledged checkin survives a power cut. libgit2 can fsync every file it writes, but a
+checkin writes six loose objects and several refs and reflogs, and each fsync of a file and of
+its directory is a journal commit and a disk cache flush of its own. Instead libgit2 writes
+without fsync and :meth:`Store.transact` flushes the vault's file system twice with
+``syncfs(2)``: once after the caller wrote its objects and before the refs are committed, and
+once after. Each is one journal commit that covers everything written before it, including
+objects a ``git push`` or another writer left in the page cache (the price: a checkin also
+waits for whatever other programs left dirty on that file system). Where ``syncfs`` is
+missing or not known to be honest for the file system (see :data:`_SYNCFS_FILE_SYSTEMS`),
+libgit2 fsyncs each object and :meth:`Store.transact` fsyncs the ref files it touched.
+Unflushed objects can be left empty by a power cut; the first store opened after a reboot
+deletes them before anything can reuse them (:meth:`Store._clean_after_power_cut`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,6 +42,7 @@ from .errors import StorageError, VaultBusy, VaultNotFound
 
 MAIN = "refs/heads/main"
 WRITERS = "gitvault-writers"  # flock'ed by every writer while it holds ref locks
+BOOT = "gitvault-boot"  # the boot id of the last check for a power cut's empty objects
 T = TypeVar("T")
 
 LOCK_TIMEOUT = 60.0  # seconds of lost lock races before VaultBusy; enough for 16+ busy writers
@@ -41,7 +59,72 @@ def _target(repo: pygit2.Repository, name: str) -> pygit2.Oid | None:
 
 
 def _set_fsync(enabled: bool) -> None:
+    """libgit2's per-file fsync, for the objects it writes (a global switch of the process).
+
+    Its loose-ref backend reads the switch only once, when a repository handle first touches
+    its refs, so refs are not reliably fsynced by it: :meth:`Store._flush_refs` does that.
+    """
     pygit2.option(Option.ENABLE_FSYNC_GITDIR, 1 if enabled else 0)
+
+
+# File systems (statfs f_type) whose syncfs(2) writes back every dirty inode and commits the
+# journal with a cache flush, i.e. is at least as strong as fsync of each file and directory.
+# Others (NFS, FUSE, overlayfs over an unknown upper layer, ...) keep per-file fsync.
+_SYNCFS_FILE_SYSTEMS = {
+    0xEF53: "ext2/3/4",
+    0x58465342: "xfs",
+    0x9123683E: "btrfs",
+    0xF2F52010: "f2fs",
+    0x2FC12FC1: "zfs",
+    0x01021994: "tmpfs",  # nothing survives a power cut anyway; syncfs costs nothing there
+}
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    """libc, if it has ``syncfs`` (Linux 2.6.39+, glibc 2.14+, musl) and ``fstatfs``."""
+    if not sys.platform.startswith("linux"):
+        return None  # macOS and the BSDs have no syncfs, and their sync(2) need not wait
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syncfs.argtypes, libc.syncfs.restype = [ctypes.c_int], ctypes.c_int
+        libc.fstatfs.argtypes, libc.fstatfs.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _load_libc()
+
+
+def _syncfs_honest(fd: int) -> bool:
+    """Whether the file system holding ``fd`` is one of :data:`_SYNCFS_FILE_SYSTEMS`."""
+    if _LIBC is None:
+        return False
+    buf = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit Linux
+    if _LIBC.fstatfs(fd, buf) != 0:
+        return False
+    # f_type is the first field: a long (an int on 32-bit); magics are 32-bit values
+    return (ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF) in _SYNCFS_FILE_SYSTEMS
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _fsync_path(path: str) -> None:
+    """fsync a file or directory if it exists."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class RefTx:
@@ -87,6 +170,9 @@ class Store:
         self.path = repo.path.rstrip("/")
         self.fsync = True  # the Vault applies the gitvault.fsync setting
         self.stale_lock_seconds = 2.0  # and gitvault.staleLockSeconds
+        self._syncfs: bool | None = None  # can flushes be batched with syncfs? (asked once)
+        if self._batched():
+            self._clean_after_power_cut()
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -183,7 +269,7 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
     def write_blob(self, data: bytes) -> pygit2.Oid:
-        _set_fsync(self.fsync)
+        self._object_fsync()
         try:
             return self.repo.create_blob(data)
         except (OSError, pygit2.GitError) as e:
@@ -198,7 +284,7 @@ class Store:
         ``extra`` inserts subtrees (``.gitvault``) by id; ``ids`` are the files' blob ids when
         the caller has already hashed them.
         """
-        _set_fsync(self.fsync)
+        self._object_fsync()
         old = self.key_blobs(base) if base is not None else {}
         try:
             tb = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
@@ -218,6 +304,7 @@ class Store:
 
     def build_subtree(self, files: Mapping[str, bytes | Mapping[str, bytes]]) -> pygit2.Oid:
         """A tree from nested ``{name: bytes | {name: ...}}`` (for ``.gitvault/``)."""
+        self._object_fsync()
         tb = self.repo.TreeBuilder()
         for name, content in sorted(files.items()):
             if isinstance(content, bytes):
@@ -229,7 +316,7 @@ class Store:
     def write_commit(self, tree: pygit2.Oid, parents: list[pygit2.Oid], author: Identity,
                      message: str, when: float | None = None) -> pygit2.Oid:
         """Write a commit object (no ref moves: that is :meth:`transact`'s job)."""
-        _set_fsync(self.fsync)
+        self._object_fsync()
         t = int(when if when is not None else time.time())
         try:
             sig = pygit2.Signature(author.name, author.email, t, 0)
@@ -263,7 +350,10 @@ class Store:
                             raise StorageError(f"{what}: {e}") from None
                     else:
                         with tx:
-                            yield RefTx(self.repo, tx, names)
+                            rtx = RefTx(self.repo, tx, names)
+                            yield rtx
+                            self._flush_objects(rtx, what)  # before the refs are committed
+                        self._flush_refs(rtx, what)
                         return
             if inside:
                 self.break_stale_lock(current, also=names)
@@ -272,6 +362,112 @@ class Store:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.5, 0.02)
         raise VaultBusy(what, attempts)
+
+    # -- durability ------------------------------------------------------------------------
+    def _batched(self) -> bool:
+        """Whether this vault's flushes are batched with syncfs (else fsync per file)."""
+        if self._syncfs is None:
+            self._syncfs = all(self._with_fds(_syncfs_honest))
+        return self._syncfs
+
+    def _with_fds(self, fn: Callable[[int], T]) -> list[T]:
+        """``fn`` of a descriptor of each file system the vault writes to: the git directory's
+        and, if ``objects/`` is a mount or a symlink elsewhere, that one's."""
+        out: list[T] = []
+        seen: set[int] = set()
+        for d in (self.path, os.path.join(self.path, "objects")):
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                dev = os.fstat(fd).st_dev
+                if dev not in seen:
+                    seen.add(dev)
+                    out.append(fn(fd))
+            finally:
+                os.close(fd)
+        return out
+
+    def _clean_after_power_cut(self) -> None:
+        """Once per boot, before this process writes: delete empty loose objects.
+
+        With batched flushes a new object's name can reach the disk before its bytes (delayed
+        allocation), so a power cut between writing it and the flush leaves an empty file. No
+        ref points at it (refs move after the flush), but libgit2 skips writing an object whose
+        file exists, so the next checkin of the same content would point main at it. Only a
+        crash of the machine leaves such files, hence the scan only when the boot id changed.
+        An empty file is never a valid object (a zlib stream has a header).
+        """
+        boot = _boot_id()
+        if boot is None:
+            return
+        marker = os.path.join(self.path, BOOT)
+        try:
+            with open(marker, encoding="ascii") as f:
+                if f.read().strip() == boot:
+                    return
+        except OSError:
+            pass
+        try:
+            for d in os.scandir(os.path.join(self.path, "objects")):
+                if len(d.name) == 2 and d.is_dir(follow_symlinks=False):
+                    for e in os.scandir(d.path):
+                        with suppress(FileNotFoundError):  # git gc may prune it meanwhile
+                            if e.is_file(follow_symlinks=False) and e.stat().st_size == 0:
+                                os.unlink(e.path)
+            tmp = f"{marker}.{os.getpid()}"
+            with open(tmp, "w", encoding="ascii") as f:
+                f.write(boot + "\n")
+            os.replace(tmp, marker)
+        except OSError:
+            pass  # read-only for us: the next writer scans
+
+    def _object_fsync(self) -> None:
+        _set_fsync(self.fsync and not self._batched())
+
+    def _syncfs_all(self, what: str) -> None:
+        """One syncfs per file system: one journal commit for all that was written so far."""
+        assert _LIBC is not None
+
+        def flush(fd: int) -> None:
+            if _LIBC.syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise StorageError(f"{what}: cannot flush the vault to disk: "
+                                   f"{os.strerror(err)}")
+
+        self._with_fds(flush)
+
+    def _flush_objects(self, rtx: RefTx, what: str) -> None:
+        """Make durable every object the refs set in ``rtx`` may point at, before they move.
+
+        Objects are written before and inside the transaction's callback (merge commits are
+        made under the lock), so this runs after it. A transaction that only deletes refs
+        points at nothing new and skips it; one that changes nothing skips both flushes.
+        """
+        if self.fsync and self._batched() and any(v is not None for v in rtx.changed.values()):
+            self._syncfs_all(what)
+
+    def _flush_refs(self, rtx: RefTx, what: str) -> None:
+        """Make the committed ref changes (loose refs, reflogs, packed-refs) durable."""
+        if not self.fsync or not rtx.changed:
+            return
+        if self._batched():
+            self._syncfs_all(what)
+            return
+        paths: set[str] = set()
+        for name in rtx.changed:
+            for p in (os.path.join(self.path, name), os.path.join(self.path, "logs", name)):
+                paths.add(p)
+                d = os.path.dirname(p)
+                while len(d) > len(self.path):  # a new ref may have made its directories
+                    paths.add(d)
+                    d = os.path.dirname(d)
+        if rtx.deleted:
+            paths.add(os.path.join(self.path, "packed-refs"))
+        try:
+            for p in sorted(paths, key=len, reverse=True):  # files before their directories
+                _fsync_path(p)
+            _fsync_path(self.path)
+        except OSError as e:
+            raise StorageError(f"{what}: cannot flush the vault to disk: {e}") from None
 
     @contextmanager
     def _writer(self) -> Iterator[bool]:
@@ -365,9 +561,11 @@ class Store:
     def transact(self, names: Sequence[str], fn: Callable[[RefTx], T], what: str) -> T:
         """Lock ``names``, run ``fn`` with their current values, write what it set.
 
-        If ``fn`` raises, nothing is written and the locks are released.
+        If ``fn`` raises, nothing is written and the locks are released. With fsync on, the
+        objects are flushed to disk before the refs move and the refs before this returns
+        (see the module docstring).
         """
-        _set_fsync(self.fsync)
+        self._object_fsync()
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
             try:
