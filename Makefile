@@ -31,6 +31,8 @@ test: lint typecheck unit
 
 bench: venv
 	$(BIN)/pip install -q -e '.[dev,bench]'
+	# byte-compile first: with PYTHONDONTWRITEBYTECODE set, every CLI call would recompile
+	$(BIN)/python -m compileall -q gitvault
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/merge_corpus.py

@@ -46,11 +46,12 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
-from gitvault import Vault
+from gitvault import Vault, changes
 from gitvault.cli import app
 from gitvault.codec import loads_document
 from gitvault.errors import CodecError, ConflictError, GitVaultError
 from gitvault.provenance import unescape
+from gitvault.storage import Store
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "legacy"
 SCALE = float(os.environ.get("GITVAULT_FUZZ_SCALE", "1"))
@@ -646,7 +647,11 @@ def assert_provenance(h: Fz, commit: str, agent: str, source: str, confidence: A
     trailers = parse_trailers_with_git(h, commit)
     keys = [k for k, _ in trailers]
     assert keys[:6] == TRAILERS, trailers
-    extra = keys[6:]
+    extra = [k for k in keys[6:] if k != changes.TRAILER]
+    store = Store.open(str(h.path))  # the Changed: index is exactly what the commit changed
+    c = store.commit(commit)
+    assert [unescape(v) for k, v in trailers if k == changes.TRAILER] == changes.between(
+        store, c.parents[0].tree, c.tree), trailers
     if len(parents) == 1:
         assert extra == [], f"forged or extra trailers: {trailers}"
     else:

@@ -45,8 +45,9 @@ def test_a_hostile_justification_adds_no_trailer(
         capture_output=True, text=True, check=True,
     ).stdout.splitlines()
     assert [line.split(":")[0] for line in parsed] == [
-        "Agent-Id", "Source", "Confidence", "Justification", "Lease", "Base"
+        "Agent-Id", "Source", "Confidence", "Justification", "Lease", "Base", "Changed"
     ]
+    assert parsed[-1] == "Changed: /patterns/new"
     assert git("log", "-1", "--format=%(trailers:key=Agent-Id,valueonly)").strip() == "planner"
     assert git("log", "-1", "--format=%(trailers:key=Lease,valueonly)").strip() == "1"
     msg = git("log", "-1", "--format=%B")

@@ -95,7 +95,7 @@ def test_checkin_commits_with_author_and_trailers(vault: Vault, git: Git) -> Non
     trailers = git("log", "-1", "--format=%(trailers:unfold)").strip().splitlines()
     assert trailers == [
         "Agent-Id: planner-1", "Source: web-research", "Confidence: 0.8", "Justification: ",
-        "Lease: 1", f"Base: {co.lease.base}",
+        "Lease: 1", f"Base: {co.lease.base}", "Changed: /tasks/[id=T-001]",
     ]
 
 
