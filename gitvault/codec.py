@@ -206,6 +206,20 @@ def canonical(data: bytes, name: str = "input") -> bytes:
     return dumps(loads(data, name))
 
 
+def is_canonical(data: bytes) -> bool:
+    """Whether ``data`` is valid JSON already in canonical form (what :func:`canonical` gives).
+
+    Fast (orjson) yet exact: anything the strict parser would treat differently (a duplicate
+    key, a number orjson reads otherwise) changes the re-encoded bytes, so they would differ.
+    """
+    if b"0" * 19 in data.translate(_DIGITS):  # a 19-digit run: leave it to the strict path
+        return False
+    try:
+        return dumps(orjson.loads(data)) == data
+    except (orjson.JSONDecodeError, CodecError):
+        return False
+
+
 def loads_trusted(data: bytes, name: str = "blob") -> JSON:
     """Parse a blob the vault wrote itself (already checked): fast, same result."""
     if b"0" * 19 in data.translate(_DIGITS):  # a 19-digit run: maybe an int orjson can't hold

@@ -89,9 +89,10 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
             continue
         if name not in conflicted:
             try:
-                merged = codec.loads(store.blob(index[name].id), name)
-                index.add(pygit2.IndexEntry(name, store.write_blob(codec.dumps(merged)),
-                                            FileMode.BLOB))
+                data = store.blob(index[name].id)
+                if not codec.is_canonical(data):  # usual: both sides were, and so is the merge
+                    index.add(pygit2.IndexEntry(
+                        name, store.write_blob(codec.canonical(data, name)), FileMode.BLOB))
                 outcome.how[key] = "git"
                 outcome.stats["git"] += 1
                 continue

@@ -49,6 +49,7 @@ from .provenance import (
 )
 from .storage import MAIN, Identity, RefTx, Store
 
+OPTIMISTIC_PLANS = 3  # merges planned outside the lock before planning under it
 CHECKIN_ATTEMPTS = 200  # lost races for main, each followed by a jittered wait
 
 
@@ -344,12 +345,15 @@ class Vault:
             if proposal is None:
                 return CheckinResult(None, [], current)
             base = proposal.parents[0]
-            # First plan the merge without holding any lock (main rarely moves meanwhile);
-            # after a lost race, plan it under the lock of main, so it cannot be lost again.
+            # Plan the merge without holding any lock, so that other writers' critical
+            # sections stay a ref update long and agents merge in parallel; after
+            # OPTIMISTIC_PLANS lost races, plan under the lock of main, so it cannot be lost
+            # again (planning under the lock from the first lost race held every other writer
+            # up for a whole merge: two agents landed fewer checkins than one).
             land = functools.partial(self._land, agent=agent, token=lease, read=current,
                                      base=base, proposal=proposal, prov=prov, changed=changed,
                                      policy=policy, plan=None)
-            if _attempt == 0:
+            if _attempt < OPTIMISTIC_PLANS:
                 main = self.store.commit(self._main())
                 decide = integrate.decider(self.store, policy, base.id, main.id, prov.confidence)
                 try:
@@ -367,7 +371,8 @@ class Vault:
                 raise self._refuse(agent, base.id, refused.main or self._main(), proposal.id,
                                    refused) from None
             if landed is None:  # lost the race for main (or the lease changed): try again
-                time.sleep(random.uniform(0, min(0.002 * 2 ** _attempt, 0.05)))
+                if _attempt >= OPTIMISTIC_PLANS:
+                    time.sleep(random.uniform(0, min(0.002 * 2 ** _attempt, 0.05)))
                 continue
             moved, plan = landed
             upkeep.maybe_gc(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -176,3 +177,26 @@ def test_the_fast_limit_checks_refuse_exactly_what_the_full_walk_refuses(
     except CodecError:
         fast_ok = False
     assert fast_ok == walk_ok
+
+
+def _strict_canonical(data: bytes) -> bytes | None:
+    try:
+        return codec.canonical(data)
+    except CodecError:
+        return None
+
+
+@given(json_values)
+def test_is_canonical_agrees_with_the_strict_parser_on_encoded_values(value: Any) -> None:
+    data = codec.dumps(value)
+    long_number = re.search(rb"\d{19}", data) is not None  # sent to the strict path
+    assert codec.is_canonical(data) == (_strict_canonical(data) == data and not long_number)
+
+
+@pytest.mark.parametrize("data", [
+    b'{\n  "a": 1,\n  "a": 1\n}\n', b'{\n  "a": 1\n}', b'{"a": 1}\n', b"NaN\n", b"1e400\n",
+    b"12345678901234567890123\n", b'"\\ud800"\n', b'[\n  1.0\n]\n', b"\xff\n", b"",
+    b'{\n  "b": 1,\n  "a": 2\n}\n', b'[\n  1,\n  2\n]\n', b'"x"\n',
+])
+def test_is_canonical_on_edge_cases(data: bytes) -> None:
+    assert codec.is_canonical(data) == (_strict_canonical(data) == data and b"123456" not in data)
