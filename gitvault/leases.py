@@ -146,7 +146,7 @@ class LeaseBook:
         parents = [notes.tip] if notes.tip is not None else []
         msg = f"{subject}\n\nFencing-Counter: {counter}\n"
         who = Identity("gitvault", "leases@gitvault")
-        oid = self.store.write_commit(tb.write(), parents, who, msg)
+        oid = self.store.write_commit(self.store.objects(tb.write), parents, who, msg)
         rtx.set(NOTES, oid, subject)
 
     def acquire(self, agent: str, ttl: int | None = None, exclusive: bool = False) -> Lease:

@@ -68,7 +68,7 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
                 decide: Decide | None = None) -> MergeOutcome:
     """Merge ``theirs`` (the agent's tree) into ``ours`` (main) from ``base``."""
     repo = store.repo
-    index = repo.merge_trees(base, ours, theirs, flags=MergeFlag(0))
+    index = store.objects(lambda: repo.merge_trees(base, ours, theirs, flags=MergeFlag(0)))
     outcome = MergeOutcome(tree=None)
     conflicted: dict[str, tuple[Any, Any, Any]] = {}
     if index.conflicts is not None:
@@ -119,5 +119,5 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
     outcome.conflicts += undecided
     if outcome.conflicts:
         return outcome
-    outcome.tree = index.write_tree(repo)
+    outcome.tree = store.objects(lambda: index.write_tree(repo))
     return outcome

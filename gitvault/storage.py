@@ -282,12 +282,27 @@ class Store:
         return obj.data
 
     # -- writing ---------------------------------------------------------------------------
-    def write_blob(self, data: bytes) -> pygit2.Oid:
+    def objects(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, which writes objects, again if git's prune removed a folder under it.
+
+        ``git gc`` (the automatic one too) deletes empty ``objects/xx/`` folders. libgit2
+        makes the folder, writes a temporary file in it and renames it into place; when prune
+        removed the folder in between, the rename fails with ENOENT. git retries in that case,
+        and so do we: writing an object again is harmless.
+        """
         self._object_fsync()
-        try:
-            return self.repo.create_blob(data)
-        except (OSError, pygit2.GitError) as e:
-            raise StorageError(f"cannot write to the vault: {e}") from None
+        for attempt in range(5):
+            try:
+                return fn()
+            except (OSError, pygit2.GitError) as e:
+                if attempt < 4 and "No such file or directory" in str(e):
+                    time.sleep(0.001 * (attempt + 1))
+                    continue
+                raise StorageError(f"cannot write to the vault: {e}") from None
+        raise AssertionError("unreachable")
+
+    def write_blob(self, data: bytes) -> pygit2.Oid:
+        return self.objects(lambda: self.repo.create_blob(data))
 
     def build_tree(self, base: pygit2.Tree | None, files: Mapping[str, bytes],
                    extra: Mapping[str, pygit2.Oid] | None = None,
@@ -298,9 +313,9 @@ class Store:
         ``extra`` inserts subtrees (``.gitvault``) by id; ``ids`` are the files' blob ids when
         the caller has already hashed them.
         """
-        self._object_fsync()
         old = self.key_blobs(base) if base is not None else {}
-        try:
+
+        def write() -> pygit2.Oid:
             tb = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
             for name in old:
                 if name not in files:
@@ -313,31 +328,33 @@ class Store:
             for name, oid in (extra or {}).items():
                 tb.insert(name, oid, FileMode.TREE)
             return tb.write()
-        except (OSError, pygit2.GitError) as e:
-            raise StorageError(f"cannot write to the vault: {e}") from None
+
+        return self.objects(write)
 
     def build_subtree(self, files: Mapping[str, bytes | Mapping[str, bytes]]) -> pygit2.Oid:
         """A tree from nested ``{name: bytes | {name: ...}}`` (for ``.gitvault/``)."""
-        self._object_fsync()
-        tb = self.repo.TreeBuilder()
-        for name, content in sorted(files.items()):
-            if isinstance(content, bytes):
-                tb.insert(name, self.repo.create_blob(content), FileMode.BLOB)
-            else:
-                tb.insert(name, self.build_subtree(content), FileMode.TREE)
-        return tb.write()
+        def write() -> pygit2.Oid:
+            tb = self.repo.TreeBuilder()
+            for name, content in sorted(files.items()):
+                if isinstance(content, bytes):
+                    tb.insert(name, self.repo.create_blob(content), FileMode.BLOB)
+                else:
+                    tb.insert(name, self.build_subtree(content), FileMode.TREE)
+            return tb.write()
+
+        return self.objects(write)
 
     def write_commit(self, tree: pygit2.Oid, parents: list[pygit2.Oid], author: Identity,
                      message: str, when: float | None = None) -> pygit2.Oid:
         """Write a commit object (no ref moves: that is :meth:`transact`'s job)."""
-        self._object_fsync()
         t = int(when if when is not None else time.time())
         try:
             sig = pygit2.Signature(author.name, author.email, t, 0)
             committer = pygit2.Signature("gitvault", "gitvault@localhost", t, 0)
-            return self.repo.create_commit(None, sig, committer, message, tree, parents)
-        except (OSError, pygit2.GitError, ValueError) as e:
+        except ValueError as e:
             raise StorageError(f"cannot write to the vault: {e}") from None
+        return self.objects(
+            lambda: self.repo.create_commit(None, sig, committer, message, tree, parents))
 
     @contextmanager
     def _locked(self, names: Sequence[str], what: str) -> Iterator[RefTx]:

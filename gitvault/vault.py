@@ -582,7 +582,7 @@ class Vault:
             index.read_tree(main.tree)
             index.add(pygit2.IndexEntry(path, self.store.write_blob(codec.dumps(schema)),
                                         FileMode.BLOB))
-            tree_oid = index.write_tree(self.store.repo)
+            tree_oid = self.store.objects(functools.partial(index.write_tree, self.store.repo))
             tree = self.store.repo[tree_oid]
             assert isinstance(tree, pygit2.Tree)
             problems = schemas.validate_tree(self.store, tree, [key])

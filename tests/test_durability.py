@@ -21,6 +21,7 @@ import pygit2
 import pytest
 
 from gitvault import Vault
+from gitvault.errors import StorageError
 from gitvault.storage import BOOT, MAIN, Identity, RefTx, Store
 
 from .conftest import fast, git_in
@@ -232,3 +233,24 @@ def test_empty_objects_are_only_looked_for_once_per_boot(
     loose(path, oid).write_bytes(b"")  # cannot happen without a reboot: proves the scan ran once
     Store.open(str(path))
     assert loose(path, oid).exists()
+
+
+def test_an_object_write_raced_by_gits_prune_is_retried(tmp_path: Path) -> None:
+    """git gc deletes empty objects/xx/ folders; libgit2's rename then fails with ENOENT."""
+    store = Store.create(str(tmp_path / "v.git"))
+    calls = []
+
+    def write() -> pygit2.Oid:
+        calls.append(1)
+        if len(calls) == 1:
+            raise pygit2.GitError("failed to rename lockfile to 'objects/cc/fa56': "
+                                  "No such file or directory")
+        return store.repo.create_blob(b"x")
+
+    assert store.objects(write) == pygit2.hash(b"x") and len(calls) == 2
+
+    def broken() -> pygit2.Oid:
+        raise pygit2.GitError("disk quota exceeded")
+
+    with pytest.raises(StorageError, match="quota"):
+        store.objects(broken)
