@@ -132,9 +132,11 @@ class LeaseHeld(LeaseError):
 
 
 class LeaseFenced(LeaseError):
-    def __init__(self, agent: str, given: int, current: int) -> None:
+    def __init__(self, agent: str, given: int, current: int, kept: str | None = None) -> None:
+        keep = (f"; the proposal is kept as conflict {kept} (`gitvault resolve {kept} "
+                "--take theirs` merges it)" if kept else "")
         super().__init__(
             f"lease token {given} of {agent!r} is stale (current token is {current}); "
-            f"run `gitvault checkout {agent!r}` again"
+            f"run `gitvault checkout {agent!r}` again{keep}"
         )
-        self.agent, self.given, self.current = agent, given, current
+        self.agent, self.given, self.current, self.kept = agent, given, current, kept

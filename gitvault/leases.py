@@ -46,6 +46,11 @@ def parse_iso(s: str) -> float:
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
+def _ref_blob(agent: str, token: int) -> bytes:
+    """What a lease ref points at: a blob naming agent and token (one per lease instance)."""
+    return json.dumps({"agent": agent, "token": token}, ensure_ascii=False).encode() + b"\n"
+
+
 @dataclass(frozen=True)
 class Lease:
     agent: str
@@ -129,6 +134,30 @@ class LeaseBook:
         except (ValueError, KeyError, TypeError):
             return None
 
+    def past(self, agent: str, token: int, depth: int = 100_000) -> Lease | None:
+        """``agent``'s lease with ``token`` as it last stood, from the notes' history.
+
+        A fenced checkin (a newer checkout of the same agent replaced its lease) still
+        deserves to have its work kept, and that needs the base it was made on. Each lease
+        instance is a distinct blob, so its note is found by that blob's id.
+        """
+        ref_blob = str(pygit2.hash(_ref_blob(agent, token)))
+        tip = self.store.ref(NOTES)
+        commit = self.store.commit(tip) if tip is not None else None
+        for _ in range(depth):
+            if commit is None:
+                return None
+            try:
+                note = commit.tree[ref_blob]
+            except KeyError:
+                commit = commit.parents[0] if commit.parents else None
+                continue
+            try:
+                return Lease.from_note(self.store.blob(note.id))
+            except (ValueError, KeyError, TypeError):
+                return None
+        return None
+
     def all(self) -> list[Lease]:
         """Every lease with readable details, live or expired, ordered by agent."""
         notes = self._notes(self.store.ref(NOTES))
@@ -169,9 +198,7 @@ class LeaseBook:
             token = notes.counter + 1
             lease = Lease(agent, token, EXCLUSIVE if exclusive else SHARED,
                           str(main) if main else "", now, now + ttl, ttl)
-            obj = self.store.write_blob(
-                json.dumps({"agent": agent, "token": token}, ensure_ascii=False).encode() + b"\n"
-            )
+            obj = self.store.write_blob(_ref_blob(agent, token))
             old = rtx.get(ref)
             if old is not None:
                 notes.entries.pop(str(old), None)

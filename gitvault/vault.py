@@ -25,6 +25,7 @@ from .codec import Document
 from .conflicts import ConflictStore
 from .errors import (
     ConflictError,
+    GitVaultError,
     InputError,
     LeaseExpired,
     LeaseFenced,
@@ -334,8 +335,12 @@ class Vault:
             ):
                 # under the lock, verify raises the precise lease error; if it does not, the
                 # lease changed between our two reads: look again
-                self.store.transact([NOTES, lease_ref(agent)],
-                                    lambda rtx: self.leases.verify(rtx, agent, lease), "checkin")
+                try:
+                    self.store.transact([NOTES, lease_ref(agent)],
+                                        lambda rtx: self.leases.verify(rtx, agent, lease),
+                                        "checkin")
+                except LeaseFenced as fenced:
+                    raise self._keep_fenced(fenced, files, prov) from None
                 continue
             if made is None or made[0] != (current.token, current.base):
                 # the agent's own commit on its base; a lost race for main keeps it
@@ -420,6 +425,22 @@ class Vault:
         if proposal is None:
             return LeaseExpired(agent, expired_at)
         return LeaseExpired(agent, expired_at, self.conflicts.keep(agent, proposal.id).id)
+
+    def _keep_fenced(self, fenced: LeaseFenced, files: Mapping[str, bytes],
+                     prov: Provenance) -> LeaseFenced:
+        """A stale token refuses the checkin, but as with expiry the work is kept: committed on
+        the base the old lease last stood on (found in the notes' history)."""
+        old = self.leases.past(fenced.agent, fenced.given)
+        if old is None or self.store.ref(MAIN) is None:
+            return fenced
+        try:
+            _changed, proposal = self._propose(fenced.agent, old, files, prov)
+        except GitVaultError:
+            return fenced  # the old base is gone (pruned): refuse as before
+        if proposal is None:
+            return fenced
+        kept = self.conflicts.keep(fenced.agent, proposal.id).id
+        return LeaseFenced(fenced.agent, fenced.given, fenced.current, kept)
 
     # -- upkeep ----------------------------------------------------------------------------
     def doctor(self, fix: bool = False) -> upkeep.Report:

@@ -808,10 +808,6 @@ def test_a_paused_holder_whose_lease_was_renewed_by_another_process_is_fenced(
     assert fenced.refs_after == fenced.refs_before == fenced.refs_after_cli
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "issue 7: a checkin refused for its lease should keep the proposal under refs/conflicts/; "
-    "Vault.checkin keeps it for an expired lease (_keep_expired) but not for a stale token "
-    "(LeaseFenced is raised by leases.verify before anything is written)"))
 def test_a_fenced_late_checkin_keeps_the_agents_work_under_refs_conflicts(
     renewed_meanwhile: Fenced,
 ) -> None:

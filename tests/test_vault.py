@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from gitvault import Vault
-from gitvault.errors import CodecError, LegacyImportError, VaultExists, VaultNotFound
+from gitvault.errors import (
+    CodecError,
+    LeaseFenced,
+    LegacyImportError,
+    VaultExists,
+    VaultNotFound,
+)
 
 from .conftest import EXAMPLE, Git, git_in
 
@@ -151,3 +157,20 @@ def test_fsync_is_on_unless_the_vault_config_turns_it_off(tmp_path: Path) -> Non
     assert v.store.fsync is True
     git_in(tmp_path / "v.git")("config", "gitvault.fsync", "false")
     assert Vault.open(tmp_path / "v.git").store.fsync is False
+
+
+def test_a_fenced_checkin_is_refused_but_its_work_is_kept(vault: Vault, git: Git) -> None:
+    """A newer checkout of the same agent fences the old token; the old work is not lost."""
+    old = vault.checkout("planner")
+    new = vault.checkout("planner")
+    old.document["roadmap"]["vision"] = "from the old process"
+    main = vault.head()
+    with pytest.raises(LeaseFenced) as e:
+        vault.checkin("planner", old.document, "late", 0.5, lease=old.lease.token)
+    assert vault.head() == main and e.value.kept is not None
+    assert f"kept as conflict {e.value.kept}" in str(e.value)
+    kept = git("log", "-1", "--format=%P", f"refs/conflicts/{e.value.kept}").strip()
+    assert kept == old.lease.base  # made on the base the old lease stood on
+    vault.resolve(e.value.kept, take="theirs", agent="planner")
+    assert vault.read()["roadmap"]["vision"] == "from the old process"
+    assert vault.checkout("planner").lease.token > new.lease.token
