@@ -523,8 +523,8 @@ def config_list(ctx: typer.Context, vault: VaultOpt = None, as_json: JsonOpt = F
         _out(rows)
         return
     for r in rows:
-        value = str(r["value"]).lower() if isinstance(r["value"], bool) else r["value"]
-        typer.echo(f"{r['name']:<12} {value!s:<10} ({r['source']}; ${r['env']})  {r['help']}")
+        typer.echo(f"{r['name']:<12} {_setting_text(r['value']):<10} ({r['source']}; "
+                   f"${r['env']})  {r['help']}")
 
 
 @config_app.command("get")
@@ -536,8 +536,12 @@ def config_get(
 ) -> None:
     """Print one setting's effective value."""
     value = _open(ctx, vault, as_json).config_get(name)
-    _out({"name": name, "value": value}) if as_json else typer.echo(
-        str(value).lower() if isinstance(value, bool) else value)
+    _out({"name": name, "value": value}) if as_json else typer.echo(_setting_text(value))
+
+
+def _setting_text(value: object) -> str:
+    """A setting as git config writes it (booleans lower-case)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @config_app.command("set")
