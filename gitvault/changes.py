@@ -190,18 +190,6 @@ class Index:
                 steps.add(tokens[1])
         return cls({k: None if v is None else frozenset(v) for k, v in keys.items()})
 
-    def may_touch(self, tokens: Sequence[str]) -> bool:
-        """Whether the commit may have changed the value at ``tokens`` (or under it)."""
-        if not tokens:
-            return bool(self.keys)
-        if tokens[0] not in self.keys:
-            return False
-        steps = self.keys[tokens[0]]
-        if steps is None or len(tokens) == 1 or tokens[1] in steps:
-            return True
-        # a positional step into an array whose items are listed by id: cannot tell
-        return not tokens[1].startswith("[id=") and any(s.startswith("[id=") for s in steps)
-
 
 def index_of(message: str) -> Index | None:
     """The index in a commit message, or None when it has no ``Changed:`` lines."""
@@ -218,9 +206,11 @@ def raw_lines(message: str) -> list[str]:
 class Probe:
     """Asks commit messages whether their ``Changed:`` lines rule one pointer out.
 
-    The same answers as :meth:`Index.may_touch`, by substring tests on the trailer block
-    instead of parsing it: a walk asks every commit of the history, and this keeps the
-    question at a couple of microseconds.
+    A line names the key whole, or one step below it: the value at ``/key/step/...`` may have
+    changed if the key is named whole or with that step, or if the step is positional and
+    the key's array items are named by id. The answers come from substring tests on the
+    trailer block rather than a parse: a walk asks every commit of the history, and this
+    keeps the question at a couple of microseconds.
     """
 
     def __init__(self, tokens: Sequence[str]) -> None:
