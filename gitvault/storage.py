@@ -372,32 +372,39 @@ class Store:
         while time.monotonic() < deadline:
             attempts += 1
             with self._turn(deadline) as turn:
+                held: pygit2.transaction.ReferenceTransaction | str | None = None
                 if turn:
                     with self._writer() as inside:
-                        if inside:
-                            tx = self.repo.transaction()
-                            try:
-                                for name in names:
-                                    current = name
-                                    tx.lock_ref(name)
-                            except (pygit2.GitError, OSError) as e:
-                                tx.__exit__(type(e), e, None)  # frees the locks, commits nothing
-                                if "lock" not in str(e).lower():
-                                    raise StorageError(f"{what}: {e}") from None
-                            else:
-                                with tx:
-                                    rtx = RefTx(self.repo, tx, names)
-                                    yield rtx
-                                    self._flush_objects(rtx, what)  # before the refs move
-                                turn.release()  # the refs are written; the next writer may go
-                                self._flush_refs(rtx, what)
-                                return
-                    if inside:
-                        self.break_stale_lock(current, also=names)
+                        held = self._lock_refs(names, what) if inside else None
+                        if not isinstance(held, str | None):
+                            with held:
+                                rtx = RefTx(self.repo, held, names)
+                                yield rtx
+                                self._flush_objects(rtx, what)  # before the refs move
+                            turn.release()  # the refs are written; the next writer may go
+                            self._flush_refs(rtx, what)
+                            return
+                if isinstance(held, str):  # outside the writers' flock, which breaking needs
+                    self.break_stale_lock(held, also=names)
             # a git command (or a dead writer) holds a lock: short, jittered waits
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.5, 0.02)
         raise VaultBusy(what, attempts)
+
+    def _lock_refs(self, names: Sequence[str], what: str
+                   ) -> pygit2.transaction.ReferenceTransaction | str:
+        """A transaction holding every ref lock of ``names``, or the name whose lock was held
+        (the locks taken are freed: nothing is committed)."""
+        tx = self.repo.transaction()
+        for name in names:
+            try:
+                tx.lock_ref(name)
+            except (pygit2.GitError, OSError) as e:
+                tx.__exit__(type(e), e, None)
+                if "lock" not in str(e).lower():
+                    raise StorageError(f"{what}: {e}") from None
+                return name
+        return tx
 
     @contextmanager
     def _turn(self, deadline: float) -> Iterator[_Turn | None]:
