@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from . import codec, pointers
+from . import codec, pointers, shards
 from .errors import InputError
 from .provenance import escape, trailer_values
 
@@ -111,6 +111,8 @@ def _split(window: bytes) -> list[bytes]:
 def key_changes(key: str, old: bytes | None, new: bytes | None) -> list[str]:
     """The ``Changed:`` pointers for one key whose blob went from ``old`` to ``new``."""
     whole = [pointers.join([key])]
+    if old == new:
+        return []
     if old is None or new is None or old[:1] != new[:1] or old[:1] not in (b"[", b"{"):
         return whole
     window = _window(old, new)
@@ -152,12 +154,45 @@ def between(store: Store, old: pygit2.Tree | None, new: pygit2.Tree,
             continue
         key = codec.key_of(name)
         assert key is not None
-        a = read(before[name]) if name in before else None
-        b = None
-        if name in after:
-            b = new_files[name] if new_files and name in new_files else read(after[name])
+        runs = _sharded_runs(store, before.get(name), after.get(name))
+        a: bytes | None
+        b: bytes | None
+        if runs is not None:
+            a, b = runs
+        else:
+            a = read(before[name]) if name in before else None
+            b = None
+            if name in after:
+                b = new_files[name] if new_files and name in new_files else read(after[name])
         out += key_changes(key, a, b)
     return out
+
+
+def _sharded_runs(store: Store, old: pygit2.Oid | None, new: pygit2.Oid | None
+                  ) -> tuple[bytes, bytes] | None:
+    """For a key sharded on both sides: the chunks that differ, as two arrays (else None).
+
+    Chunks the same at both ends (by id, in order) hold the same items at the same places,
+    so only the chunks between are read; the lines are those of a key holding just them.
+    """
+    if old is None or new is None:
+        return None
+    trees = [store.repo[old], store.repo[new]]
+    if not all(t.type_str == "tree" for t in trees):
+        return None
+    a, b = ([oid for _, oid in shards.entries(t)] for t in trees)  # type: ignore[arg-type]
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    j = 0
+    while j < min(len(a), len(b)) - i and a[-1 - j] == b[-1 - j]:
+        j += 1
+
+    def run(ids: list[pygit2.Oid]) -> bytes:
+        found = [item for oid in ids for item in shards.items(store.blob(oid))]
+        return shards.encode(found) if found else b"[]\n"
+
+    return run(a[i:len(a) - j]), run(b[i:len(b) - j])
 
 
 def trailers(changed: Iterable[str]) -> list[tuple[str, str]]:

@@ -61,10 +61,13 @@ class Writer:
 
 
 def _blob_id(tree: pygit2.Tree, name: str) -> pygit2.Oid | None:
-    try:
-        return tree[name].id
-    except KeyError:
-        return None
+    """The id of key file ``name`` in ``tree``: its blob, or its tree when it is sharded."""
+    for entry in (name, name.removesuffix(codec.BLOB_SUFFIX)):
+        try:
+            return tree[entry].id
+        except KeyError:
+            continue
+    return None
 
 
 def value_at(store: Store, tree: pygit2.Tree, path: str) -> Any:

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 import pygit2
 from pygit2.enums import SortMode
 
-from . import changes, codec, schemas
+from . import changes, codec, schemas, shards
 from .errors import CodecError, GitVaultError, InputError
 from .provenance import (
     TRAILERS,
@@ -114,16 +114,27 @@ def check_tree(store: Store, tree: pygit2.Tree, changed: Iterable[str] | None) -
         name = entry.name or ""
         if name == codec.RESERVED and entry.type_str == "tree":
             continue
-        key = codec.key_of(name)
-        if key is None or entry.type_str != "blob":
-            problems.append(f"{name}: only K.json files and .gitvault/ may be at the top")
+        sharded = entry.type_str == "tree"
+        key = name if sharded else codec.key_of(name)
+        if key is None or entry.type_str not in ("blob", "tree"):
+            problems.append(f"{name}: only K.json files, sharded K/ folders and .gitvault/ may "
+                            "be at the top")
             continue
         try:
             codec.check_key(key)
+            if sharded:
+                layout = shards.problems(store.repo[entry.id], store.blob, name)  # type: ignore[arg-type]
+                if layout:
+                    problems += layout
+                    continue
             data = store.blob(entry.id)
             if codec.canonical(data, name) != data:
                 problems.append(f"{name}: not canonical JSON (indent 2, sorted keys, final "
                                 "newline); run `gitvault fmt` on it")
+            elif not sharded and shards.wanted(data):
+                problems.append(f"{name}: an array of {shards.SHARD_BYTES} bytes or more is "
+                                f"stored sharded as {key}/ (see the README); check it in with "
+                                "gitvault, which lays it out")
         except CodecError as e:
             problems.append(str(e))
     if not problems:

@@ -22,7 +22,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode, MergeFlag
 
-from . import codec
+from . import codec, shards
 from .errors import CodecError
 from .jsonmerge import MISSING, Conflict, merge3
 from .storage import Store
@@ -76,14 +76,29 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
             entry = anc or our or their
             assert entry is not None
             conflicted[entry.path] = (anc, our, their)
-    base_blobs, our_blobs, their_blobs = (store.key_blobs(t) for t in (base, ours, theirs))
+    sides = [store.key_blobs(t) for t in (base, ours, theirs)]
+    base_blobs, our_blobs, their_blobs = sides
     both = {n for n in set(our_blobs) | set(their_blobs)
             if our_blobs.get(n) != base_blobs.get(n) and their_blobs.get(n) != base_blobs.get(n)
             and our_blobs.get(n) != their_blobs.get(n)}
+    # a sharded key changed on both sides is merged whole (below), never chunk by chunk:
+    # chunk names shift when items are added or removed, so git's union of two sides' chunk
+    # files could put items out of order
+    sharded = {n for blobs in sides for n, o in blobs.items() if store.is_tree(o)} & both
+    for path in list(conflicted):
+        if path.split("/", 1)[0] + codec.BLOB_SUFFIX in sharded:
+            del conflicted[path], index.conflicts[path]
     undecided: list[Conflict] = []
     resolve = _decider(decide, outcome, undecided)
     for name in sorted(both | set(conflicted)):
         key = codec.key_of(name)
+        if name in sharded:
+            assert key is not None
+            values = _values(store, [blobs.get(name) for blobs in sides], name)
+            _drop(index, name)
+            outcome.stats["sharded"] += 1
+            _structural(store, index, outcome, name, key, values, resolve)
+            continue
         if key is None or "/" in name:  # a file of .gitvault/: no JSON merge for it
             outcome.conflicts.append(Conflict("/" + name, "/" + name, None, None, None, "file"))
             continue
@@ -91,8 +106,9 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
             try:
                 data = store.blob(index[name].id)
                 if not codec.is_canonical(data):  # usual: both sides were, and so is the merge
-                    index.add(pygit2.IndexEntry(
-                        name, store.write_blob(codec.canonical(data, name)), FileMode.BLOB))
+                    _put(store, index, name, codec.canonical(data, name))
+                elif shards.wanted(data):  # the two sides' additions made it a large array
+                    _put(store, index, name, data)
                 outcome.how[key] = "git"
                 outcome.stats["git"] += 1
                 continue
@@ -100,24 +116,50 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
                 outcome.stats["git-invalid"] += 1
             except KeyError:  # both deleted: nothing to do
                 continue
-            trio = (base_blobs.get(name), our_blobs.get(name), their_blobs.get(name))
-            values = [codec.loads_trusted(store.blob(o), name) if o is not None else MISSING
-                      for o in trio]
+            values = _values(store, [blobs.get(name) for blobs in sides], name)
         else:
             outcome.stats["git-conflict"] += 1
             values = [_blob_value(store, e, name) for e in conflicted[name]]
             del index.conflicts[name]
-        result = merge3(values[0], values[1], values[2], resolve, prefix="/" + key)
-        outcome.how[key] = "structural"
-        outcome.stats["structural"] += 1
-        if result.value is MISSING:
-            if name in index:
-                index.remove(name)
-        else:
-            oid = store.write_blob(codec.dumps(result.value))
-            index.add(pygit2.IndexEntry(name, oid, FileMode.BLOB))
+        _structural(store, index, outcome, name, key, values, resolve)
     outcome.conflicts += undecided
     if outcome.conflicts:
         return outcome
     outcome.tree = store.objects(lambda: index.write_tree(repo))
     return outcome
+
+
+def _values(store: Store, oids: list[pygit2.Oid | None], name: str) -> list[Any]:
+    return [codec.loads_trusted(store.blob(o), name) if o is not None else MISSING for o in oids]
+
+
+def _structural(store: Store, index: pygit2.Index, outcome: MergeOutcome, name: str, key: str,
+                values: list[Any], resolve: Callable[[Conflict], Any]) -> None:
+    result = merge3(values[0], values[1], values[2], resolve, prefix="/" + key)
+    outcome.how[key] = "structural"
+    outcome.stats["structural"] += 1
+    if result.value is MISSING:
+        _drop(index, name)
+    else:
+        _put(store, index, name, codec.dumps(result.value))
+
+
+def _drop(index: pygit2.Index, name: str) -> None:
+    """Remove a key from the merge's index, as a file or as a sharded key's chunks."""
+    if name in index:
+        index.remove(name)
+    folder = name[: -len(codec.BLOB_SUFFIX)] + "/"
+    for entry in [e.path for e in index if e.path.startswith(folder)]:
+        index.remove(entry)
+
+
+def _put(store: Store, index: pygit2.Index, name: str, data: bytes) -> None:
+    """Put a key's canonical bytes in the merge's index: one file, or chunks when large."""
+    _drop(index, name)
+    if not shards.wanted(data):
+        index.add(pygit2.IndexEntry(name, store.write_blob(data), FileMode.BLOB))
+        return
+    folder = name[: -len(codec.BLOB_SUFFIX)]
+    for chunk, content in shards.split(data):
+        index.add(pygit2.IndexEntry(f"{folder}/{chunk}", store.write_blob(content),
+                                    FileMode.BLOB))

@@ -37,7 +37,8 @@ from typing import TypeVar
 import pygit2
 from pygit2.enums import FileMode, Option
 
-from .codec import key_of
+from . import shards
+from .codec import BLOB_SUFFIX, RESERVED, key_of
 from .errors import StorageError, VaultBusy, VaultNotFound
 
 MAIN = "refs/heads/main"
@@ -185,6 +186,8 @@ class Store:
         self.stale_lock_seconds = 2.0  # and gitvault.staleLockSeconds
         self._syncfs: bool | None = None  # can flushes be batched with syncfs? (asked once)
         self._turn_held = False
+        self._layouts: dict[pygit2.Oid, shards.Layout] = {}  # sharded keys read or written last
+        self._chunks: dict[pygit2.Oid, list[shards.Chunk]] = {}  # their chunks' sizes
         if self._batched():
             self._clean_after_power_cut()
 
@@ -259,12 +262,22 @@ class Store:
             raise InputError(f"unknown revision {rev!r}; try `git -C {self.path} log`") from None
 
     def key_blobs(self, tree: pygit2.Tree) -> dict[str, pygit2.Oid]:
-        """``{file name: blob id}`` of the key files at the root of a tree."""
-        return {
-            e.name: e.id
-            for e in tree
-            if e.name is not None and e.type_str == "blob" and key_of(e.name) is not None
-        }
+        """``{file name: id}`` of the keys at the root of a tree.
+
+        A sharded key (see :mod:`gitvault.shards`) is listed under its ``K.json`` name too,
+        with its tree's id: :meth:`blob` reads either kind back as the key's bytes.
+        """
+        out = {}
+        for e in tree:
+            name = e.name
+            if name is None or name.startswith("."):
+                continue
+            if e.type_str == "blob":
+                if key_of(name) is not None:
+                    out[name] = e.id
+            elif e.type_str == "tree" and name != RESERVED:
+                out[name + BLOB_SUFFIX] = e.id
+        return out
 
     def count_commits(self, head: pygit2.Oid) -> int:
         """Commits reachable from ``head``; git's rev-list is far faster than a pygit2 walk."""
@@ -277,9 +290,59 @@ class Store:
         return sum(1 for _ in self.repo.walk(head))
 
     def blob(self, oid: pygit2.Oid) -> bytes:
+        """A blob's bytes; for a sharded key's tree, the key's bytes assembled."""
         obj = self.repo[oid]
+        if isinstance(obj, pygit2.Tree):
+            return self.layout(obj).data
         assert isinstance(obj, pygit2.Blob)
         return obj.data
+
+    def layout(self, tree: pygit2.Tree) -> shards.Layout:
+        """A sharded key read whole (the last few are kept: a checkin edits its base's)."""
+        found = self._layouts.get(tree.id)
+        if found is None:
+            chunks = []
+            for name, oid in shards.entries(tree):
+                blob = self.repo[oid]
+                assert isinstance(blob, pygit2.Blob)
+                chunks.append((name, oid, blob.data))
+            found = shards.assemble(chunks)
+            self._keep_layout(tree.id, found)
+        return found
+
+    def _keep_layout(self, oid: pygit2.Oid, layout: shards.Layout) -> None:
+        self._layouts[oid] = layout
+        while len(self._layouts) > 4:
+            del self._layouts[next(iter(self._layouts))]
+
+    def is_tree(self, oid: pygit2.Oid) -> bool:
+        """Whether a key's id is a sharded key's tree (object header only)."""
+        return self.repo.odb.read_header(oid)[0] == pygit2.enums.ObjectType.TREE
+
+    def key_size(self, oid: pygit2.Oid) -> int:
+        """Bytes of a key without reading it (object headers only)."""
+        kind, size = self.repo.odb.read_header(oid)
+        if kind == pygit2.enums.ObjectType.TREE:
+            tree = self.repo[oid]
+            assert isinstance(tree, pygit2.Tree)
+            return shards.size_of(self.chunk_sizes(tree))
+        return int(size)
+
+    def chunk_sizes(self, tree: pygit2.Tree) -> list[shards.Chunk]:
+        """A sharded key's chunks with their sizes (from the object headers, or remembered)."""
+        found = self._chunks.get(tree.id)
+        if found is None:
+            layout = self._layouts.get(tree.id)
+            odb = self.repo.odb
+            found = layout.chunks if layout is not None else [
+                (n, o, odb.read_header(o)[1]) for n, o in shards.entries(tree)]
+            self.keep_chunks(tree.id, found)
+        return found
+
+    def keep_chunks(self, oid: pygit2.Oid, chunks: list[shards.Chunk]) -> None:
+        self._chunks[oid] = chunks
+        while len(self._chunks) > 8:
+            del self._chunks[next(iter(self._chunks))]
 
     # -- writing ---------------------------------------------------------------------------
     def objects(self, fn: Callable[[], T]) -> T:
@@ -304,14 +367,16 @@ class Store:
     def write_blob(self, data: bytes) -> pygit2.Oid:
         return self.objects(lambda: self.repo.create_blob(data))
 
-    def build_tree(self, base: pygit2.Tree | None, files: Mapping[str, bytes],
+    def build_tree(self, base: pygit2.Tree | None, files: Mapping[str, bytes | pygit2.Oid],
                    extra: Mapping[str, pygit2.Oid] | None = None,
                    ids: Mapping[str, pygit2.Oid] | None = None) -> pygit2.Oid:
-        """A root tree holding exactly ``files`` as key blobs, keeping ``.gitvault/`` of base.
+        """A root tree holding exactly ``files`` as keys, keeping ``.gitvault/`` of base.
 
-        A file whose bytes hash to the blob already in ``base`` is not written again.
-        ``extra`` inserts subtrees (``.gitvault``) by id; ``ids`` are the files' blob ids when
-        the caller has already hashed them.
+        A file is given by its canonical bytes, or by the id of a blob or sharded tree
+        already written. Bytes that hash to the blob already in ``base`` are not written
+        again; a large array is stored sharded, rewriting only the chunks around its edits
+        (:mod:`gitvault.shards`). ``extra`` inserts subtrees (``.gitvault``) by id; ``ids``
+        are blob ids of the files when the caller has already hashed them.
         """
         old = self.key_blobs(base) if base is not None else {}
 
@@ -319,17 +384,48 @@ class Store:
             tb = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
             for name in old:
                 if name not in files:
-                    tb.remove(name)
-            for name, data in files.items():
-                oid = ids[name] if ids is not None else pygit2.hash(data)
+                    self._drop(tb, name)
+            for name, content in files.items():
+                if isinstance(content, pygit2.Oid):
+                    oid, tree = content, self.is_tree(content)
+                elif shards.wanted(content):
+                    oid, tree = self._sharded(old.get(name), content), True
+                else:
+                    oid = ids[name] if ids is not None and name in ids else pygit2.hash(content)
+                    if old.get(name) != oid:
+                        oid = self.repo.create_blob(content)
+                    tree = False
                 if old.get(name) != oid:
-                    oid = self.repo.create_blob(data)
-                    tb.insert(name, oid, FileMode.BLOB)
+                    self._drop(tb, name)
+                    tb.insert(name[: -len(BLOB_SUFFIX)] if tree else name, oid,
+                              FileMode.TREE if tree else FileMode.BLOB)
             for name, oid in (extra or {}).items():
                 tb.insert(name, oid, FileMode.TREE)
             return tb.write()
 
         return self.objects(write)
+
+    @staticmethod
+    def _drop(tb: pygit2.TreeBuilder, name: str) -> None:
+        for entry in (name, name[: -len(BLOB_SUFFIX)]):
+            if tb.get(entry) is not None:
+                tb.remove(entry)
+
+    def _sharded(self, base: pygit2.Oid | None, data: bytes) -> pygit2.Oid:
+        """Write ``data`` sharded, editing the base's layout when the base was sharded too."""
+        writer = shards.Writer(self.repo, self.blob)
+        prior = self.repo[base] if base is not None else None
+        if isinstance(prior, pygit2.Tree):
+            layout = self.layout(prior)
+            if layout.data == data:
+                return prior.id
+            chunks = writer.update(layout, data)
+            oid = writer.tree(chunks, prior)
+        else:
+            chunks = writer.full(data)
+            oid = writer.tree(chunks)
+        self._keep_layout(oid, shards.Layout.of(data, chunks))
+        return oid
 
     def build_subtree(self, files: Mapping[str, bytes | Mapping[str, bytes]]) -> pygit2.Oid:
         """A tree from nested ``{name: bytes | {name: ...}}`` (for ``.gitvault/``)."""

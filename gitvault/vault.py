@@ -20,7 +20,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
-from . import changes, codec, integrate, schemas, settings, upkeep
+from . import changes, codec, integrate, schemas, settings, shards, upkeep
 from .codec import Document
 from .conflicts import ConflictStore
 from .errors import (
@@ -140,6 +140,14 @@ class Session:
         if r.merged:
             self.doc = self.vault.read(r.commit)
         return r
+
+
+def _ids(files: Mapping[str, bytes | pygit2.Oid]) -> dict[str, pygit2.Oid]:
+    """The ids files will have, where they are cheap to know: not for sharded keys (their
+    tree depends on the layout), which are compared by their bytes instead."""
+    return {name: data if isinstance(data, pygit2.Oid) else pygit2.hash(data)
+            for name, data in files.items()
+            if isinstance(data, pygit2.Oid) or not shards.wanted(data)}
 
 
 class Vault:
@@ -268,9 +276,8 @@ class Vault:
         if head is not None:
             commit = self.store.commit(head)
             for name, oid in sorted(self.store.key_blobs(commit.tree).items()):
-                obj = self.store.repo[oid]
-                assert isinstance(obj, pygit2.Blob)
-                keys.append(KeyInfo(name[: -len(codec.BLOB_SUFFIX)], obj.size, str(oid)))
+                keys.append(KeyInfo(name[: -len(codec.BLOB_SUFFIX)], self.store.key_size(oid),
+                                    str(oid)))
             commits = self.store.count_commits(head)
         conflicts = sorted(self.store.refs_under("refs/conflicts/"))
         return Status(self.path, str(head) if head else None, commits, keys, self.leases.all(),
@@ -319,10 +326,20 @@ class Vault:
         may resolve them: ``ours`` (main wins), ``theirs`` (this proposal wins),
         ``confidence`` (the higher Confidence trailer wins; a tie refuses).
         """
-        prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
-        policy = integrate.check_policy(on_conflict or settings.value(self.store, "onConflict"))
+        prov, policy = self._who_and_how(agent, source, confidence, justification, on_conflict)
         files = codec.encode_document(document, self.limits)
-        ids = {name: pygit2.hash(data) for name, data in files.items()}
+        return self._checkin_files(agent, files, prov, policy, lease)
+
+    def _who_and_how(self, agent: str, source: str, confidence: float | str | None,
+                     justification: str, on_conflict: str | None) -> tuple[Provenance, str]:
+        """A checkin's checked provenance and conflict policy (refused before any work)."""
+        prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
+        return prov, integrate.check_policy(
+            on_conflict or settings.value(self.store, "onConflict"))
+
+    def _checkin_files(self, agent: str, files: Mapping[str, bytes | pygit2.Oid],
+                       prov: Provenance, policy: str, lease: int | None) -> CheckinResult:
+        ids = _ids(files)
         made: tuple[tuple[int, str], list[str], pygit2.Commit | None] | None = None
         for _attempt in range(CHECKIN_ATTEMPTS):
             current = self.leases.get(agent)
@@ -393,27 +410,32 @@ class Vault:
             raise LeaseFenced(agent, lease, held.token)
         return held
 
-    def _propose(self, agent: str, held: Lease, files: Mapping[str, bytes], prov: Provenance,
-                 ids: Mapping[str, pygit2.Oid] | None = None
+    def _propose(self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid],
+                 prov: Provenance, ids: Mapping[str, pygit2.Oid] | None = None
                  ) -> tuple[list[str], pygit2.Commit | None]:
         """The agent's own commit of ``files`` on its lease's base, with its trailers.
 
         Returns the changed keys and the commit (None when nothing changed).
         """
         base = self.store.commit(held.base)
-        ids = ids or {name: pygit2.hash(data) for name, data in files.items()}
-        changed = codec.changed_keys(self.store.key_blobs(base.tree), ids)
+        ids = ids or _ids(files)
+        old = self.store.key_blobs(base.tree)
+        changed = sorted(
+            n[: -len(codec.BLOB_SUFFIX)] for n in set(old) | set(files)
+            if n not in old or n not in files or (
+                ids[n] != old[n] if n in ids else self._blob(old[n]) != files[n]))
         if not changed:
             return changed, None
         tree = self.store.build_tree(base.tree, files, ids=ids)
-        index = changes.between(self.store, base.tree, self._tree(tree), files, self._blob)
-        self._remember({ids[n]: data for n, data in files.items()})
+        new = {n: d for n, d in files.items() if isinstance(d, bytes)}
+        index = changes.between(self.store, base.tree, self._tree(tree), new, self._blob)
+        self._remember({ids[n]: data for n, data in new.items() if n in ids})
         msg = message(subject_for(agent, "checkin", changed),
                       checkin_trailers(prov, held.token, str(base.id)) + changes.trailers(index))
         oid = self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock())
         return changed, self.store.commit(oid)
 
-    def _keep_expired(self, agent: str, held: Lease, files: Mapping[str, bytes],
+    def _keep_expired(self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid],
                       prov: Provenance) -> LeaseExpired:
         """An expired lease refuses the checkin, but the work is kept, not lost.
 
@@ -426,7 +448,7 @@ class Vault:
             return LeaseExpired(agent, expired_at)
         return LeaseExpired(agent, expired_at, self.conflicts.keep(agent, proposal.id).id)
 
-    def _keep_fenced(self, fenced: LeaseFenced, files: Mapping[str, bytes],
+    def _keep_fenced(self, fenced: LeaseFenced, files: Mapping[str, bytes | pygit2.Oid],
                      prov: Provenance) -> LeaseFenced:
         """A stale token refuses the checkin, but as with expiry the work is kept: committed on
         the base the old lease last stood on (found in the notes' history)."""
@@ -751,6 +773,15 @@ class Vault:
         lease meanwhile (moving the base), it is fenced rather than applied to the wrong base.
         """
         held = self._held(agent, lease)
+        if held.base is not None:
+            from . import patching
+
+            files = patching.sparse(self.store, self.store.commit(held.base).tree, patch,
+                                    self.limits)
+            if files is not None:  # only the chunks of large keys around the edits were read
+                prov, policy = self._who_and_how(agent, source, confidence, justification,
+                                                 on_conflict)
+                return self._checkin_files(agent, files, prov, policy, held.token)
         document = self._apply_patch(agent, held, patch)
         return self.checkin(agent, document, source, confidence, justification, held.token,
                             on_conflict)
