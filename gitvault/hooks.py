@@ -110,12 +110,17 @@ def install_server(store: Store) -> list[str]:
 def check_tree(store: Store, tree: pygit2.Tree, changed: Iterable[str] | None) -> list[str]:
     """Problems of one commit's tree: file names, canonical JSON, schemas."""
     problems = []
+    seen: set[str | None] = set()
     for entry in tree:
         name = entry.name or ""
         if name == codec.RESERVED and entry.type_str == "tree":
             continue
         sharded = entry.type_str == "tree"
         key = name if sharded else codec.key_of(name)
+        if key in seen:
+            problems.append(f"{key}: stored both as {key}.json and as {key}/; keep one")
+            continue
+        seen.add(key)
         if key is None or entry.type_str not in ("blob", "tree"):
             problems.append(f"{name}: only K.json files, sharded K/ folders and .gitvault/ may "
                             "be at the top")

@@ -85,8 +85,9 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
     # chunk names shift when items are added or removed, so git's union of two sides' chunk
     # files could put items out of order
     sharded = {n for blobs in sides for n, o in blobs.items() if store.is_tree(o)} & both
-    for path in list(conflicted):
-        if path.split("/", 1)[0] + codec.BLOB_SUFFIX in sharded:
+    for path in list(conflicted):  # K/chunk files, or K.json when one side sharded it
+        head, sep, _ = path.partition("/")
+        if (head + codec.BLOB_SUFFIX if sep else path) in sharded:
             del conflicted[path], index.conflicts[path]
     undecided: list[Conflict] = []
     resolve = _decider(decide, outcome, undecided)
