@@ -95,10 +95,14 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
         key = codec.key_of(name)
         if name in sharded:
             assert key is not None
-            values = _values(store, [blobs.get(name) for blobs in sides], name)
+            oids = [blobs.get(name) for blobs in sides]
             _drop(index, name)
+            if _chunkwise(store, index, name, oids):
+                outcome.how[key] = "chunks"
+                outcome.stats["chunks"] += 1
+                continue
             outcome.stats["sharded"] += 1
-            _structural(store, index, outcome, name, key, values, resolve)
+            _structural(store, index, outcome, name, key, _values(store, oids, name), resolve)
             continue
         if key is None or "/" in name:  # a file of .gitvault/: no JSON merge for it
             outcome.conflicts.append(Conflict("/" + name, "/" + name, None, None, None, "file"))
@@ -128,6 +132,22 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
         return outcome
     outcome.tree = store.objects(lambda: index.write_tree(repo))
     return outcome
+
+
+def _chunkwise(store: Store, index: pygit2.Index, name: str,
+               oids: list[pygit2.Oid | None]) -> bool:
+    """Merge a key sharded on all three sides chunk by chunk, if the edits do not overlap."""
+    trees = [store.repo[o] if o is not None else None for o in oids]
+    if not all(isinstance(t, pygit2.Tree) for t in trees):
+        return False
+    base, ours, theirs = (shards.entries(t) for t in trees)  # type: ignore[arg-type]
+    merged = shards.merge(base, ours, theirs, lambda o: len(shards.items(store.blob(o))))
+    if merged is None:
+        return False
+    folder = name[: -len(codec.BLOB_SUFFIX)]
+    for chunk, oid in merged:
+        index.add(pygit2.IndexEntry(f"{folder}/{chunk}", oid, FileMode.BLOB))
+    return True
 
 
 def _values(store: Store, oids: list[pygit2.Oid | None], name: str) -> list[Any]:

@@ -138,6 +138,53 @@ def problems(tree: pygit2.Tree, read: Callable[[pygit2.Oid], bytes], name: str) 
     return []
 
 
+def _edit(base: list[pygit2.Oid], side: list[pygit2.Oid]) -> tuple[int, int, int]:
+    """How ``side`` differs from ``base``, by chunk ids: ``base[start:end]`` became
+    ``side[start:stop]`` (the chunks at both ends are the same, in order)."""
+    i = 0
+    while i < min(len(base), len(side)) and base[i] == side[i]:
+        i += 1
+    j = 0
+    while j < min(len(base), len(side)) - i and base[-1 - j] == side[-1 - j]:
+        j += 1
+    return i, len(base) - j, len(side) - j
+
+
+def merge(base: Sequence[tuple[str, pygit2.Oid]], ours: Sequence[tuple[str, pygit2.Oid]],
+          theirs: Sequence[tuple[str, pygit2.Oid]], count: Callable[[pygit2.Oid], int]
+          ) -> list[tuple[str, pygit2.Oid]] | None:
+    """Merge two sides' edits of a sharded key chunk by chunk; None when they overlap.
+
+    Each side replaced one run of the base's chunks, and each run starts and ends at a
+    boundary (chunking restarts at a chunk's start). Runs that do not overlap can both be
+    applied: the result is the layout chunking would give the merged items, without reading
+    a single item, only renamed by the new item counts. ``count`` gives a chunk's items.
+    """
+    b = [o for _, o in base]
+    runs = []
+    for side in (ours, theirs):
+        ids = [o for _, o in side]
+        start, end, stop = _edit(b, ids)
+        sizes = [int(side[k + 1][0][:8]) - int(side[k][0][:8]) if k + 1 < len(side)
+                 else count(side[k][1]) for k in range(start, stop)]
+        runs.append((start, end, list(zip(ids[start:stop], sizes, strict=True))))
+    runs.sort(key=lambda r: (r[0], r[1]))
+    (s1, e1, r1), (s2, e2, r2) = runs
+    if e1 > s2 or (s1 == s2 and e1 == e2 and r1 and r2):  # overlapping, or same insertion
+        return None
+    base_sizes = [int(base[k + 1][0][:8]) - int(base[k][0][:8]) if k + 1 < len(base)
+                  else count(base[k][1]) for k in range(len(base))]
+
+    def kept(lo: int, hi: int) -> list[tuple[pygit2.Oid, int]]:
+        return list(zip(b[lo:hi], base_sizes[lo:hi], strict=True))
+
+    out, start = [], 0
+    for oid, n in kept(0, s1) + r1 + kept(e1, s2) + r2 + kept(e2, len(b)):
+        out.append((chunk_name(start), oid))
+        start += n
+    return out
+
+
 class Writer:
     """Writes chunks of a sharded key, reusing a base layout's chunks where they are unchanged."""
 
