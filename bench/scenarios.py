@@ -345,14 +345,14 @@ def wait_for_gc(path: Path, timeout: float = 300) -> float:
     return time.perf_counter() - t0
 
 
-def _measure_checkins(path: Path, fsync: bool, runs: int, start: int) -> dict[str, Any]:
+def _measure_checkins(path: Path, fsync: bool, runs: int, start: int,
+                      into: dict[str, Any]) -> None:
+    """Time ``runs`` checkout+checkin cycles (after one warm-up), adding to ``into``."""
     v = Vault.open(path)
     v.config_set("fsync", "true" if fsync else "false")
     store = LibraryStore(path)
-    out: dict[str, list[float]] = {"checkout": [], "checkin": []}
-    waited = wait_for_gc(path)
+    into["gc_wait_s"] = round(into.get("gc_wait_s", 0) + wait_for_gc(path), 2)
     os.sync()
-    during_gc = 0
     for run in range(runs + 1):
         t0 = time.perf_counter()
         doc = store.checkout(AGENT, 86400)
@@ -362,13 +362,35 @@ def _measure_checkins(path: Path, fsync: bool, runs: int, start: int) -> dict[st
         store.checkin(AGENT, doc, "bench-history", 0.9, f"measure {run}")
         t3 = time.perf_counter()
         if run:
-            out["checkout"].append((t1 - t0) * 1000)
-            out["checkin"].append((t3 - t2) * 1000)
-            during_gc += gc_running(path)
-    res: dict[str, Any] = {k: stats(v) for k, v in out.items()}
-    res["gc_wait_s"] = round(waited, 2)
-    res["samples_during_auto_gc"] = during_gc
-    return res
+            into["checkout"].append((t1 - t0) * 1000)
+            into["checkin"].append((t3 - t2) * 1000)
+            into["samples_during_auto_gc"] += gc_running(path)
+    store.close()
+
+
+def interleaved(paths: Sequence[Path], runs: int, rounds: int, start: int
+                ) -> list[dict[str, dict[str, Any]]]:
+    """Checkin times on each vault, fsync on and off, measured in interleaved rounds.
+
+    Measured one vault after the other, a slow minute of the machine (another job, a
+    writeback) lands on one history length and reads as growth; round-robin over the vaults,
+    each round starting at a different one, spreads it over all of them.
+    """
+    out = [{mode: {"checkout": [], "checkin": [], "samples_during_auto_gc": 0}
+            for mode in ("fsync_on", "fsync_off")} for _ in paths]
+    per_round = max(1, runs // rounds)
+    for r in range(rounds):
+        for k in range(len(paths)):
+            i = (k + r) % len(paths)
+            for mode in ("fsync_on", "fsync_off"):
+                _measure_checkins(paths[i], mode == "fsync_on", per_round, start, out[i][mode])
+                start += per_round + 1
+    for point in out:
+        for mode, raw in point.items():
+            point[mode] = {"checkout": stats(raw["checkout"]), "checkin": stats(raw["checkin"]),
+                           "gc_wait_s": raw.get("gc_wait_s", 0),
+                           "samples_during_auto_gc": raw["samples_during_auto_gc"]}
+    return out
 
 
 def _setting(v: Vault, name: str) -> Any:
@@ -387,6 +409,7 @@ def history(root: Path, milestones: Sequence[int], runs: int, size_at: int, item
     then again after ``git gc``.
     """
     path = root / "history.git"
+    snapshots: list[Path] = []  # the vault as it was at each milestone
     make_vault(path, make_document(items), fsync=False)
     commits = count_commits(path)
     builder = Vault.open(path)
@@ -417,10 +440,11 @@ def history(root: Path, milestones: Sequence[int], runs: int, size_at: int, item
                                  "build_ms_per_checkin": round(build_s * 1000 / built, 3)
                                  if built else None,
                                  "waited_for_auto_gc_s": round(waited, 2), "objects": objects}
-        point["fsync_on"] = _measure_checkins(path, True, runs, step)
-        point["fsync_off"] = _measure_checkins(path, False, runs, step + runs + 1)
-        commits += 2 * (runs + 1)
-        step += 2 * (runs + 1)
+        if m == milestones[-1]:
+            snapshots.append(path)
+        else:
+            snapshots.append(root / f"history-{m}.git")
+            shutil.copytree(path, snapshots[-1], symlinks=True)
         lib: list[float] = []
         cli: list[float] = []
         v = Vault.open(path)
@@ -433,8 +457,6 @@ def history(root: Path, milestones: Sequence[int], runs: int, size_at: int, item
             cli.append((time.perf_counter() - t) * 1000)
         point["status_library"], point["status_cli"] = stats(lib), stats(cli)
         points.append(point)
-        builder = Vault.open(path)  # fsync off again (the measurement toggled it)
-        doc = builder.read()
         if m == size_at:
             target = path
             if m != milestones[-1]:
@@ -448,6 +470,13 @@ def history(root: Path, milestones: Sequence[int], runs: int, size_at: int, item
             if target != path:
                 shutil.rmtree(target, ignore_errors=True)
     assert count_commits(path) == commits, (count_commits(path), commits)
+    log(f"history: measuring checkins on {len(snapshots)} history lengths, interleaved")
+    rounds = 4
+    for point, measured in zip(points, interleaved(snapshots, runs, rounds, step), strict=True):
+        point.update(measured)
+    for snap in snapshots:
+        if snap != path:
+            shutil.rmtree(snap, ignore_errors=True)
     return {"items": items, "document_bytes": len(canonical(make_document(items))),
             "runs": runs, "points": points, "size": size}
 

@@ -184,7 +184,10 @@ def md_history(res: R) -> str:
             str(on.get("samples_during_auto_gc", 0) + off.get("samples_during_auto_gc", 0)),
         ])
     return (f"Document: {h['items']} items ({h['document_bytes']:,} bytes); {h['runs']} measured "
-            "checkout+checkin cycles per point and fsync mode.\n\n" + table(
+            "checkout+checkin cycles per point and fsync mode, taken on copies of the vault at "
+            "each history length in interleaved rounds (4 rounds, each visiting every length, "
+            "starting at a different one), so that a slow minute of the machine does not land "
+            "on one length alone.\n\n" + table(
                 ["commits on main", "checkin median ms (fsync on)", "p90", "÷ first",
                  "checkout median ms", "checkin median ms (fsync off)", "p90", "÷ first",
                  "Vault.status() ms", "`gitvault status` ms", "build ms/checkin (fsync off)",
