@@ -9,6 +9,7 @@ Data goes to stdout, messages to stderr.
 # every parameter's Annotated[...] twice on each start (~10 ms per command, issue 8).
 # Names imported only for type checking are quoted instead.
 
+import functools
 import json
 import os
 import sys
@@ -709,6 +710,16 @@ def daemon_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     _out(info) if as_json else _err(daemon.describe(info))
 
 
+@functools.cache
+def _command() -> Any:
+    """The click command typer builds from ``app``: ~4 ms each time, so built once per process
+    (the daemon builds it before forking its workers)."""
+    return typer.main.get_command(app)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="gitvault")
+    """The command's entry point, in-process and in each daemon worker (gitvault.daemon).
+
+    ``app(prog_name=...)`` minus typer's developer-traceback hook, which is off here anyway.
+    """
+    _command()(prog_name="gitvault")

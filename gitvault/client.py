@@ -19,9 +19,12 @@ import _socket
 import json
 import os
 import sys
-from typing import Any, NoReturn
 
 from . import __version__
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs this module ~2 ms
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 #: Commands that never go through the daemon: managing it, and the long-lived MCP server.
 LOCAL_COMMANDS = frozenset({"daemon", "mcp"})

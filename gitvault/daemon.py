@@ -16,7 +16,7 @@ Safety: the socket lives in a folder only its user can enter (created 0700, its 
 and both ends check the peer's uid (SO_PEERCRED), since the client sends its environment. The
 server records a :func:`gitvault.client.fingerprint` when it starts; a call whose fingerprint
 differs because gitvault or its packages changed on disk is answered "fallback" and the server
-exits, so an upgrade or an edit never runs old code. A client whose client is gone (killed)
+exits, so an upgrade or an edit never runs old code. A command whose client is gone (killed)
 has its worker terminated; Ctrl-C in the client is forwarded to the worker.
 
 Files beside the socket ``D/daemon.sock``: ``D/daemon.pid`` (the pid, flock-ed by the live
@@ -529,6 +529,9 @@ class Server:
         if why:
             conn.sendall(json.dumps({"fallback": why}).encode() + b"\n")
             return False
+        # Blocking from now on, and never toggled again: O_NONBLOCK belongs to the open file
+        # that parent and worker share. The parent reads only when select() says it can.
+        conn.settimeout(None)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -540,7 +543,6 @@ class Server:
         self.served += 1
         for fd in fds:
             os.close(fd)
-        conn.setblocking(False)
         self.workers[pid] = _Worker(conn)
         self.sel.register(conn, selectors.EVENT_READ, pid)
         return True
@@ -559,7 +561,6 @@ class Server:
             if s is not None:
                 s.close()
         os.close(self.lock_fd)  # or the lock would outlive the server in a slow command
-        conn.setblocking(True)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)

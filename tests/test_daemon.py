@@ -111,6 +111,7 @@ def daemon_status(gv: Run) -> dict[str, Any]:
 TIME_DEPENDENT = [
     (re.compile(rb"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?Z?"), b"<time>"),
     (re.compile(rb'"seconds_left": [0-9.]+'), b'"seconds_left": <n>'),
+    (re.compile(rb"\b[0-9hms]+ (left|ago)\b"), b"<duration> \\1"),
     (re.compile(rb"\b[0-9a-f]{40}\b"), b"<commit>"),
 ]
 
