@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL if args.full else DEFAULT
     t_start = time.perf_counter()
+    # Cold CLI rows must start Python every time, even if a developer left `gitvault daemon`
+    # running; the daemon rows start their own daemon and pass its socket explicitly.
+    os.environ["GITVAULT_DAEMON"] = "0"
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)

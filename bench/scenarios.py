@@ -92,12 +92,20 @@ def stats(samples: Sequence[float]) -> Stats:
 
 
 def gitvault_cli() -> list[str]:
+    """The installed ``gitvault`` script when it is the daemon-aware client, else ``-m``.
+
+    Cold runs set GITVAULT_DAEMON=0 (``run.py`` does so for the whole process), so a daemon a
+    developer left running never serves them; daemon runs pass :func:`daemon_env`.
+    """
     script = Path(sys.executable).with_name("gitvault")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gitvault"]
+    if script.exists() and "gitvault.client" in script.read_text(errors="replace"):
+        return [str(script)]
+    return [sys.executable, "-m", "gitvault"]
 
 
-def run_cmd(cmd: Sequence[str], what: str = "") -> subprocess.CompletedProcess[bytes]:
-    r = subprocess.run(list(cmd), capture_output=True)
+def run_cmd(cmd: Sequence[str], what: str = "", env: Mapping[str, str] | None = None
+            ) -> subprocess.CompletedProcess[bytes]:
+    r = subprocess.run(list(cmd), capture_output=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"{what or cmd[0]} failed ({r.returncode}): "
                            f"{r.stderr.decode(errors='replace').strip()[-500:]}")
@@ -150,13 +158,14 @@ class LibraryStore:
 class CliStore:
     """A command line driven by files: ``checkout ... --out FILE``, ``checkin AGENT FILE ...``."""
 
-    def __init__(self, name: str, prefix: Sequence[str], workdir: Path) -> None:
-        self.name, self.prefix, self.workdir = name, list(prefix), workdir
+    def __init__(self, name: str, prefix: Sequence[str], workdir: Path,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.name, self.prefix, self.workdir, self.env = name, list(prefix), workdir, env
         self.out, self.proposal = workdir / "checkout.json", workdir / "proposal.json"
 
     def checkout(self, agent: str, ttl: int = DEFAULT_TTL) -> Document:
         run_cmd([*self.prefix, "checkout", agent, str(ttl), "--out", str(self.out)],
-                f"{self.name} checkout")
+                f"{self.name} checkout", self.env)
         doc: Document = json.loads(self.out.read_bytes())
         return doc
 
@@ -164,10 +173,10 @@ class CliStore:
                 justification: str) -> None:
         self.proposal.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
         run_cmd([*self.prefix, "checkin", agent, str(self.proposal), source, str(confidence),
-                 justification], f"{self.name} checkin")
+                 justification], f"{self.name} checkin", self.env)
 
     def release(self, agent: str) -> None:
-        run_cmd([*self.prefix, "release", agent], f"{self.name} release")
+        run_cmd([*self.prefix, "release", agent], f"{self.name} release", self.env)
 
     def close(self) -> None:
         pass
@@ -175,6 +184,44 @@ class CliStore:
 
 def gitvault_cli_store(vault: Path, workdir: Path) -> CliStore:
     return CliStore("gitvault CLI", [*gitvault_cli(), "--vault", str(vault)], workdir)
+
+
+# -- the resident daemon (`gitvault daemon start`), on a socket of the benchmark's own --
+def daemon_env(sock: Path) -> dict[str, str]:
+    """The environment of a command that the daemon on ``sock`` serves."""
+    env = {**os.environ, "GITVAULT_DAEMON_SOCKET": str(sock)}
+    env.pop("GITVAULT_DAEMON", None)
+    return env
+
+
+def start_daemon(sock: Path) -> dict[str, str]:
+    """Start a daemon on ``sock`` (it must answer, fresh) and return :func:`daemon_env`."""
+    env = daemon_env(sock)
+    r = run_cmd([*gitvault_cli(), "daemon", "start", "--json"], "gitvault daemon start", env)
+    if not json.loads(r.stdout).get("fresh"):
+        raise RuntimeError(f"the daemon on {sock} runs other code than this benchmark")
+    return env
+
+
+def stop_daemon(env: Mapping[str, str]) -> dict[str, Any]:
+    """Stop it; returns its last status (``served``: how many commands it ran)."""
+    st = json.loads(run_cmd([*gitvault_cli(), "daemon", "status", "--json"], "status", env).stdout)
+    run_cmd([*gitvault_cli(), "daemon", "stop"], "gitvault daemon stop", env)
+    info: dict[str, Any] = st
+    return info
+
+
+class DaemonCliStore(CliStore):
+    """The gitvault CLI with a daemon running: started with the store, stopped by ``close``."""
+
+    def __init__(self, vault: Path, workdir: Path) -> None:
+        env = start_daemon(workdir / "d" / "daemon.sock")
+        super().__init__(DAEMON_CLI, [*gitvault_cli(), "--vault", str(vault)], workdir, env)
+
+    def close(self) -> None:
+        assert self.env is not None
+        if stop_daemon(self.env).get("served", 0) == 0:
+            raise RuntimeError("the daemon served none of the measured commands")
 
 
 def old_cli_store(root: Path, workdir: Path, fsync: bool) -> CliStore:
@@ -190,8 +237,9 @@ def seed(store: MemoryStore, doc: Document) -> None:
 
 
 # -- (i) one agent's checkout + checkin cycle --
+DAEMON_CLI = "gitvault CLI (daemon)"
 IMPLEMENTATIONS = ("floor", "floor + JSON encode", "old file-based", "old file-based CLI",
-                   "git CLI plumbing", "SQLite", "gitvault library", "gitvault CLI")
+                   "git CLI plumbing", "SQLite", "gitvault library", "gitvault CLI", DAEMON_CLI)
 
 
 def cycle_samples(store: MemoryStore, runs: int) -> dict[str, list[float]]:
@@ -267,6 +315,9 @@ def one_cycle_bench(impl: str, workdir: Path, items: int, runs: int, fsync: bool
     elif impl == "gitvault CLI":
         make_vault(workdir / "vault.git", doc, fsync)
         store = gitvault_cli_store(workdir / "vault.git", workdir)
+    elif impl == DAEMON_CLI:
+        make_vault(workdir / "vault.git", doc, fsync)
+        store = DaemonCliStore(workdir / "vault.git", workdir)
     else:
         raise ValueError(impl)
     del doc
@@ -676,17 +727,27 @@ def startup(root: Path, runs: int, log: Log) -> list[dict[str, Any]]:
         ("old tool status (alternatives.py ROOT status)",
          [sys.executable, str(ALT_SCRIPT), str(root / "startup-old"), "status"]),
     ]
-    rows = []
-    for label, cmd in commands:
-        log(f"startup: {label}")
-        samples = []
-        for i in range(runs + 1):
-            t0 = time.perf_counter()
-            run_cmd(cmd, label)
-            if i:
-                samples.append((time.perf_counter() - t0) * 1000)
-        rows.append({"command": label, **stats(samples)})
+    rows = [startup_row(label, cmd, runs, log) for label, cmd in commands]
+    env = start_daemon(root / "startup-daemon" / "daemon.sock")
+    try:
+        for label, cmd in commands[2:6]:
+            rows.append(startup_row(f"{label} (daemon)", cmd, runs, log, env))
+    finally:
+        if stop_daemon(env).get("served", 0) == 0:
+            raise RuntimeError("the daemon served none of the start-up commands")
     return rows
+
+
+def startup_row(label: str, cmd: Sequence[str], runs: int, log: Log,
+                env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    log(f"startup: {label}")
+    samples = []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        run_cmd(cmd, label, env)
+        if i:
+            samples.append((time.perf_counter() - t0) * 1000)
+    return {"command": label, **stats(samples)}
 
 
 # -- (v) peak RSS --

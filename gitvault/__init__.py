@@ -6,11 +6,13 @@ so that ``gitvault --help`` does not pay for pygit2.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .errors import GitVaultError
-
+# Not `from typing import ...`, nor errors eagerly: `gitvault.client`, the console script, starts
+# with this file and hands most calls to the daemon; typing and datetime would cost it ~4 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from .errors import GitVaultError
     from .leases import Lease
     from .vault import CheckinResult, Checkout, Session, Status, Vault
 
@@ -21,6 +23,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    if name == "GitVaultError":
+        from .errors import GitVaultError
+
+        return GitVaultError
     if name == "Lease":
         from .leases import Lease
 

@@ -1,5 +1,5 @@
-"""`python -m gitvault` is the `gitvault` command."""
+"""`python -m gitvault` is the `gitvault` command (through the daemon when one runs)."""
 
-from .cli import main
+from .client import main
 
 main()

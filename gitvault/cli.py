@@ -9,6 +9,7 @@ Data goes to stdout, messages to stderr.
 # every parameter's Annotated[...] twice on each start (~10 ms per command, issue 8).
 # Names imported only for type checking are quoted instead.
 
+import functools
 import json
 import os
 import sys
@@ -658,6 +659,67 @@ def hook(
     raise typer.Exit(code)
 
 
+daemon_app = typer.Typer(cls=_Group, rich_markup_mode=None, no_args_is_help=True, help=(
+    "A resident process that makes every gitvault command start ~4x faster (opt-in). While it "
+    "runs, `gitvault` hands each call to it; without it, or with GITVAULT_DAEMON=0, commands run "
+    "in their own process as always. Socket: $GITVAULT_DAEMON_SOCKET, else "
+    "$XDG_RUNTIME_DIR/gitvault/daemon.sock, else /tmp/gitvault-UID/daemon.sock."))
+app.add_typer(daemon_app, name="daemon")
+
+
+@daemon_app.command("start")
+def daemon_start(
+    ctx: typer.Context,
+    idle: Annotated[float, typer.Option(
+        "--idle", help="Exit after this many seconds without a command (0: never).")] = 600,
+    foreground: Annotated[bool, typer.Option(
+        "--foreground", help="Serve from this process, logging to stderr, instead of detaching.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the daemon and wait until it answers (one already running: says so, exit 0).
+
+    It imports pygit2, typer and gitvault once, never opens a vault, and forks a worker per
+    command. It exits by itself after --idle seconds without a command, or when gitvault
+    changes on disk (the next command then runs without it).
+    """
+    from . import daemon
+
+    _want_json(ctx, as_json)
+    info = daemon.start(idle, foreground)
+    _out(info) if as_json else _err(daemon.describe(info))
+
+
+@daemon_app.command("stop")
+def daemon_stop(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Stop the daemon once its running commands finish (none running: says so, exit 0)."""
+    from . import daemon
+
+    _want_json(ctx, as_json)
+    info = daemon.stop()
+    _out(info) if as_json else _err(daemon.describe(info))
+
+
+@daemon_app.command("status")
+def daemon_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Whether a daemon answers on the socket, its pid and how many commands it served."""
+    from . import daemon
+
+    _want_json(ctx, as_json)
+    info = daemon.status()
+    _out(info) if as_json else _err(daemon.describe(info))
+
+
+@functools.cache
+def _command() -> Any:
+    """The click command typer builds from ``app``: ~4 ms each time, so built once per process
+    (the daemon builds it before forking its workers)."""
+    return typer.main.get_command(app)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="gitvault")
+    """The command's entry point, in-process and in each daemon worker (gitvault.daemon).
+
+    ``app(prog_name=...)`` minus typer's developer-traceback hook, which is off here anyway.
+    """
+    _command()(prog_name="gitvault")

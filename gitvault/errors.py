@@ -13,6 +13,8 @@ else reaching a user is a bug.
     ├── VaultError (1)            the vault itself
     │   ├── VaultNotFound, VaultExists, VaultBusy (lost races past the retry budget)
     │   └── StorageError          the disk or git refused a write
+    ├── DaemonError (1)           `gitvault daemon` could not start, reach or stop the daemon
+    │   └── DaemonUnsafe (1)      its socket folder is not private to the user
     ├── ConflictError (3)         the merge found true conflicts; ``report`` says which
     └── LeaseError (4)
         ├── NoLease, LeaseExpired, LeaseHeld (exclusive), LeaseFenced (stale token)
@@ -81,6 +83,21 @@ class VaultBusy(VaultError):
 
 class StorageError(VaultError):
     """The disk or libgit2 refused a read or a write."""
+
+
+class DaemonError(GitVaultError):
+    """``gitvault daemon start|stop|status`` failed; commands themselves never need a daemon."""
+
+
+class DaemonUnsafe(DaemonError):
+    """The socket's folder could be entered by someone else, who would see every command."""
+
+    def __init__(self, folder: str, why: str) -> None:
+        super().__init__(
+            f"{folder} {why}; the daemon's socket needs a folder only you can enter: "
+            "remove it, or set GITVAULT_DAEMON_SOCKET to a path in such a folder"
+        )
+        self.folder = folder
 
 
 class ConflictError(GitVaultError):

@@ -105,3 +105,15 @@ def daemon(vault: Vault) -> Iterator[str]:
     yield f"git://127.0.0.1:{port}/{Path(vault.path).name}"
     proc.terminate()
     proc.wait()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A daemon a developer left running must never serve the suite's commands: every test
+    (and its subprocesses) looks for one at a socket nobody listens on. test_daemon.py starts
+    its own on sockets of its own."""
+    sock = tmp_path_factory.mktemp("no-daemon") / "daemon.sock"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GITVAULT_DAEMON_SOCKET", str(sock))
+        mp.delenv("GITVAULT_DAEMON", raising=False)
+        yield

@@ -62,3 +62,21 @@ def test_checkout_and_checkin_load_nothing_heavy(vault: Vault, tmp_path: Path) -
     assert vault.head() != head
     unwanted = mods & HEAVY
     assert not unwanted, sorted(unwanted)
+
+
+# The console script's first module: it must decide "daemon or here" without the heavy imports.
+CLIENT_PROBE = """
+import json, sys
+import gitvault.client as c
+c.socket_path(); c.fingerprint(); c.command_name(["--vault", "v", "status"])
+assert c.via_daemon(["gitvault", "status"]) is None  # nothing listens on the test's socket
+json.dump(sorted(sys.modules), sys.stdout)
+"""
+
+
+def test_client_loads_neither_pygit2_nor_typer() -> None:
+    r = subprocess.run([sys.executable, "-c", CLIENT_PROBE], check=True, capture_output=True)
+    mods = set(json.loads(r.stdout))
+    unwanted = {m.split(".")[0] for m in mods} & {"pygit2", "typer", "click", *HEAVY}
+    assert not unwanted, sorted(unwanted)
+    assert not mods & {"gitvault.cli", "gitvault.vault", "gitvault.storage", "socket"}
