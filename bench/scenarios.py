@@ -427,8 +427,9 @@ def interleaved(paths: Sequence[Path], runs: int, rounds: int, start: int
     writeback) lands on one history length and reads as growth; round-robin over the vaults,
     each round starting at a different one, spreads it over all of them.
     """
-    out = [{mode: {"checkout": [], "checkin": [], "samples_during_auto_gc": 0}
-            for mode in ("fsync_on", "fsync_off")} for _ in paths]
+    out: list[dict[str, dict[str, Any]]] = [
+        {mode: {"checkout": [], "checkin": [], "samples_during_auto_gc": 0}
+         for mode in ("fsync_on", "fsync_off")} for _ in paths]
     per_round = max(1, runs // rounds)
     for r in range(rounds):
         for k in range(len(paths)):
