@@ -141,13 +141,32 @@ def _chunkwise(store: Store, index: pygit2.Index, name: str,
     if not all(isinstance(t, pygit2.Tree) for t in trees):
         return False
     base, ours, theirs = (shards.entries(t) for t in trees)  # type: ignore[arg-type]
-    merged = shards.merge(base, ours, theirs, lambda o: len(shards.items(store.blob(o))))
+    merged = store.objects(lambda: shards.merge(base, ours, theirs, store.blob,
+                                                store.repo.create_blob,
+                                                lambda *texts: _text_merge(store, *texts)))
     if merged is None:
         return False
     folder = name[: -len(codec.BLOB_SUFFIX)]
     for chunk, oid in merged:
         index.add(pygit2.IndexEntry(f"{folder}/{chunk}", oid, FileMode.BLOB))
     return True
+
+
+def _text_merge(store: Store, base: bytes, ours: bytes, theirs: bytes) -> bytes | None:
+    """git's 3-way merge of three stretches of a sharded key (canonical JSON arrays): the
+    merged array, or None on a conflict or when the result is not a JSON array."""
+    repo = store.repo
+    a, o, t = (pygit2.IndexEntry("k.json", repo.create_blob(x), FileMode.BLOB)
+               for x in (base, ours, theirs))
+    result = repo.merge_file_from_index(a, o, t)
+    if not result.automergeable or result.contents is None:
+        return None
+    data = result.contents.encode("utf-8")
+    try:
+        data = data if codec.is_canonical(data) else codec.canonical(data)
+    except CodecError:
+        return None
+    return data if data.startswith(b"[\n") else None
 
 
 def _values(store: Store, oids: list[pygit2.Oid | None], name: str) -> list[Any]:

@@ -138,50 +138,118 @@ def problems(tree: pygit2.Tree, read: Callable[[pygit2.Oid], bytes], name: str) 
     return []
 
 
-def _edit(base: list[pygit2.Oid], side: list[pygit2.Oid]) -> tuple[int, int, int]:
-    """How ``side`` differs from ``base``, by chunk ids: ``base[start:end]`` became
-    ``side[start:stop]`` (the chunks at both ends are the same, in order)."""
-    i = 0
-    while i < min(len(base), len(side)) and base[i] == side[i]:
-        i += 1
-    j = 0
-    while j < min(len(base), len(side)) - i and base[-1 - j] == side[-1 - j]:
-        j += 1
-    return i, len(base) - j, len(side) - j
+def _edits(base: list[pygit2.Oid], side: list[pygit2.Oid]) -> list[tuple[int, int, int, int]]:
+    """How ``side`` differs from ``base`` by chunk ids: runs ``base[b0:b1]`` that became
+    ``side[s0:s1]``, in order (difflib's matching blocks; chunk ids rarely repeat)."""
+    import difflib
+
+    ops = difflib.SequenceMatcher(None, base, side, autojunk=False).get_opcodes()
+    return [(b0, b1, s0, s1) for tag, b0, b1, s0, s1 in ops if tag != "equal"]
 
 
-def merge(base: Sequence[tuple[str, pygit2.Oid]], ours: Sequence[tuple[str, pygit2.Oid]],
-          theirs: Sequence[tuple[str, pygit2.Oid]], count: Callable[[pygit2.Oid], int]
-          ) -> list[tuple[str, pygit2.Oid]] | None:
-    """Merge two sides' edits of a sharded key chunk by chunk; None when they overlap.
+Entry = tuple[str, pygit2.Oid]  # a chunk's name and blob id, as in a tree
+TextMerge = Callable[[bytes, bytes, bytes], "bytes | None"]
 
-    Each side replaced one run of the base's chunks, and each run starts and ends at a
-    boundary (chunking restarts at a chunk's start). Runs that do not overlap can both be
-    applied: the result is the layout chunking would give the merged items, without reading
-    a single item, only renamed by the new item counts. ``count`` gives a chunk's items.
+
+class _Merge:
+    """The state of one chunk-by-chunk merge (see :func:`merge`)."""
+
+    def __init__(self, sides: Sequence[Sequence[Entry]], read: Callable[[pygit2.Oid], bytes],
+                 write: Callable[[bytes], pygit2.Oid]) -> None:
+        self.sides, self.read, self.write = sides, read, write
+
+    def count(self, side: int, k: int) -> int:
+        chunks = self.sides[side]
+        if k + 1 < len(chunks):
+            return int(chunks[k + 1][0][:8]) - int(chunks[k][0][:8])
+        return len(items(self.read(chunks[k][1])))
+
+    def region(self, side: int, lo: int, hi: int) -> bytes | None:
+        found = [i for _, oid in self.sides[side][lo:hi] for i in items(self.read(oid))]
+        return encode(found) if found else None
+
+
+def _position(edits: Sequence[tuple[int, int, int, int]], p: int, end: bool) -> int:
+    """Where base chunk ``p`` is on a side (``end``: not past an insertion made at ``p``)."""
+    shift = 0
+    for b0, b1, s0, s1 in edits:
+        if b1 <= p and (b0 < p or not end):
+            shift += (s1 - s0) - (b1 - b0)
+    return p + shift
+
+
+def merge(base: Sequence[Entry], ours: Sequence[Entry], theirs: Sequence[Entry],
+          read: Callable[[pygit2.Oid], bytes], write: Callable[[bytes], pygit2.Oid],
+          text_merge: TextMerge) -> list[Entry] | None:
+    """Merge two sides' edits of a sharded key chunk by chunk; None: merge it whole instead.
+
+    Each side replaced some runs of the base's chunks, and each run starts and ends at a
+    boundary (chunking restarts at a chunk's start, and the chunks around a run are the
+    base's). Runs of one side that overlap no run of the other are taken as they are, without
+    reading an item. Where runs of both sides overlap, only that stretch of chunks is merged
+    as text (``text_merge``: git's 3-way merge of the three stretches, None on a conflict or
+    if it is not a JSON array), and chunked again until the boundaries are back in step. The
+    result is the layout chunking the merged items afresh would give.
     """
+    m = _Merge([base, ours, theirs], read, write)
     b = [o for _, o in base]
-    runs = []
-    for side in (ours, theirs):
-        ids = [o for _, o in side]
-        start, end, stop = _edit(b, ids)
-        sizes = [int(side[k + 1][0][:8]) - int(side[k][0][:8]) if k + 1 < len(side)
-                 else count(side[k][1]) for k in range(start, stop)]
-        runs.append((start, end, list(zip(ids[start:stop], sizes, strict=True))))
-    runs.sort(key=lambda r: (r[0], r[1]))
-    (s1, e1, r1), (s2, e2, r2) = runs
-    if e1 > s2 or (s1 == s2 and e1 == e2 and r1 and r2):  # overlapping, or same insertion
-        return None
-    base_sizes = [int(base[k + 1][0][:8]) - int(base[k][0][:8]) if k + 1 < len(base)
-                  else count(base[k][1]) for k in range(len(base))]
+    edits = [_edits(b, [o for _, o in side]) for side in (ours, theirs)]
+    runs = sorted((b0, b1, side) for side in (0, 1) for b0, b1, _, _ in edits[side])
+    clusters: list[list[tuple[int, int, int]]] = []
+    for run in runs:
+        last = clusters[-1] if clusters else None
+        if last and (run[0] < max(r[1] for r in last) or run[0] == run[1] == last[-1][0]
+                     == last[-1][1]):
+            last.append(run)
+        else:
+            clusters.append([run])
+    segments: list[tuple[pygit2.Oid, int] | list[bytes]] = []  # chunks kept, or items
+    at = 0
+    for cluster in clusters:
+        lo, hi = cluster[0][0], max(r[1] for r in cluster)
+        segments += [(b[k], m.count(0, k)) for k in range(at, lo)]
+        at = hi
+        sides = {r[2] for r in cluster}
+        if len(sides) == 1:
+            side = sides.pop()
+            s0 = _position(edits[side], lo, False)
+            s1 = _position(edits[side], hi, True)
+            segments += [(m.sides[side + 1][k][1], m.count(side + 1, k)) for k in range(s0, s1)]
+            continue
+        texts = [m.region(0, lo, hi)] + [
+            m.region(side + 1, _position(edits[side], lo, False),
+                     _position(edits[side], hi, True)) for side in (0, 1)]
+        merged = text_merge(*texts) if all(t is not None for t in texts) else None  # type: ignore[arg-type]
+        if merged is None:
+            return None
+        segments.append(items(merged))
+    segments += [(b[k], m.count(0, k)) for k in range(at, len(b))]
+    return _lay_out(segments, m)
 
-    def kept(lo: int, hi: int) -> list[tuple[pygit2.Oid, int]]:
-        return list(zip(b[lo:hi], base_sizes[lo:hi], strict=True))
 
-    out, start = [], 0
-    for oid, n in kept(0, s1) + r1 + kept(e1, s2) + r2 + kept(e2, len(b)):
-        out.append((chunk_name(start), oid))
-        start += n
+def _lay_out(segments: Sequence[tuple[pygit2.Oid, int] | list[bytes]], m: _Merge
+             ) -> list[Entry]:
+    """Name kept chunks by their new first index; chunk merged items until back in step."""
+    out: list[Entry] = []
+    start = 0
+    pending: list[bytes] = []
+
+    def emit(run: list[bytes]) -> None:
+        nonlocal start
+        out.append((chunk_name(start), m.write(encode(run))))
+        start += len(run)
+
+    for seg in segments:
+        if isinstance(seg, tuple) and not pending:
+            out.append((chunk_name(start), seg[0]))
+            start += seg[1]
+            continue
+        pending += items(m.read(seg[0])) if isinstance(seg, tuple) else seg
+        closed, pending = cut(pending)
+        for run in closed:
+            emit(run)
+    if pending:
+        emit(pending)
     return out
 
 
