@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             root, res["history"]["size"]["checkins"], 100, log))
         res["concurrency"] = timed("concurrency", lambda: scenarios.concurrency(
             root, mode.agents, mode.agent_seconds, mode.agent_items, log))
+        # the same at the largest size of scenario (i): a sharded key, merged chunk by chunk
+        res["concurrency_large"] = timed("concurrency-large", lambda: scenarios.concurrency(
+            root, (1, 8), mode.agent_seconds, max(s for s in mode.sizes if s <= 10_000), log))
         log(f"building the {mode.big:,}-item vault")
         big = root / "big.git"
         scenarios.make_vault(big, scenarios.make_document(mode.big), fsync=True)
