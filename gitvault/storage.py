@@ -373,10 +373,9 @@ class Store:
         """A root tree holding exactly ``files`` as keys, keeping ``.gitvault/`` of base.
 
         A file is given by its canonical bytes, or by the id of a blob or sharded tree
-        already written. Bytes that hash to the blob already in ``base`` are not written
-        again; a large array is stored sharded, rewriting only the chunks around its edits
+        already written. Bytes already stored are not written again; a large array is stored sharded, rewriting only the chunks around its edits
         (:mod:`gitvault.shards`). ``extra`` inserts subtrees (``.gitvault``) by id; ``ids``
-        are blob ids of the files when the caller has already hashed them.
+        are the ids of files the caller knows to be unchanged (not even hashed again).
         """
         old = self.key_blobs(base) if base is not None else {}
 
@@ -386,15 +385,14 @@ class Store:
                 if name not in files:
                     self._drop(tb, name)
             for name, content in files.items():
+                if ids is not None and name in ids and old.get(name) == ids[name]:
+                    continue  # unchanged: the base's entry stays
                 if isinstance(content, pygit2.Oid):
                     oid, tree = content, self.is_tree(content)
                 elif shards.wanted(content):
                     oid, tree = self._sharded(old.get(name), content), True
-                else:
-                    oid = ids[name] if ids is not None and name in ids else pygit2.hash(content)
-                    if old.get(name) != oid:
-                        oid = self.repo.create_blob(content)
-                    tree = False
+                else:  # an existing blob costs only its hash (libgit2 does not rewrite it)
+                    oid, tree = self.repo.create_blob(content), False
                 if old.get(name) != oid:
                     self._drop(tb, name)
                     tb.insert(name[: -len(BLOB_SUFFIX)] if tree else name, oid,

@@ -142,14 +142,6 @@ class Session:
         return r
 
 
-def _ids(files: Mapping[str, bytes | pygit2.Oid]) -> dict[str, pygit2.Oid]:
-    """The ids files will have, where they are cheap to know: not for sharded keys (their
-    tree depends on the layout), which are compared by their bytes instead."""
-    return {name: data if isinstance(data, pygit2.Oid) else pygit2.hash(data)
-            for name, data in files.items()
-            if isinstance(data, pygit2.Oid) or not shards.wanted(data)}
-
-
 class Vault:
     """A gitvault: a bare git repository holding one JSON document with its history."""
 
@@ -339,7 +331,6 @@ class Vault:
 
     def _checkin_files(self, agent: str, files: Mapping[str, bytes | pygit2.Oid],
                        prov: Provenance, policy: str, lease: int | None) -> CheckinResult:
-        ids = _ids(files)
         made: tuple[tuple[int, str], list[str], pygit2.Commit | None] | None = None
         for _attempt in range(CHECKIN_ATTEMPTS):
             current = self.leases.get(agent)
@@ -362,7 +353,7 @@ class Vault:
             if made is None or made[0] != (current.token, current.base):
                 # the agent's own commit on its base; a lost race for main keeps it
                 made = ((current.token, current.base),
-                        *self._propose(agent, current, files, prov, ids))
+                        *self._propose(agent, current, files, prov))
             _key, changed, proposal = made
             if proposal is None:
                 return CheckinResult(None, [], current)
@@ -411,29 +402,41 @@ class Vault:
         return held
 
     def _propose(self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid],
-                 prov: Provenance, ids: Mapping[str, pygit2.Oid] | None = None
-                 ) -> tuple[list[str], pygit2.Commit | None]:
+                 prov: Provenance) -> tuple[list[str], pygit2.Commit | None]:
         """The agent's own commit of ``files`` on its lease's base, with its trailers.
 
         Returns the changed keys and the commit (None when nothing changed).
         """
         base = self.store.commit(held.base)
-        ids = ids or _ids(files)
         old = self.store.key_blobs(base.tree)
-        changed = sorted(
-            n[: -len(codec.BLOB_SUFFIX)] for n in set(old) | set(files)
-            if n not in old or n not in files or (
-                ids[n] != old[n] if n in ids else self._blob(old[n]) != files[n]))
+        same = {n: old[n] for n, content in files.items()
+                if n in old and self._same(old[n], content)}
+        changed = sorted(n[: -len(codec.BLOB_SUFFIX)] for n in set(old) | set(files)
+                         if n not in same)
         if not changed:
             return changed, None
-        tree = self.store.build_tree(base.tree, files, ids=ids)
+        tree = self._tree(self.store.build_tree(base.tree, files, ids=same))
         new = {n: d for n, d in files.items() if isinstance(d, bytes)}
-        index = changes.between(self.store, base.tree, self._tree(tree), new, self._blob)
-        self._remember({ids[n]: data for n, data in new.items() if n in ids})
+        index = changes.between(self.store, base.tree, tree, new, self._blob)
+        written = self.store.key_blobs(tree)
+        self._remember({written[n]: data for n, data in new.items()
+                        if n not in same and not shards.wanted(data)})
         msg = message(subject_for(agent, "checkin", changed),
                       checkin_trailers(prov, held.token, str(base.id)) + changes.trailers(index))
-        oid = self.store.write_commit(tree, [base.id], self._who(agent), msg, self.clock())
+        oid = self.store.write_commit(tree.id, [base.id], self._who(agent), msg, self.clock())
         return changed, self.store.commit(oid)
+
+    def _same(self, old: pygit2.Oid, content: bytes | pygit2.Oid) -> bool:
+        """Whether a key is unchanged: by id, by the base's bytes when they are at hand (a
+        memcmp), else by hashing the new bytes (a sharded key: by reading the base's)."""
+        if isinstance(content, pygit2.Oid):
+            return content == old
+        known = self._recent.get(old)
+        if known is not None:
+            return known == content
+        if shards.wanted(content) or self.store.is_tree(old):
+            return self._blob(old) == content
+        return pygit2.hash(content) == old
 
     def _keep_expired(self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid],
                       prov: Provenance) -> LeaseExpired:

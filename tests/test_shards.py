@@ -375,7 +375,8 @@ def test_a_chunkwise_merge_is_both_edits_in_the_canonical_layout(
             j += 1
         return i, len(items) - j, side[i:len(side) - j]
 
-    (a0, a1, ra), (c0, c1, rc) = sorted(edit_of(side) for side, _ in layouts)
+    (a0, a1, ra), (c0, c1, rc) = sorted((edit_of(side) for side, _ in layouts),
+                                        key=lambda e: (e[0], e[1]))
     if a1 < c0:  # the items the sides changed are apart: both edits, as a 3-way merge would
         expected = copy.deepcopy(items)
         expected[c0:c1] = rc  # the later edit first, so the earlier one's indexes hold
