@@ -55,29 +55,6 @@ def _token(chunk: bytes, array: bool) -> str | None:
     return None
 
 
-def _common_prefix(a: bytes, b: bytes) -> int:
-    """Length of the longest common prefix (binary search on slices: memcmp speed)."""
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
-    lo, hi = 0, limit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:len(a) - lo] == b[len(b) - mid:len(b) - lo]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def _window(old: bytes, new: bytes) -> tuple[bytes, bytes] | None:
     """The runs of whole elements of two canonical containers that hold every difference.
 
@@ -86,8 +63,8 @@ def _window(old: bytes, new: bytes) -> tuple[bytes, bytes] | None:
     small edit of a 10,000-item key costs a few memcmp calls, not a split of megabytes.
     None when the window cannot be placed (the caller then splits everything).
     """
-    p = _common_prefix(old, new)
-    s = _common_suffix(old, new, min(len(old), len(new)) - p)
+    p = codec.common_prefix(old, new)
+    s = codec.common_suffix(old, new, min(len(old), len(new)) - p)
     start = old.rfind(b",\n  ", 0, p - 1)
     while start >= 0 and old[start + 4:start + 5] == b" ":
         start = old.rfind(b",\n  ", 0, start)

@@ -179,19 +179,55 @@ _ORJSON_DIFFERS = re.compile(rb"0\.0000|e-\d(?!\d)")
 _DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
 
 
-def dumps(value: JSON) -> bytes:
+def common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix (binary search on slices: memcmp speed)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    """Length of the longest common suffix, at most ``limit``."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:len(a) - lo] == b[len(b) - mid:len(b) - lo]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+_LIKE_MIN = 1 << 16  # below this, scanning everything is cheaper than comparing first
+
+
+def dumps(value: JSON, like: bytes | None = None) -> bytes:
     """The canonical bytes of one value (what is stored as ``K.json``).
 
     The canonical form is ``json.dumps(indent=2, sort_keys=True, ensure_ascii=False)`` plus a
     newline. orjson produces the same bytes ~40x faster except for the float forms above, so
     it is used whenever its output cannot differ; NaN and infinities never get here (parsing
     and :func:`check_limits` refuse them; orjson would write ``null``).
+
+    ``like`` may be the canonical bytes of an earlier version (a checkin's base): where
+    orjson's output equals them, it parses to the same values and so is canonical, and only
+    the stretch that differs is searched for those float forms (a 2 MB key: ~2.5 ms less).
     """
     try:
         out = orjson.dumps(value, option=_ORJSON)
     except (orjson.JSONEncodeError, TypeError):  # >64-bit ints, surrogates, non-JSON types
         return _dumps_reference(value)
-    if b"0.0000" in out or (b"e-" in out and _ORJSON_DIFFERS.search(out)):
+    scan = out
+    if like is not None and len(out) >= _LIKE_MIN:
+        p = common_prefix(out, like)
+        s = common_suffix(out, like, min(len(out), len(like)) - p)
+        scan = out[max(0, p - 8):len(out) - s + 8]  # a match may straddle the edges
+    if b"0.0000" in scan or (b"e-" in scan and _ORJSON_DIFFERS.search(scan)):
         return _dumps_reference(value)
     if b"null" in out:  # orjson writes NaN and infinities as null: make sure there were none
         try:
@@ -271,15 +307,18 @@ def _check_keys(value: JSON, limits: Limits, name: str) -> None:
             stack.extend(x for x in v if type(x) is dict or type(x) is list)
 
 
-def encode_document(doc: Mapping[str, JSON], limits: Limits = DEFAULT_LIMITS
-                    ) -> dict[str, bytes]:
-    """Split a checked document into ``{file name: canonical bytes}``, within ``limits``."""
+def encode_document(doc: Mapping[str, JSON], limits: Limits = DEFAULT_LIMITS,
+                    like: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+    """Split a checked document into ``{file name: canonical bytes}``, within ``limits``.
+
+    ``like``: canonical bytes of an earlier version by file name, if at hand (see dumps).
+    """
     check_document(doc)
     if len(doc) > limits.max_keys or any(len(k) > limits.max_string_bytes for k in doc):
         check_limits(doc, limits)
     files = {}
     for key, value in doc.items():
-        data = dumps(value)
+        data = dumps(value, like.get(key + BLOB_SUFFIX) if like else None)
         if _maybe_over(data, limits):
             check_limits({key: value}, limits)
         elif data.count(b"\n") > limits.max_keys and data.count(b'": ') > limits.max_keys:

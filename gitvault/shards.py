@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import pygit2
 from pygit2.enums import FileMode
 
+from .codec import common_prefix, common_suffix
+
 SHARD_BYTES = 1 << 20  # an array key this big (canonical bytes) or bigger is stored sharded
 MIN_CHUNK = 8 << 10
 MAX_CHUNK = 256 << 10
@@ -314,11 +316,9 @@ class Writer:
 
     def update(self, base: Layout, data: bytes) -> list[Chunk]:
         """The chunks of ``data``, given the base's: only the chunks around the edit change."""
-        from .changes import _common_prefix, _common_suffix
-
         old = base.data
-        p = _common_prefix(old, data)
-        s = _common_suffix(old, data, min(len(old), len(data)) - p)
+        p = common_prefix(old, data)
+        s = common_suffix(old, data, min(len(old), len(data)) - p)
         first = max(0, bisect.bisect_right(base.offsets, p) - 1)
         last = bisect.bisect_right(base.offsets, len(old) - s - 1)
         begin = base.offsets[first]

@@ -297,6 +297,14 @@ class Store:
         assert isinstance(obj, pygit2.Blob)
         return obj.data
 
+    def cached_any(self) -> bool:
+        return bool(self._layouts)
+
+    def cached(self, oid: pygit2.Oid) -> bytes | None:
+        """A sharded key's bytes if this store has them at hand (None: not without reading)."""
+        found = self._layouts.get(oid)
+        return found.data if found is not None else None
+
     def layout(self, tree: pygit2.Tree) -> shards.Layout:
         """A sharded key read whole (the last few are kept: a checkin edits its base's)."""
         found = self._layouts.get(tree.id)
@@ -373,9 +381,10 @@ class Store:
         """A root tree holding exactly ``files`` as keys, keeping ``.gitvault/`` of base.
 
         A file is given by its canonical bytes, or by the id of a blob or sharded tree
-        already written. Bytes already stored are not written again; a large array is stored sharded, rewriting only the chunks around its edits
-        (:mod:`gitvault.shards`). ``extra`` inserts subtrees (``.gitvault``) by id; ``ids``
-        are the ids of files the caller knows to be unchanged (not even hashed again).
+        already written. Bytes already stored are not written again; a large array is stored
+        sharded, rewriting only the chunks around its edits (:mod:`gitvault.shards`).
+        ``extra`` inserts subtrees (``.gitvault``) by id; ``ids`` are the ids of files the
+        caller knows to be unchanged (not even hashed again).
         """
         old = self.key_blobs(base) if base is not None else {}
 

@@ -319,8 +319,23 @@ class Vault:
         ``confidence`` (the higher Confidence trailer wins; a tie refuses).
         """
         prov, policy = self._who_and_how(agent, source, confidence, justification, on_conflict)
-        files = codec.encode_document(document, self.limits)
+        files = codec.encode_document(document, self.limits, self._at_hand(agent))
         return self._checkin_files(agent, files, prov, policy, lease)
+
+    def _at_hand(self, agent: str) -> dict[str, bytes] | None:
+        """The bytes of the agent's base, by file name, that this handle has in memory (the
+        encoder then checks only what differs from them)."""
+        if not self._recent and not self.store.cached_any():
+            return None  # a fresh handle (a CLI call): nothing to save
+        held = self.leases.get(agent)
+        if held is None or held.base is None:
+            return None
+        out = {}
+        for name, oid in self.store.key_blobs(self.store.commit(held.base).tree).items():
+            data = self._recent.get(oid) or self.store.cached(oid)
+            if data is not None:
+                out[name] = data
+        return out
 
     def _who_and_how(self, agent: str, source: str, confidence: float | str | None,
                      justification: str, on_conflict: str | None) -> tuple[Provenance, str]:

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitvault import codec
@@ -152,6 +152,23 @@ def test_every_float_is_written_in_the_reference_form(f: float) -> None:
 def test_values_orjson_would_write_differently_take_the_reference_path(value: Any) -> None:
     assert codec.dumps(value) == reference(value)
     assert same(codec.loads_trusted(codec.dumps(value)), value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(json_values, min_size=1, max_size=6), st.lists(json_values, max_size=6),
+       st.integers(0, 5), st.sampled_from([1e-05, 1e-07, -3.9e-08, 0.5, "e-5 0.0000", None]))
+def test_encoding_against_an_earlier_version_writes_exactly_the_reference_form(
+        head: list[Any], tail: list[Any], at: int, odd: Any) -> None:
+    """``dumps(value, like=earlier)`` only searches what differs from ``earlier`` for the
+    float forms orjson writes differently: the result is still exactly the reference form,
+    also when the odd value is new, or sits next to a long stretch shared with ``earlier``."""
+    filler = [{"id": i, "pad": "x" * 200} for i in range(400)]  # past the 64 KiB threshold
+    earlier = [*head, *filler, *tail]
+    value = [*head, *filler, *tail]
+    value.insert(min(at, len(value)), odd)
+    for like in (codec.dumps(earlier), reference(earlier)):
+        assert codec.dumps(value, like) == reference(value)
+    assert codec.dumps(earlier, reference(earlier)) == reference(earlier)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
