@@ -435,6 +435,9 @@ def interleaved(paths: Sequence[Path], runs: int, rounds: int, start: int
         for k in range(len(paths)):
             i = (k + r) % len(paths)
             for mode in ("fsync_on", "fsync_off"):
+                for p in paths:  # a gc of another copy would share the CPUs and the flushes
+                    out[i][mode]["gc_wait_s"] = round(out[i][mode].get("gc_wait_s", 0)
+                                                      + wait_for_gc(p), 2)
                 _measure_checkins(paths[i], mode == "fsync_on", per_round, start, out[i][mode])
                 start += per_round + 1
     for point in out:
