@@ -749,18 +749,23 @@ def old_path_error(vault: Vault, agent: str, patch: list[dict[str, Any]]) -> Git
     raise AssertionError("the whole-document path accepted the patch")
 
 
-@pytest.mark.parametrize("name", sorted(FAILING))
-def test_a_patch_that_does_not_apply_fails_as_on_the_whole_document(big: Vault, git: Git,
-                                                                    name: str) -> None:
-    patch = FAILING[name]
-    big.checkout("ann")
+def assert_fails_as_on_the_whole_document(vault: Vault, git: Git,
+                                           patch: list[dict[str, Any]]) -> None:
+    """checkin_patch refuses ``patch`` with the whole-document path's error; no ref moves."""
+    vault.checkout("ann")
     before = refs(git)
-    want = old_path_error(big, "ann", patch)
+    want = old_path_error(vault, "ann", patch)
     with pytest.raises(InputError) as e:
-        big.checkin_patch("ann", copy.deepcopy(patch), "patch")
+        vault.checkin_patch("ann", copy.deepcopy(patch), "patch")
     assert e.value.exit_code == 1
     assert type(e.value) is type(want) and str(e.value) == str(want)
     assert refs(git) == before
+
+
+@pytest.mark.parametrize("name", sorted(FAILING))
+def test_a_patch_that_does_not_apply_fails_as_on_the_whole_document(big: Vault, git: Git,
+                                                                    name: str) -> None:
+    assert_fails_as_on_the_whole_document(big, git, FAILING[name])
 
 
 def test_a_patch_past_the_depth_limit_fails_as_on_the_whole_document(big: Vault, git: Git
@@ -770,14 +775,8 @@ def test_a_patch_past_the_depth_limit_fails_as_on_the_whole_document(big: Vault,
     deep: Any = "x"
     for _ in range(6):
         deep = [deep]
-    patch = [{"op": "replace", "path": "/items/5/tags", "value": deep}]
-    big.checkout("ann")
-    before = refs(git)
-    want = old_path_error(big, "ann", patch)
-    with pytest.raises(InputError) as e:
-        big.checkin_patch("ann", patch, "patch")
-    assert str(e.value) == str(want)
-    assert refs(git) == before
+    assert_fails_as_on_the_whole_document(
+        big, git, [{"op": "replace", "path": "/items/5/tags", "value": deep}])
 
 
 def test_a_patch_past_the_size_limit_fails_as_on_the_whole_document(big: Vault, git: Git
@@ -785,14 +784,8 @@ def test_a_patch_past_the_size_limit_fails_as_on_the_whole_document(big: Vault, 
     size = sum(k.size for k in big.status().keys)
     big.config_set("maxDocumentBytes", str(size + 100))
     big = Vault.open(big.path)
-    patch = [{"op": "replace", "path": "/items/5/title", "value": "y" * 500}]
-    big.checkout("ann")
-    before = refs(git)
-    want = old_path_error(big, "ann", patch)
-    with pytest.raises(InputError) as e:
-        big.checkin_patch("ann", patch, "patch")
-    assert str(e.value) == str(want)
-    assert refs(git) == before
+    assert_fails_as_on_the_whole_document(
+        big, git, [{"op": "replace", "path": "/items/5/title", "value": "y" * 500}])
     ok = [{"op": "replace", "path": "/items/5/title", "value": "y"}]
     assert big.checkin_patch("ann", ok, "patch").commit == big.head()
 
