@@ -92,6 +92,8 @@ def sparse(store: Store, tree: pygit2.Tree, patch: list[Any], limits: codec.Limi
     for key in windows:
         files.pop(key + codec.BLOB_SUFFIX, None)
     codec.check_document(doc, "patched document")
+    if len(files) + len(doc) > limits.max_keys:
+        return None  # the whole path words the refusal
     for key, value in doc.items():
         if key in windows:
             if not isinstance(value, list):

@@ -171,15 +171,6 @@ class _Merge:
         return encode(found) if found else None
 
 
-def _position(edits: Sequence[tuple[int, int, int, int]], p: int, end: bool) -> int:
-    """Where base chunk ``p`` is on a side (``end``: not past an insertion made at ``p``)."""
-    shift = 0
-    for b0, b1, s0, s1 in edits:
-        if b1 <= p and (b0 < p or not end):
-            shift += (s1 - s0) - (b1 - b0)
-    return p + shift
-
-
 def merge(base: Sequence[Entry], ours: Sequence[Entry], theirs: Sequence[Entry],
           read: Callable[[pygit2.Oid], bytes], write: Callable[[bytes], pygit2.Oid],
           text_merge: TextMerge) -> list[Entry] | None:
@@ -195,10 +186,11 @@ def merge(base: Sequence[Entry], ours: Sequence[Entry], theirs: Sequence[Entry],
     """
     m = _Merge([base, ours, theirs], read, write)
     b = [o for _, o in base]
-    edits = [_edits(b, [o for _, o in side]) for side in (ours, theirs)]
-    runs = sorted((b0, b1, side) for side in (0, 1) for b0, b1, _, _ in edits[side])
-    clusters: list[list[tuple[int, int, int]]] = []
-    for run in runs:
+    runs = sorted((b0, b1, side, (s1 - s0) - (b1 - b0))
+                  for side, chunks in ((1, ours), (2, theirs))
+                  for b0, b1, s0, s1 in _edits(b, [o for _, o in chunks]))
+    clusters: list[list[tuple[int, int, int, int]]] = []
+    for run in runs:  # runs that overlap, or two insertions at one place, go together
         last = clusters[-1] if clusters else None
         if last and (run[0] < max(r[1] for r in last) or run[0] == run[1] == last[-1][0]
                      == last[-1][1]):
@@ -206,21 +198,23 @@ def merge(base: Sequence[Entry], ours: Sequence[Entry], theirs: Sequence[Entry],
         else:
             clusters.append([run])
     segments: list[tuple[pygit2.Oid, int] | list[bytes]] = []  # chunks kept, or items
+    shift = {1: 0, 2: 0}  # how far each side's chunks have moved against the base's so far
     at = 0
     for cluster in clusters:
         lo, hi = cluster[0][0], max(r[1] for r in cluster)
         segments += [(b[k], m.count(0, k)) for k in range(at, lo)]
         at = hi
+        span = {}  # each side's chunks for base chunks lo..hi-1
+        for side in (1, 2):
+            moved = sum(r[3] for r in cluster if r[2] == side)
+            span[side] = (lo + shift[side], hi + shift[side] + moved)
+            shift[side] += moved
         sides = {r[2] for r in cluster}
         if len(sides) == 1:
             side = sides.pop()
-            s0 = _position(edits[side], lo, False)
-            s1 = _position(edits[side], hi, True)
-            segments += [(m.sides[side + 1][k][1], m.count(side + 1, k)) for k in range(s0, s1)]
+            segments += [(m.sides[side][k][1], m.count(side, k)) for k in range(*span[side])]
             continue
-        texts = [m.region(0, lo, hi)] + [
-            m.region(side + 1, _position(edits[side], lo, False),
-                     _position(edits[side], hi, True)) for side in (0, 1)]
+        texts = [m.region(0, lo, hi), m.region(1, *span[1]), m.region(2, *span[2])]
         merged = text_merge(*texts) if all(t is not None for t in texts) else None  # type: ignore[arg-type]
         if merged is None:
             return None

@@ -384,6 +384,53 @@ def test_a_chunkwise_merge_is_both_edits_in_the_canonical_layout(
         assert orjson.loads(got) == expected
 
 
+@pytest.mark.parametrize("at_chunk, their_chunk", [(2, 5), (2, 2), (2, 1), (0, 3)])
+def test_whole_chunks_inserted_by_one_side_merge_with_the_other_sides_edit(
+        scratch: Store, at_chunk: int, their_chunk: int) -> None:
+    """A run of items that is whole chunks of its own, inserted at a chunk boundary, is a pure
+    insertion of chunks: it must come through a chunkwise merge in place, also when the other
+    side edits the chunk right after or right before it."""
+    rng = random.Random(7)
+    items = [task(i, rng) for i in range(1500)]
+    layout = shards.split(codec.dumps(items))
+    starts = [int(n[:8]) for n, _ in layout]
+    new: list[Any] = []
+    while True:  # items that end exactly at a chunk boundary of their own
+        new.append(task(20_000 + len(new), rng))
+        if not shards.cut(shards.items(codec.dumps(new)))[1]:
+            break
+    at = starts[at_chunk]
+    ours = items[:at] + new + items[at:]
+    theirs = copy.deepcopy(items)
+    theirs[starts[their_chunk] + 1]["status"] = "theirs"
+    expected = ours[:]
+    expected[expected.index(items[starts[their_chunk] + 1])] = theirs[starts[their_chunk] + 1]
+    blobs: dict[pygit2.Oid, bytes] = {}
+
+    def entries(value: list[Any]) -> list[tuple[str, pygit2.Oid]]:
+        out = []
+        for name, data in shards.split(codec.dumps(value)):
+            oid = scratch.repo.create_blob(data)
+            blobs[oid] = data
+            out.append((name, oid))
+        return out
+
+    def write(data: bytes) -> pygit2.Oid:
+        oid = scratch.repo.create_blob(data)
+        blobs[oid] = data
+        return oid
+
+    base_e, ours_e, theirs_e = entries(items), entries(ours), entries(theirs)
+    assert len(ours_e) > len(base_e)  # the insertion is whole chunks
+    for a, b in ((ours_e, theirs_e), (theirs_e, ours_e)):
+        merged = shards.merge(base_e, a, b, blobs.__getitem__, write,
+                              lambda *texts: merge._text_merge(scratch, *texts))
+        assert merged is not None
+        got = [i for _, o in merged for i in orjson.loads(blobs[o])]
+        assert got == expected
+        assert [(n, pygit2.hash(d)) for n, d in shards.split(codec.dumps(got))] == merged
+
+
 def test_writing_the_same_value_again_keeps_the_tree(scratch: Store) -> None:
     first = scratch.build_tree(None, {"k.json": DATA})
     base = scratch.repo[first]
