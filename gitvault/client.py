@@ -152,9 +152,14 @@ def via_daemon(argv: list[str]) -> int | None:
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
         try:
             sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-            sock.sendall(request[sent:])
         except OSError:
-            return None
+            return None  # nothing reached the daemon: run it here
+        try:
+            if sent < len(request):
+                sock.sendall(request[sent:])
+        except OSError:
+            pass  # the daemon may already be running it (a fast command can even be done and
+            # its connection closed): never run it twice; its answer, or its silence, decides
         return _wait(sock)
     finally:
         sock.close()
