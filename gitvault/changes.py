@@ -152,11 +152,9 @@ def _sharded_runs(store: Store, old: pygit2.Oid | None, new: pygit2.Oid | None
     Chunks the same at both ends (by id, in order) hold the same items at the same places,
     so only the chunks between are read; the lines are those of a key holding just them.
     """
-    if old is None or new is None:
-        return None
+    if old is None or new is None or not (store.is_tree(old) and store.is_tree(new)):
+        return None  # (object headers only: loading a blob to learn its type inflates it)
     trees = [store.repo[old], store.repo[new]]
-    if not all(t.type_str == "tree" for t in trees):
-        return None
     a, b = ([oid for _, oid in shards.entries(t)] for t in trees)  # type: ignore[arg-type]
     i = 0
     while i < min(len(a), len(b)) and a[i] == b[i]:

@@ -137,9 +137,9 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
 def _chunkwise(store: Store, index: pygit2.Index, name: str,
                oids: list[pygit2.Oid | None]) -> bool:
     """Merge a key sharded on all three sides chunk by chunk, if the edits do not overlap."""
-    trees = [store.repo[o] if o is not None else None for o in oids]
-    if not all(isinstance(t, pygit2.Tree) for t in trees):
-        return False
+    if not all(o is not None and store.is_tree(o) for o in oids):
+        return False  # (headers only: loading a large blob just to see its type inflates it)
+    trees = [store.repo[o] for o in oids if o is not None]
     base, ours, theirs = (shards.entries(t) for t in trees)  # type: ignore[arg-type]
     merged = store.objects(lambda: shards.merge(base, ours, theirs, store.blob,
                                                 store.repo.create_blob,
