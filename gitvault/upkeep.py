@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,11 +62,31 @@ def loose_objects(path: str, exact: bool = False) -> int:
                if len(d) == 2 and os.path.isdir(os.path.join(objects, d)))
 
 
+GC_STAMP = "gitvault-gc"  # touched by the checkin that last started a gc
+GC_INTERVAL = 10.0  # seconds between two gcs that checkins start
+
+
 def maybe_gc(vault: Vault) -> bool:
-    """Start a detached ``git gc`` when the loose-object estimate passes the threshold."""
+    """Start a detached ``git gc`` when the loose-object estimate passes the threshold.
+
+    At most once in :data:`GC_INTERVAL` seconds, and not while a gc runs. A gc of a large
+    vault takes seconds, during which every checkin found the loose objects still there and
+    started another ``git`` (refused by gc.pid, but forked and exec'd: 756 of them in 10,000
+    fast checkins, each slowing its checkin and the gc); and recent unreachable objects, which
+    gc keeps for two weeks, can hold the count above the threshold after a gc too.
+    """
     limit = int(settings.value(vault.store, "gcLooseObjects"))
     if loose_objects(vault.path, exact=limit < 256) <= limit:
         return False
+    now = time.time()
+    for name, fresh in ((GC_STAMP, GC_INTERVAL), ("gc.pid", 3600.0)):
+        try:
+            if now - os.stat(os.path.join(vault.path, name)).st_mtime < fresh:
+                return False
+        except FileNotFoundError:
+            continue
+    with open(os.path.join(vault.path, GC_STAMP), "w", encoding="utf-8") as stamp:
+        stamp.write(f"{os.getpid()}\n")
     # git gc itself refuses to run twice at once (gc.pid), so concurrent checkins are safe
     subprocess.Popen(["git", "-C", vault.path, "gc", "--quiet"], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
