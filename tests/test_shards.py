@@ -324,6 +324,22 @@ def test_an_incremental_update_gives_exactly_the_canonical_layout(
         before, old = base, new
 
 
+class Blobs(dict[pygit2.Oid, bytes]):
+    """Chunk blobs written to a scratch repository, kept by id to read back."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+
+    def write(self, data: bytes) -> pygit2.Oid:
+        oid = self.store.repo.create_blob(data)
+        self[oid] = data
+        return oid
+
+    def entries(self, layout: list[tuple[str, bytes]]) -> list[tuple[str, pygit2.Oid]]:
+        return [(name, self.write(data)) for name, data in layout]
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32), st.sampled_from([40, 220, 3000]), EDIT, EDIT)
 def test_a_chunkwise_merge_is_both_edits_in_the_canonical_layout(
@@ -343,23 +359,9 @@ def test_a_chunkwise_merge_is_both_edits_in_the_canonical_layout(
     if not all(layout for _, layout in layouts) or not all(
             shards.wanted(codec.dumps(side)) for side, _ in layouts):
         return
-    ids = {}
-
-    def entries(layout: list[tuple[str, bytes]]) -> list[tuple[str, pygit2.Oid]]:
-        out = []
-        for name, data in layout:
-            oid = scratch.repo.create_blob(data)
-            ids[oid] = data
-            out.append((name, oid))
-        return out
-
-    def write(data: bytes) -> pygit2.Oid:
-        oid = scratch.repo.create_blob(data)
-        ids[oid] = data
-        return oid
-
-    merged = shards.merge(entries(shards.split(base)), entries(layouts[0][1]),
-                          entries(layouts[1][1]), ids.__getitem__, write,
+    ids = Blobs(scratch)
+    merged = shards.merge(ids.entries(shards.split(base)), ids.entries(layouts[0][1]),
+                          ids.entries(layouts[1][1]), ids.__getitem__, ids.write,
                           lambda *texts: merge._text_merge(scratch, *texts))
     if merged is None:
         return  # git's merge of the overlapping stretch conflicts: the structural merge decides
@@ -405,25 +407,12 @@ def test_whole_chunks_inserted_by_one_side_merge_with_the_other_sides_edit(
     theirs[starts[their_chunk] + 1]["status"] = "theirs"
     expected = ours[:]
     expected[expected.index(items[starts[their_chunk] + 1])] = theirs[starts[their_chunk] + 1]
-    blobs: dict[pygit2.Oid, bytes] = {}
-
-    def entries(value: list[Any]) -> list[tuple[str, pygit2.Oid]]:
-        out = []
-        for name, data in shards.split(codec.dumps(value)):
-            oid = scratch.repo.create_blob(data)
-            blobs[oid] = data
-            out.append((name, oid))
-        return out
-
-    def write(data: bytes) -> pygit2.Oid:
-        oid = scratch.repo.create_blob(data)
-        blobs[oid] = data
-        return oid
-
-    base_e, ours_e, theirs_e = entries(items), entries(ours), entries(theirs)
+    blobs = Blobs(scratch)
+    base_e, ours_e, theirs_e = (blobs.entries(shards.split(codec.dumps(v)))
+                                for v in (items, ours, theirs))
     assert len(ours_e) > len(base_e)  # the insertion is whole chunks
     for a, b in ((ours_e, theirs_e), (theirs_e, ours_e)):
-        merged = shards.merge(base_e, a, b, blobs.__getitem__, write,
+        merged = shards.merge(base_e, a, b, blobs.__getitem__, blobs.write,
                               lambda *texts: merge._text_merge(scratch, *texts))
         assert merged is not None
         got = [i for _, o in merged for i in orjson.loads(blobs[o])]
@@ -1168,22 +1157,27 @@ def test_other_bad_sharded_folders_are_refused(big: Vault, git: Git, clone: Path
     assert refs(git) == before
 
 
-def test_a_layout_built_by_gitvault_in_a_clone_is_accepted_with_its_changed_lines(
-        big: Vault, git: Git, clone: Path) -> None:
+def laid_out_in(clone: Path, items: list[Any]) -> tuple[Store, pygit2.Tree, pygit2.Tree]:
+    """The clone's HEAD tree and a tree with ``items`` as its key, laid out by gitvault."""
     store = Store(pygit2.Repository(str(clone)))
     head = store.repo.revparse_single("HEAD")
     assert isinstance(head, pygit2.Commit)
+    files: dict[str, bytes | pygit2.Oid] = dict(store.key_blobs(head.tree))
+    files["items.json"] = codec.dumps(items)
+    new = store.repo[store.build_tree(head.tree, files)]
+    assert isinstance(new, pygit2.Tree)
+    return store, head.tree, new
+
+
+def test_a_layout_built_by_gitvault_in_a_clone_is_accepted_with_its_changed_lines(
+        big: Vault, git: Git, clone: Path) -> None:
     items = fresh_items()
     items[4100]["status"] = "pushed"
     items.insert(1200, task(9200))
-    files: dict[str, bytes | pygit2.Oid] = dict(store.key_blobs(head.tree))
-    files["items.json"] = codec.dumps(items)
-    tree = store.build_tree(head.tree, files)
-    new = store.repo[tree]
-    assert isinstance(new, pygit2.Tree)
-    lines = changes.between(store, head.tree, new)
+    store, old, new = laid_out_in(clone, items)
+    lines = changes.between(store, old, new)
     assert lines == ["/items/[id=T-04100]", "/items/[id=T-09200]"]
-    commit_tree(clone, str(tree), [f"Changed: {escape(p)}" for p in lines])
+    commit_tree(clone, str(new.id), [f"Changed: {escape(p)}" for p in lines])
     r = push(clone)
     assert r.returncode == 0, r.stderr
     assert big.read()["items"] == items
@@ -1194,15 +1188,10 @@ def test_a_layout_built_by_gitvault_in_a_clone_is_accepted_with_its_changed_line
 
 def test_a_pushed_sharded_commit_with_wrong_changed_lines_is_refused(
         big: Vault, git: Git, clone: Path) -> None:
-    store = Store(pygit2.Repository(str(clone)))
-    head = store.repo.revparse_single("HEAD")
-    assert isinstance(head, pygit2.Commit)
     items = fresh_items()
     items[4100]["status"] = "pushed"
-    files: dict[str, bytes | pygit2.Oid] = dict(store.key_blobs(head.tree))
-    files["items.json"] = codec.dumps(items)
-    tree = store.build_tree(head.tree, files)
-    commit_tree(clone, str(tree), ["Changed: /items/[id=T-00001]"])
+    _, _, new = laid_out_in(clone, items)
+    commit_tree(clone, str(new.id), ["Changed: /items/[id=T-00001]"])
     before = refs(git)
     refused(push(clone), "Changed: lines")
     assert refs(git) == before
