@@ -229,6 +229,8 @@ def apply_edits(items: list[Any], edits: list[tuple[str, float, int]], size: int
     for kind, where, salt in edits:
         rng = random.Random(salt)
         at = min(int(where * len(items)), len(items) - 1)
+        if not items and kind in ("replace", "tweak", "dup"):
+            continue  # a delete-run may have emptied the array: nothing to edit in place
         if kind == "replace":
             items[at] = random_item(rng, size, [])
         elif kind == "insert":
