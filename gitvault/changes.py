@@ -156,12 +156,8 @@ def _sharded_runs(store: Store, old: pygit2.Oid | None, new: pygit2.Oid | None
         return None  # (object headers only: loading a blob to learn its type inflates it)
     trees = [store.repo[old], store.repo[new]]
     a, b = ([oid for _, oid in shards.entries(t)] for t in trees)  # type: ignore[arg-type]
-    i = 0
-    while i < min(len(a), len(b)) and a[i] == b[i]:
-        i += 1
-    j = 0
-    while j < min(len(a), len(b)) - i and a[-1 - j] == b[-1 - j]:
-        j += 1
+    i = codec.common_prefix(a, b)
+    j = codec.common_suffix(a, b, min(len(a), len(b)) - i)
 
     def run(ids: list[pygit2.Oid]) -> bytes:
         found = [item for oid in ids for item in shards.items(store.blob(oid))]

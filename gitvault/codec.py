@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,8 +179,9 @@ _ORJSON_DIFFERS = re.compile(rb"0\.0000|e-\d(?!\d)")
 _DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
 
 
-def common_prefix(a: bytes, b: bytes) -> int:
-    """Length of the longest common prefix (binary search on slices: memcmp speed)."""
+def common_prefix(a: Sequence[object], b: Sequence[object]) -> int:
+    """Length of the longest common prefix of two byte strings (or other sequences): binary
+    search on slices, so bytes compare at memcmp speed."""
     lo, hi = 0, min(len(a), len(b))
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -191,7 +192,7 @@ def common_prefix(a: bytes, b: bytes) -> int:
     return lo
 
 
-def common_suffix(a: bytes, b: bytes, limit: int) -> int:
+def common_suffix(a: Sequence[object], b: Sequence[object], limit: int) -> int:
     """Length of the longest common suffix, at most ``limit``."""
     lo, hi = 0, limit
     while lo < hi:
