@@ -128,7 +128,7 @@ def check_tree(store: Store, tree: pygit2.Tree, changed: Iterable[str] | None) -
         try:
             codec.check_key(key)
             if sharded:
-                layout = shards.problems(store.repo[entry.id], store.blob, name)  # type: ignore[arg-type]
+                layout = shards.problems(store.repo[entry.id], store.layout, name)  # type: ignore[arg-type]
                 if layout:
                     problems += layout
                     continue

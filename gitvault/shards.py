@@ -124,12 +124,16 @@ def size_of(chunks: Sequence[Chunk]) -> int:
         _HEAD) + len(_TAIL)
 
 
-def problems(tree: pygit2.Tree, read: Callable[[pygit2.Oid], bytes], name: str) -> list[str]:
-    """Why a pushed ``K/`` tree is not the canonical layout of its content (empty: it is)."""
+def problems(tree: pygit2.Tree, layout_of: Callable[[pygit2.Tree], Layout], name: str
+             ) -> list[str]:
+    """Why a pushed ``K/`` tree is not the canonical layout of its content (empty: it is).
+
+    ``layout_of`` reads it whole (``Store.layout``, which keeps it for the JSON checks next).
+    """
     bad = [e.name for e in tree if e.type_str != "blob" or not _NAME.fullmatch(e.name or "")]
     if bad:
         return [f"{name}/: only chunk files NNNNNNNN.json may be in a sharded key ({bad[0]})"]
-    layout = assemble([(n, o, read(o)) for n, o in entries(tree)])
+    layout = layout_of(tree)
     if not wanted(layout.data):
         return [f"{name}/: smaller than {SHARD_BYTES} bytes or not an array: store it as "
                 f"{name}.json"]
