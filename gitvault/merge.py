@@ -84,7 +84,8 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
     # a sharded key changed on both sides is merged whole (below), never chunk by chunk:
     # chunk names shift when items are added or removed, so git's union of two sides' chunk
     # files could put items out of order
-    sharded = {n for blobs in sides for n, o in blobs.items() if store.is_tree(o)} & both
+    sharded = {n for n in both
+               if any(o is not None and store.is_tree(o) for o in (b.get(n) for b in sides))}
     for path in list(conflicted):  # K/chunk files, or K.json when one side sharded it
         head, sep, _ = path.partition("/")
         if (head + codec.BLOB_SUFFIX if sep else path) in sharded:
@@ -200,6 +201,6 @@ def _put(store: Store, index: pygit2.Index, name: str, data: bytes) -> None:
         index.add(pygit2.IndexEntry(name, store.write_blob(data), FileMode.BLOB))
         return
     folder = name[: -len(codec.BLOB_SUFFIX)]
-    for chunk, content in shards.split(data):
-        index.add(pygit2.IndexEntry(f"{folder}/{chunk}", store.write_blob(content),
-                                    FileMode.BLOB))
+    writer = shards.Writer(store.repo, store.blob)
+    for chunk, oid, _ in store.objects(lambda: writer.full(data)):
+        index.add(pygit2.IndexEntry(f"{folder}/{chunk}", oid, FileMode.BLOB))
