@@ -46,6 +46,7 @@ WRITERS = "gitvault-writers"  # flock'ed by every writer while it holds ref lock
 TURN = "gitvault-turn"  # flock'ed by the one writer whose turn it is (see Store._turn)
 BOOT = "gitvault-boot"  # the boot id of the last check for a power cut's empty objects
 T = TypeVar("T")
+V = TypeVar("V")
 
 LOCK_TIMEOUT = 60.0  # seconds of lost lock races before VaultBusy; enough for 16+ busy writers
 
@@ -127,6 +128,13 @@ def _fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _keep(cache: dict[pygit2.Oid, V], oid: pygit2.Oid, value: V, size: int) -> None:
+    """Remember ``value`` in a small cache, dropping the oldest entries beyond ``size``."""
+    cache[oid] = value
+    while len(cache) > size:
+        del cache[next(iter(cache))]
 
 
 class _Turn:
@@ -319,9 +327,7 @@ class Store:
         return found
 
     def _keep_layout(self, oid: pygit2.Oid, layout: shards.Layout) -> None:
-        self._layouts[oid] = layout
-        while len(self._layouts) > 4:
-            del self._layouts[next(iter(self._layouts))]
+        _keep(self._layouts, oid, layout, 4)
 
     def is_tree(self, oid: pygit2.Oid) -> bool:
         """Whether a key's id is a sharded key's tree (object header only)."""
@@ -348,9 +354,7 @@ class Store:
         return found
 
     def keep_chunks(self, oid: pygit2.Oid, chunks: list[shards.Chunk]) -> None:
-        self._chunks[oid] = chunks
-        while len(self._chunks) > 8:
-            del self._chunks[next(iter(self._chunks))]
+        _keep(self._chunks, oid, chunks, 8)
 
     # -- writing ---------------------------------------------------------------------------
     def objects(self, fn: Callable[[], T]) -> T:
