@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    ?= demo
 
-.PHONY: venv demo test lint typecheck unit bench stress clean
+.PHONY: venv demo test lint typecheck unit bench stress clean system-deps
 
 venv: $(STAMP)
 
@@ -27,7 +27,11 @@ typecheck: venv
 unit: venv
 	$(BIN)/python -m pytest -q -m "not stress"
 
-test: lint typecheck unit
+# system-deps: the Debian packages of the server and browser tests (apt-get when root; starts nothing)
+system-deps:
+	bash tools/install-system-deps.sh
+
+test: system-deps lint typecheck unit
 
 bench: venv
 	$(BIN)/pip install -q -e '.[dev,bench]'
