@@ -16,8 +16,11 @@ else reaching a user is a bug.
     ├── DaemonError (1)           `gitvault daemon` could not start, reach or stop the daemon
     │   └── DaemonUnsafe (1)      its socket folder is not private to the user
     ├── ConflictError (3)         the merge found true conflicts; ``report`` says which
-    └── LeaseError (4)
-        ├── NoLease, LeaseExpired, LeaseHeld (exclusive), LeaseFenced (stale token)
+    ├── LeaseError (4)
+    │   ├── NoLease, LeaseExpired, LeaseHeld (exclusive), LeaseFenced (stale token)
+    └── NotAllowed (5)            the writer may not do this: not who it claims, no right for
+                                  that agent or that part of the document, quarantined, or a
+                                  missing or wrong signature; ``rule`` names what said no
 """
 
 from __future__ import annotations
@@ -157,3 +160,16 @@ class LeaseFenced(LeaseError):
             f"run `gitvault checkout {agent!r}` again{keep}"
         )
         self.agent, self.given, self.current, self.kept = agent, given, current, kept
+
+
+class NotAllowed(GitVaultError):
+    """A rule of the vault refused the writer; ``rule`` says which rule, for people and tools."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, rule: str = "", **details: Any) -> None:
+        super().__init__(message)
+        self.rule, self.details = rule, details
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "rule": self.rule, **self.details}
