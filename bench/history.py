@@ -63,10 +63,12 @@ from typing import Any, cast
 import pygit2
 from pygit2.enums import FileMode, Option
 
-from gitvault import Vault, __version__, changes, codec
+from gitvault import Vault, __version__
 from gitvault import history as gv_history
-from gitvault.provenance import Provenance, checkin_trailers, identity, message, subject_for
-from gitvault.storage import MAIN
+from gitvault.core import codec
+from gitvault.git.storage import MAIN
+from gitvault.model import changes
+from gitvault.model.provenance import Provenance, checkin_trailers, identity, message, subject_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "history.json"

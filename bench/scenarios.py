@@ -39,7 +39,8 @@ from alternatives import (
     canonical,
 )
 
-from gitvault import Vault, codec
+from gitvault import Vault
+from gitvault.core import codec
 from gitvault.errors import ConflictError, GitVaultError, LeaseError, VaultBusy
 
 BENCH = Path(__file__).resolve().parent
@@ -98,7 +99,7 @@ def gitvault_cli() -> list[str]:
     developer left running never serves them; daemon runs pass :func:`daemon_env`.
     """
     script = Path(sys.executable).with_name("gitvault")
-    if script.exists() and "gitvault.client" in script.read_text(errors="replace"):
+    if script.exists() and "gitvault.console" in script.read_text(errors="replace"):
         return [str(script)]
     return [sys.executable, "-m", "gitvault"]
 
@@ -573,7 +574,8 @@ class _Probe:
         self.slept = 0.0
 
     def install(self) -> None:
-        from gitvault import integrate, storage
+        from gitvault.engine import integrate
+        from gitvault.git import storage
 
         real_plan = integrate.plan
         probe = self

@@ -6,15 +6,15 @@ so that ``gitvault --help`` does not pay for pygit2.
 
 from __future__ import annotations
 
-# Not `from typing import ...`, nor errors eagerly: `gitvault.client`, the console script, starts
-# with this file and hands most calls to the daemon; typing and datetime would cost it ~4 ms.
+# Not `from typing import ...`, nor errors eagerly: `gitvault.console`, the console script,
+# starts with this file and hands most calls to the daemon; typing and datetime would cost it ~4 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .errors import GitVaultError
-    from .leases import Lease
-    from .vault import CheckinResult, Checkout, Session, Status, Vault
+    from gitvault.api.vault import CheckinResult, Checkout, Session, Status, Vault
+    from gitvault.errors import GitVaultError
+    from gitvault.model.leases import Lease
 
 __all__ = [
     "CheckinResult", "Checkout", "GitVaultError", "Lease", "Session", "Status", "Vault",
@@ -24,15 +24,15 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name == "GitVaultError":
-        from .errors import GitVaultError
+        from gitvault.errors import GitVaultError
 
         return GitVaultError
     if name == "Lease":
-        from .leases import Lease
+        from gitvault.model.leases import Lease
 
         return Lease
     if name in ("CheckinResult", "Checkout", "Session", "Status", "Vault"):
-        from . import vault
+        from gitvault.api import vault
 
         return getattr(vault, name)
     raise AttributeError(f"module 'gitvault' has no attribute {name!r}")

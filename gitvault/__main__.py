@@ -1,5 +1,5 @@
 """`python -m gitvault` is the `gitvault` command (through the daemon when one runs)."""
 
-from .client import main
+from gitvault.console import main
 
 main()

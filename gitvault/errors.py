@@ -9,7 +9,9 @@ else reaching a user is a bug.
     GitVaultError (1)
     ├── InputError (1)            bad argument or file given by the user
     │   ├── CodecError (1)        not canonical-able JSON (syntax, NaN, duplicate key, bad key)
-    │   └── LegacyImportError (1) a legacy folder that cannot be imported
+    │   ├── LegacyImportError (1) a legacy folder that cannot be imported
+    │   └── RemoteUnsupported (1) a write a remote vault cannot carry out; run it at the vault
+    ├── RemoteError (1..5)        the vault's hooks refused a push; carries their exit code
     ├── VaultError (1)            the vault itself
     │   ├── VaultNotFound, VaultExists, VaultBusy (lost races past the retry budget)
     │   └── StorageError          the disk or git refused a write
@@ -49,6 +51,26 @@ class CodecError(InputError):
 
 class LegacyImportError(InputError):
     """A legacy folder that cannot be imported; nothing was written."""
+
+
+class RemoteUnsupported(InputError):
+    """A write that cannot travel to a remote vault; refused before anything is written, so it
+    never lands in the local cache alone."""
+
+    def __init__(self, what: str, url: str) -> None:
+        super().__init__(
+            f"{what} cannot be done through {url}: run it on the machine that holds the vault "
+            "(`--vault /path/to/vault.git`); nothing was changed"
+        )
+        self.what, self.url = what, url
+
+
+class RemoteError(GitVaultError):
+    """A refusal the vault's hooks reported over a push; carries their exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class VaultError(GitVaultError):

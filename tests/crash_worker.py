@@ -36,9 +36,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import gitvault.storage
+import gitvault.git.storage
 from gitvault import CheckinResult, GitVaultError, Vault
-from gitvault.storage import RefTx
+from gitvault.git.storage import RefTx
 
 ITEMS = "items"
 T = TypeVar("T")
@@ -163,20 +163,20 @@ def _outcome(run: Callable[[], CheckinResult]) -> int:
 
 
 def stall(vault_path: str, agent: str, key: str, value: Any) -> int:
-    store_transact = gitvault.storage.Store.transact
+    store_transact = gitvault.git.storage.Store.transact
 
-    def transact(self: gitvault.storage.Store, names: Sequence[str], fn: Callable[[RefTx], T],
+    def transact(self: gitvault.git.storage.Store, names: Sequence[str], fn: Callable[[RefTx], T],
                  what: str) -> T:
         def stop_inside(rtx: RefTx) -> T:
             result = fn(rtx)
-            if rtx.changed.get(gitvault.storage.MAIN) is not None:
+            if rtx.changed.get(gitvault.git.storage.MAIN) is not None:
                 say(f"stalled {os.getpid()}")
                 os.kill(os.getpid(), signal.SIGSTOP)
             return result
 
         return store_transact(self, names, stop_inside, what)
 
-    gitvault.storage.Store.transact = transact  # type: ignore[method-assign]
+    gitvault.git.storage.Store.transact = transact  # type: ignore[method-assign]
     vault = Vault.open(vault_path)
     co = vault.checkout(agent, 600)
     doc = dict(co.document)

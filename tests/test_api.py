@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gitvault import Vault
-from gitvault.clidoc import render
+from gitvault.cli.doc import render
 from gitvault.errors import InputError, LeaseFenced, NoLease
 
 from .conftest import Cli, Git
@@ -102,7 +102,7 @@ def test_bad_settings_are_refused(cli: Cli, vault: Vault, name: str, value: str)
 
 
 def test_the_cli_reference_is_up_to_date() -> None:
-    assert DOCS.read_text() == render(), "run: python -m gitvault.clidoc > docs/cli.md"
+    assert DOCS.read_text() == render(), "run: python -m gitvault.cli.doc > docs/cli.md"
 
 
 def test_history_commands_through_the_cli(vault: Vault, cli: Cli) -> None:

@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitvault import Vault, changes, codec, pointers
-from gitvault.jsonmerge import json_equal
-from gitvault.provenance import escape, message, trailer_values
+from gitvault import Vault
+from gitvault.core import codec, pointers
+from gitvault.core.jsonmerge import json_equal
+from gitvault.model import changes
+from gitvault.model.provenance import escape, message, trailer_values
 
 from .conftest import Git
 

@@ -43,7 +43,7 @@ def loaded(tmp_path: Path, *args: str) -> set[str]:
 
 
 def test_help_loads_neither_pygit2_nor_the_library(tmp_path: Path) -> None:
-    unwanted = loaded(tmp_path, "--help") & {"pygit2", "gitvault.vault", *HEAVY}
+    unwanted = loaded(tmp_path, "--help") & {"pygit2", "gitvault.api.vault", *HEAVY}
     assert not unwanted, sorted(unwanted)
 
 
@@ -67,7 +67,8 @@ def test_checkout_and_checkin_load_nothing_heavy(vault: Vault, tmp_path: Path) -
 # The console script's first module: it must decide "daemon or here" without the heavy imports.
 CLIENT_PROBE = """
 import json, sys
-import gitvault.client as c
+import gitvault.console
+import gitvault.daemon.client as c
 c.socket_path(); c.fingerprint(); c.command_name(["--vault", "v", "status"])
 assert c.via_daemon(["gitvault", "status"]) is None  # nothing listens on the test's socket
 json.dump(sorted(sys.modules), sys.stdout)
@@ -79,4 +80,4 @@ def test_client_loads_neither_pygit2_nor_typer() -> None:
     mods = set(json.loads(r.stdout))
     unwanted = {m.split(".")[0] for m in mods} & {"pygit2", "typer", "click", *HEAVY}
     assert not unwanted, sorted(unwanted)
-    assert not mods & {"gitvault.cli", "gitvault.vault", "gitvault.storage", "socket"}
+    assert not mods & {"gitvault.cli", "gitvault.api.vault", "gitvault.git.storage", "socket"}

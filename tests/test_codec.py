@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitvault import codec
+from gitvault.core import codec
 from gitvault.errors import CodecError
 
 json_values = st.recursive(

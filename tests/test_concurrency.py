@@ -26,7 +26,7 @@ from typing import Any
 
 from gitvault import Vault
 from gitvault.errors import ConflictError
-from gitvault.leases import lease_ref
+from gitvault.model.leases import lease_ref
 
 CTX = multiprocessing.get_context("spawn")
 

@@ -44,10 +44,11 @@ from typing import Any, Protocol
 import pygit2
 import pytest
 
-import gitvault.storage
-from gitvault import Vault, codec
+import gitvault.git.storage
+from gitvault import Vault
+from gitvault.core import codec
 from gitvault.errors import VaultBusy
-from gitvault.leases import lease_ref
+from gitvault.model.leases import lease_ref
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 AGENT = "w"
@@ -293,12 +294,12 @@ def age(vault: Path, locks: Sequence[str], seconds: float = 3600.0) -> None:
 @contextlib.contextmanager
 def lock_budget(attempts: int) -> Iterator[None]:
     """Give up on a held ref lock after about ``attempts`` tries (the default waits a minute)."""
-    saved = gitvault.storage.LOCK_TIMEOUT
-    gitvault.storage.LOCK_TIMEOUT = attempts * 0.002
+    saved = gitvault.git.storage.LOCK_TIMEOUT
+    gitvault.git.storage.LOCK_TIMEOUT = attempts * 0.002
     try:
         yield
     finally:
-        gitvault.storage.LOCK_TIMEOUT = saved
+        gitvault.git.storage.LOCK_TIMEOUT = saved
 
 
 def git_fsck(vault: Path) -> tuple[int, str]:
@@ -441,7 +442,7 @@ class Checker:
         vault = Vault.open(self.vault)
         store, commits = vault.store, 0
         seen: set[pygit2.Oid] = set()
-        for commit in store.repo.walk(store.ref(gitvault.storage.MAIN)):
+        for commit in store.repo.walk(store.ref(gitvault.git.storage.MAIN)):
             commits += 1
             for name, oid in store.key_blobs(commit.tree).items():
                 if oid not in seen:

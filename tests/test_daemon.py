@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import gitvault
-from gitvault.daemon import locked_pid
+from gitvault.daemon.server import locked_pid
 
 from .conftest import EXAMPLE
 
@@ -173,8 +173,8 @@ def test_served_client_loads_neither_pygit2_nor_typer(gv: Run, env: dict[str, st
     assert r.returncode == 0, r.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.decode().splitlines()
                 if line.startswith("import time:")}
-    assert "gitvault.client" in imported
-    assert not imported & {"pygit2", "typer", "click", "gitvault.cli", "gitvault.vault"}
+    assert "gitvault.daemon.client" in imported
+    assert not imported & {"pygit2", "typer", "click", "gitvault.cli", "gitvault.api.vault"}
     assert b"head:" in r.stdout
 
 

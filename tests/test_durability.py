@@ -22,7 +22,7 @@ import pytest
 
 from gitvault import Vault
 from gitvault.errors import StorageError
-from gitvault.storage import BOOT, MAIN, Identity, RefTx, Store
+from gitvault.git.storage import BOOT, MAIN, Identity, RefTx, Store
 
 from .conftest import fast, git_in
 
@@ -32,12 +32,12 @@ SYNC_CALL = re.compile(r"^\d+\s+(fsync|fdatasync|syncfs|sync)\((\d+)<([^>]*)>")
 # take the path of a file system without a trustworthy syncfs
 CHILD = """
 import sys
-import gitvault.storage
+import gitvault.git.storage
 from gitvault import Vault
 
 path, n, token, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 if mode == "per-file":
-    gitvault.storage.Store._batched = lambda self: False
+    gitvault.git.storage.Store._batched = lambda self: False
 v = Vault.open(path)
 for i in range(n):
     assert v.checkin("a", {"n": i}, "test", 0.9, "durability", lease=token).commit

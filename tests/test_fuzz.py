@@ -46,12 +46,13 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
-from gitvault import Vault, changes
+from gitvault import Vault
 from gitvault.cli import app
-from gitvault.codec import loads_document
+from gitvault.core.codec import loads_document
 from gitvault.errors import CodecError, ConflictError, GitVaultError
-from gitvault.provenance import unescape
-from gitvault.storage import Store
+from gitvault.git.storage import Store
+from gitvault.model import changes
+from gitvault.model.provenance import unescape
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "legacy"
 SCALE = float(os.environ.get("GITVAULT_FUZZ_SCALE", "1"))

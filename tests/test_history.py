@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitvault import Vault, codec, history
+from gitvault import Vault, history
+from gitvault.core import codec
+from gitvault.core.jsonmerge import json_equal
 from gitvault.errors import InputError
-from gitvault.jsonmerge import json_equal
 
 from .conftest import EXAMPLE, Git, fast
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gitvault import Vault
-from gitvault.remote import clone
+from gitvault.api.remote import clone
 
 from .conftest import Git, git_in
 
@@ -251,7 +251,7 @@ def test_pushes_over_git_daemon_are_guarded_and_merged(vault: Vault, git: Git, t
 
 @pytest.mark.parametrize("name", ["pre-receive", "post-receive", "commit-msg", "pre-commit"])
 def test_the_project_hook_files_are_what_install_writes(name: str, tmp_path: Path) -> None:
-    from gitvault.hooks import install
+    from gitvault.engine.install import install
 
     project = Path(__file__).resolve().parent.parent / "hooks" / name
     install(str(tmp_path), [name], python="@PYTHON@")

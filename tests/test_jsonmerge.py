@@ -1,4 +1,4 @@
-"""Tests for gitvault.jsonmerge: a case table for the merge rules plus hypothesis properties."""
+"""gitvault.core.jsonmerge: a case table for the merge rules plus hypothesis properties."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gitvault.jsonmerge import (
+from gitvault.core.jsonmerge import (
     MISSING,
     Conflict,
     MergeResult,

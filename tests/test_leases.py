@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from gitvault import Vault
 from gitvault.errors import InputError, LeaseExpired, LeaseFenced, LeaseHeld, NoLease
-from gitvault.leases import lease_ref
-from gitvault.provenance import escape_agent, unescape_agent
+from gitvault.model.leases import lease_ref
+from gitvault.model.provenance import escape_agent, unescape_agent
 
 from .conftest import Git, fast
 

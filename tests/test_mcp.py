@@ -23,9 +23,10 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, TextContent, TextResourceContents
 
-from gitvault import Vault, codec
+from gitvault import Vault
+from gitvault.core import codec
 from gitvault.errors import VaultNotFound
-from gitvault.mcp_server import build_server
+from gitvault.mcp.server import build_server
 
 from .conftest import EXAMPLE
 

@@ -10,7 +10,7 @@ import pytest
 
 from gitvault import Vault
 from gitvault.errors import ConflictError, InputError
-from gitvault.schemas import SchemaError
+from gitvault.model.schemas import SchemaError
 
 from .conftest import Cli, Git
 

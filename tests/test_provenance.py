@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gitvault import Vault
 from gitvault.errors import InputError
-from gitvault.provenance import escape, parse_confidence, parse_trailers, unescape
+from gitvault.model.provenance import escape, parse_confidence, parse_trailers, unescape
 
 from .conftest import Git
 

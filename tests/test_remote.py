@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from gitvault import Vault
+from gitvault.api.remote import RemoteVault, is_remote
 from gitvault.cli import app
-from gitvault.remote import RemoteVault, is_remote
 
 from .conftest import Git
 

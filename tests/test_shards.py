@@ -24,10 +24,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitvault import Vault, changes, codec, merge, patching, shards
+from gitvault import Vault
+from gitvault.core import codec
+from gitvault.engine import merge, patching
 from gitvault.errors import ConflictError, GitVaultError, InputError
-from gitvault.provenance import escape, message
-from gitvault.storage import Store
+from gitvault.git import shards
+from gitvault.git.storage import Store
+from gitvault.model import changes
+from gitvault.model.provenance import escape, message
 
 from .conftest import Cli, Git, git_in
 

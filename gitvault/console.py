@@ -1,0 +1,25 @@
+"""The ``gitvault`` console script: hand the call to a running daemon, else run the CLI here.
+
+This is the one module above every entry point (it composes :mod:`gitvault.daemon.client` and
+:mod:`gitvault.cli`), and it must stay cheap: until a command runs in-process it imports
+nothing but the standard library and the daemon's stdlib-only client.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from gitvault.daemon.client import LOCAL_COMMANDS, command_name, via_daemon
+
+
+def main() -> None:
+    """Console-script entry point (``gitvault``, ``python -m gitvault``)."""
+    args = sys.argv[1:]
+    if os.environ.get("GITVAULT_DAEMON", "1") != "0" and command_name(args) not in LOCAL_COMMANDS:
+        code = via_daemon(sys.argv)
+        if code is not None:
+            raise SystemExit(code)
+    from gitvault.cli import main as run_here
+
+    run_here()
