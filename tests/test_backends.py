@@ -25,7 +25,6 @@ from gitvault.cli import app
 from gitvault.errors import ConflictError, RemoteUnsupported
 
 
-
 def public(cls: type) -> set[str]:
     return {n for n in dir(cls) if not n.startswith("_")}
 
