@@ -10,6 +10,7 @@ else reaching a user is a bug.
     ├── InputError (1)            bad argument or file given by the user
     │   ├── CodecError (1)        not canonical-able JSON (syntax, NaN, duplicate key, bad key)
     │   ├── LegacyImportError (1) a legacy folder that cannot be imported
+    │   ├── SchemaError (1)       a value that fails its key's JSON Schema, or a bad schema
     │   └── RemoteUnsupported (1) a write a remote vault cannot carry out; run it at the vault
     ├── RemoteError (1..5)        the vault's hooks refused a push; carries their exit code
     ├── VaultError (1)            the vault itself
@@ -53,6 +54,17 @@ class LegacyImportError(InputError):
     """A legacy folder that cannot be imported; nothing was written."""
 
 
+class SchemaError(InputError):
+    """A value that fails its key's JSON Schema, or a schema that is not one."""
+
+    def __init__(self, message: str, problems: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "problems": self.problems}
+
+
 class RemoteUnsupported(InputError):
     """A write that cannot travel to a remote vault; refused before anything is written, so it
     never lands in the local cache alone."""
@@ -71,6 +83,16 @@ class RemoteError(GitVaultError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def from_os_error(e: OSError) -> GitVaultError:
+    """The user error an ``OSError`` stands for: a file the user named, or a disk that refused.
+
+    The CLI, the MCP server and the hooks all map through here, so the same failure reads the
+    same everywhere (exit 1, the file and the system's reason).
+    """
+    where = f"{e.filename}: " if e.filename else ""
+    return StorageError(f"{where}{e.strerror or e}")
 
 
 class VaultError(GitVaultError):

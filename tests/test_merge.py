@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from gitvault import Vault
-from gitvault.errors import ConflictError, InputError
-from gitvault.model.schemas import SchemaError
+from gitvault.errors import ConflictError, InputError, SchemaError
 
 from .conftest import Cli, Git
 

@@ -34,6 +34,7 @@ from gitvault.errors import (
     LeaseExpired,
     LeaseFenced,
     NoLease,
+    SchemaError,
     VaultBusy,
     VaultExists,
     VaultNotFound,
@@ -635,7 +636,7 @@ class Vault:
         tree_obj = self._tree(tree)
         problems = schemas.validate_tree(self.store, tree_obj, [k[:-5] for k in files])
         if problems:
-            raise schemas.SchemaError(f"the resolved document fails its schema at "
+            raise SchemaError(f"the resolved document fails its schema at "
                                       f"{problems[0]['pointer']}: {problems[0]['message']}",
                                       problems)
         trailers = checkin_trailers(prov, t.get("Lease", ""), str(proposal.parents[0].id))
@@ -665,7 +666,7 @@ class Vault:
             assert isinstance(tree, pygit2.Tree)
             problems = schemas.validate_tree(self.store, tree, [key])
             if problems:
-                raise schemas.SchemaError(
+                raise SchemaError(
                     f"main's {key} fails this schema at {problems[0]['pointer']}: "
                     f"{problems[0]['message']}; fix the data first", problems)
             trailers = [("Agent-Id", check_agent(agent)), ("Source", "schema"),

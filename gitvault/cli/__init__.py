@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from gitvault.errors import ConflictError, GitVaultError, InputError
+from gitvault.errors import ConflictError, GitVaultError, InputError, from_os_error
+from gitvault.model.policy import ConflictPolicy
 
 if TYPE_CHECKING:
     from gitvault.api.remote import RemoteVault
@@ -38,7 +39,7 @@ class _Group(TyperGroup):
         except GitVaultError as e:
             _fail(ctx, e)
         except OSError as e:  # a file the user named, a disk that refused
-            _fail(ctx, InputError(f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")))
+            _fail(ctx, from_os_error(e))
 
 
 def _fail(ctx: typer.Context, e: GitVaultError) -> NoReturn:
@@ -213,9 +214,9 @@ def checkin(
     justification: Annotated[str, typer.Argument(help="Why the change was made.")] = "",
     lease: Annotated[int | None, typer.Option(
         "--lease", help="Refuse unless the lease still has this token (fencing).")] = None,
-    on_conflict: Annotated[str | None, typer.Option(
-        "--on-conflict", help="fail | ours | theirs | confidence (default gitvault.onConflict, "
-        "else fail).")] = None,
+    on_conflict: Annotated[ConflictPolicy | None, typer.Option(
+        "--on-conflict", help="What wins a conflict (default gitvault.onConflict, else fail).")
+    ] = None,
     patch: Annotated[bool, typer.Option(
         "--patch", help="PROPOSED is a JSON Patch against the lease's base.")] = False,
     dry_run: Annotated[bool, typer.Option(

@@ -15,19 +15,17 @@ import pygit2
 
 from gitvault.core.jsonmerge import MISSING, Conflict
 from gitvault.engine.merge import Decide, MergeOutcome, merge_trees
-from gitvault.errors import GitVaultError, InputError
+from gitvault.errors import InputError, SchemaError
 from gitvault.git.storage import Store
 from gitvault.history import last_writer
 from gitvault.model import changes, schemas
+from gitvault.model.policy import POLICIES
 from gitvault.model.provenance import Provenance, checkin_trailers, identity, message, subject_for
 
-POLICIES = ("fail", "ours", "theirs", "confidence")
 
-
-class Refused(GitVaultError):
-    """Internal: the merge left conflicts (or broke a schema); the caller keeps the proposal."""
-
-    exit_code = 3
+class Refused(Exception):
+    """Not a user error: the merge left conflicts (or broke a schema). Callers catch it, keep
+    the proposal and raise :class:`~gitvault.errors.ConflictError`, which is what users see."""
 
     def __init__(self, entries: list[dict[str, Any]], outcome: MergeOutcome | None) -> None:
         super().__init__(f"{len(entries)} conflict(s)")
@@ -113,7 +111,7 @@ def plan(store: Store, base: pygit2.Commit, main: pygit2.Commit, proposal: pygit
     if main.id == base.id:
         problems = schemas.validate_tree(store, proposal.tree, changed)
         if problems:
-            raise schemas.SchemaError(
+            raise SchemaError(
                 f"the proposal fails its schema at {problems[0]['pointer']}: "
                 f"{problems[0]['message']}", problems)
         return Plan(proposal.id, False)

@@ -33,7 +33,7 @@ import pygit2
 from pygit2.enums import SortMode
 
 from gitvault.core import codec
-from gitvault.errors import CodecError, GitVaultError, InputError
+from gitvault.errors import CodecError, GitVaultError, InputError, LeaseError
 from gitvault.git import shards
 from gitvault.git.storage import MAIN, RefTx, Store
 from gitvault.model import changes, schemas
@@ -47,6 +47,20 @@ from gitvault.model.provenance import (
 )
 
 ZERO = "0" * 40
+class Problem(str):
+    """One reason a push is refused. It reads as text (the pusher sees it on stderr), and its
+    type carries the exit code of the error it stands for, so the report's code comes from the
+    kind of problem, never from matching words in its text."""
+
+    __slots__ = ()
+    exit_code = GitVaultError.exit_code
+
+
+class LeaseProblem(Problem):
+    __slots__ = ()
+    exit_code = LeaseError.exit_code
+
+
 @dataclass(frozen=True)
 class Update:
     old: str
@@ -175,7 +189,7 @@ def check_push(store: Store, updates: list[Update]) -> list[str]:
     return problems
 
 
-def _lease_problems(store: Store, agent: str, token: str) -> list[str]:
+def _lease_problems(store: Store, agent: str, token: str) -> list[Problem]:
     """A remote checkin's lease, checked before anything is accepted (read-only)."""
     import time
 
@@ -183,11 +197,12 @@ def _lease_problems(store: Store, agent: str, token: str) -> list[str]:
 
     lease = LeaseBook(store, time.time).get(agent)
     if lease is None:
-        return [f"{agent!r} holds no lease; run `gitvault checkout {agent}` first"]
+        return [LeaseProblem(f"{agent!r} holds no lease; run `gitvault checkout {agent}` first")]
     if token.isdigit() and int(token) != lease.token:
-        return [f"lease token {token} of {agent!r} is stale (current {lease.token})"]
+        return [LeaseProblem(f"lease token {token} of {agent!r} is stale (current {lease.token})")]
     if not lease.live(time.time()):
-        return [f"lease of {agent!r} has expired; run `gitvault checkout {agent}` again"]
+        return [LeaseProblem(f"lease of {agent!r} has expired; run `gitvault checkout {agent}` "
+                             "again")]
     return []
 
 
@@ -309,8 +324,8 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
         for line in refuse_lines(problems) if problems else []:
             say(line)
         if problems:
-            lease_problem = any("lease" in p for p in problems)
-            _report(say, {"error": "PushRefused", "exit_code": 4 if lease_problem else 1,
+            code = max(getattr(p, "exit_code", GitVaultError.exit_code) for p in problems)
+            _report(say, {"error": "PushRefused", "exit_code": code,
                           "message": "; ".join(problems)})
         return 1 if problems else 0
     if name == "post-receive":

@@ -32,8 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gitvault import __version__
 from gitvault.api.vault import CheckinResult, Vault
 from gitvault.core import codec
-from gitvault.errors import GitVaultError, InputError, StorageError
+from gitvault.errors import GitVaultError, InputError, from_os_error
 from gitvault.model.leases import Lease
+from gitvault.model.policy import ConflictPolicy
 from gitvault.model.provenance import check_agent
 
 Transport = Literal["stdio", "streamable-http"]
@@ -166,8 +167,7 @@ def _structured_errors(fn: Callable[P, R]) -> Callable[P, R | CallToolResult]:
         except GitVaultError as e:
             return _error_result(e)
         except OSError as e:  # the disk refused: same shape, exit code 1
-            where = f"{e.filename}: " if e.filename else ""
-            return _error_result(StorageError(f"{where}{e.strerror or e}"))
+            return _error_result(from_os_error(e))
 
     return wrapper
 
@@ -251,7 +251,7 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
         patch: Annotated[list[PatchOperation] | None,
                          Field(description="RFC 6902 JSON Patch against the document you "
                                            "checked out (instead of `document`).")] = None,
-        on_conflict: Annotated[Literal["fail", "ours", "theirs", "confidence"] | None,
+        on_conflict: Annotated[ConflictPolicy | None,
                                Field(description="Decide conflicts: ours = main wins, theirs = "
                                      "you win, confidence = higher confidence wins; default "
                                      "fail.")] = None,

@@ -12,21 +12,10 @@ from typing import Any
 import pygit2
 
 from gitvault.core import codec
-from gitvault.errors import InputError
+from gitvault.errors import SchemaError
 from gitvault.git.storage import Store
 
 SCHEMA_DIR = ".gitvault/schemas"
-
-
-class SchemaError(InputError):
-    """A value that fails its key's JSON Schema, or a schema that is not one."""
-
-    def __init__(self, message: str, problems: list[dict[str, str]]) -> None:
-        super().__init__(message)
-        self.problems = problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {**super().to_json(), "problems": self.problems}
 
 
 def schema_path(key: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from gitvault.errors import InputError
 from gitvault.git.storage import Store
+from gitvault.model.policy import POLICIES
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Setting:
             if value < 1:
                 raise InputError(f"{where}: {self.name}={raw!r} must be at least 1")
             return value
-        if self.name == "onConflict" and raw not in ("fail", "ours", "theirs", "confidence"):
+        if self.name == "onConflict" and raw not in POLICIES:
             raise InputError(f"{where}: onConflict={raw!r}: use fail, ours, theirs or confidence")
         return raw
 
