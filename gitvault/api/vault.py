@@ -7,9 +7,9 @@ CLI and the MCP server do goes through it, so every rule lives here once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
-import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +24,7 @@ from gitvault.core import codec
 from gitvault.core.codec import Document
 from gitvault.core.jsonmerge import Conflict
 from gitvault.engine import integrate, upkeep
+from gitvault.engine.advance import Done, Step, advance, move_main
 from gitvault.engine.importer import read_legacy
 from gitvault.engine.install import install_server
 from gitvault.engine.merge import merge_trees
@@ -35,7 +36,6 @@ from gitvault.errors import (
     LeaseFenced,
     NoLease,
     SchemaError,
-    VaultBusy,
     VaultExists,
     VaultNotFound,
 )
@@ -57,7 +57,23 @@ from gitvault.model.provenance import (
 )
 
 OPTIMISTIC_PLANS = 1  # merges planned outside the lock before planning under it
-CHECKIN_ATTEMPTS = 200  # lost races for main, each followed by a jittered wait
+
+
+@dataclass(frozen=True)
+class Landing:
+    """One attempt of a checkin: the agent's commit on its base, and what it must find under
+    the lock to land (the lease as read, and main as planned against when ``plan`` is set)."""
+
+    agent: str
+    token: int | None  # the token the caller pinned, None for "the current lease"
+    read: Lease  # the lease as read before locking
+    base: pygit2.Commit
+    proposal: pygit2.Commit
+    prov: Provenance
+    changed: list[str]
+    policy: str
+    plan: integrate.Plan | None = None
+    main: pygit2.Oid | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,12 @@ class CheckinResult:
                 "noop": self.noop, "strategy": self.strategy, "resolved": self.resolved,
                 "lease": self.lease.token if self.lease else None,
                 "base": self.lease.base if self.lease else None}
+
+
+# what a checkin attempt ends with: landed (the moved lease and the plan), an expiry found
+# under the lock, or a result without landing (nothing changed)
+Landed = tuple[Lease, integrate.Plan] | LeaseExpired
+Outcome = Landed | CheckinResult
 
 
 @dataclass(frozen=True)
@@ -363,15 +385,15 @@ class Vault:
     def _checkin_files(self, agent: str, files: Mapping[str, bytes | pygit2.Oid],
                        prov: Provenance, policy: str, lease: int | None) -> CheckinResult:
         made: tuple[tuple[int, str], list[str], pygit2.Commit | None] | None = None
-        for _attempt in range(CHECKIN_ATTEMPTS):
+        last: Landing | None = None  # the attempt whose step raised, for keeping its work
+
+        def attempt(n: int) -> Step[Outcome] | Done[Outcome] | None:
+            nonlocal made, last
             current = self.leases.get(agent)
-            if current is not None and lease in (None, current.token) and not current.live(
-                self.clock()
-            ):
+            ours = current is not None and lease in (None, current.token)
+            if current is not None and ours and not current.live(self.clock()):
                 raise self._keep_expired(agent, current, files, prov)
-            if current is None or lease not in (None, current.token) or not current.live(
-                self.clock()
-            ):
+            if current is None or not ours:
                 # under the lock, verify raises the precise lease error; if it does not, the
                 # lease changed between our two reads: look again
                 try:
@@ -380,48 +402,51 @@ class Vault:
                                         "checkin")
                 except LeaseFenced as fenced:
                     raise self._keep_fenced(fenced, files, prov) from None
-                continue
+                return None
             if made is None or made[0] != (current.token, current.base):
                 # the agent's own commit on its base; a lost race for main keeps it
                 made = ((current.token, current.base),
                         *self._propose(agent, current, files, prov))
             _key, changed, proposal = made
             if proposal is None:
-                return CheckinResult(None, [], current)
-            base = proposal.parents[0]
-            # Plan the merge without holding any lock (main rarely moves meanwhile); after
-            # OPTIMISTIC_PLANS lost races, plan it under the lock of main, so that it cannot be
-            # lost again. Measured (2/4/8 agents, 1,000 items, checkins/s): after 1 lost race
-            # 73/62/56, after 2 78/58/45, after 3 90/57/41: more optimism helps two agents and
-            # wastes merges with eight, so under-lock planning starts at the first lost race.
-            land = functools.partial(self._land, agent=agent, token=lease, read=current,
-                                     base=base, proposal=proposal, prov=prov, changed=changed,
-                                     policy=policy, plan=None)
-            if _attempt < OPTIMISTIC_PLANS:
-                main = self.store.commit(self._main())
-                decide = integrate.decider(self.store, policy, base.id, main.id, prov.confidence)
-                try:
-                    plan = integrate.plan(self.store, base, main, proposal, prov, current.token,
-                                          changed, decide, self.clock())
-                except integrate.Refused as refused:
-                    raise self._refuse(agent, base.id, main.id, proposal.id, refused) from None
-                land = functools.partial(land, plan=plan, main=main.id)
-            try:
-                landed = self.store.transact([MAIN, NOTES, lease_ref(agent)], land,
-                                             f"checkin {agent}")
-            except LeaseExpired:
-                raise self._keep_expired(agent, current, files, prov) from None
-            except integrate.Refused as refused:
-                raise self._refuse(agent, base.id, refused.main or self._main(), proposal.id,
-                                   refused) from None
-            if landed is None:  # lost the race for main (or the lease changed): try again
-                if _attempt >= OPTIMISTIC_PLANS:
-                    time.sleep(random.uniform(0, min(0.002 * 2 ** _attempt, 0.05)))
-                continue
-            moved, plan = landed
-            upkeep.maybe_gc(self)
-            return CheckinResult.landed(plan, changed, moved)
-        raise VaultBusy(f"checkin {agent}", CHECKIN_ATTEMPTS)
+                return Done(CheckinResult(None, [], current))
+            last = Landing(agent, lease, current, proposal.parents[0], proposal, prov, changed,
+                           policy)
+            # Plan the first merge without holding any lock (main rarely moves meanwhile);
+            # after a lost race, plan under the lock of main so it cannot be lost again
+            # (bench/README.md has the measurements behind OPTIMISTIC_PLANS).
+            if n < OPTIMISTIC_PLANS:
+                last = self._plan_outside(last)
+            return functools.partial(self._land, landing=last)
+
+        try:
+            landed = advance(self.store, f"checkin {agent}", [MAIN, NOTES, lease_ref(agent)],
+                             attempt)
+        except integrate.Refused as refused:
+            assert last is not None
+            raise self._refuse(agent, last.base.id, refused.main or self._main(),
+                               last.proposal.id, refused) from None
+        if isinstance(landed, CheckinResult):
+            return landed
+        assert last is not None
+        if isinstance(landed, LeaseExpired):  # found under the lock: keep the work, then refuse
+            raise self._keep_expired(agent, last.read, files, prov)
+        moved, plan = landed
+        upkeep.maybe_gc(self)
+        return CheckinResult.landed(plan, last.changed, moved)
+
+    def _plan_outside(self, landing: Landing) -> Landing:
+        """The landing with its merge planned now, against main as it is (no lock held)."""
+        main = self.store.commit(self._main())
+        base, prov = landing.base, landing.prov
+        decide = integrate.decider(self.store, landing.policy, base.id, main.id, prov.confidence)
+        try:
+            plan = integrate.plan(self.store, base, main, landing.proposal, prov,
+                                  landing.read.token, landing.changed, decide, self.clock())
+        except integrate.Refused as refused:
+            refused.main = main.id
+            raise
+        return dataclasses.replace(landing, plan=plan, main=main.id)
 
     def _held(self, agent: str, lease: int | None) -> Lease:
         """``agent``'s current lease (not checked for expiry), with ``lease`` as its token."""
@@ -509,30 +534,34 @@ class Vault:
         """Prune expired leases and pack the repository (git gc)."""
         return upkeep.gc(self)
 
-    def _land(self, rtx: RefTx, agent: str, token: int | None, read: Lease,
-              base: pygit2.Commit, proposal: pygit2.Commit, prov: Provenance,
-              changed: list[str], policy: str, plan: integrate.Plan | None,
-              main: pygit2.Oid | None = None) -> tuple[Lease, integrate.Plan] | None:
+    def _land(self, rtx: RefTx, landing: Landing) -> Outcome | None:
         """Under the lock: the lease is still the one we read; move main and the lease base.
 
-        With ``plan`` (made before locking, against ``main``), main must not have moved;
-        without, the merge is planned here against the locked main.
+        With a plan (made before locking, against ``landing.main``), main must not have moved;
+        without, the merge is planned here against the locked main. An expired lease is
+        returned, not raised, so the caller keeps the work once the lock is released.
         """
-        held = self.leases.verify(rtx, agent, token)
+        agent, read, plan = landing.agent, landing.read, landing.plan
+        try:
+            held = self.leases.verify(rtx, agent, landing.token)
+        except LeaseExpired as expired:
+            return expired
         if held.token != read.token or held.base != read.base:
             return None  # re-checked-out meanwhile: the caller starts again
         current = rtx.get(MAIN)
         if plan is None:
             assert current is not None
             head = self.store.commit(current)
-            decide = integrate.decider(self.store, policy, base.id, head.id, prov.confidence)
+            base, prov = landing.base, landing.prov
+            decide = integrate.decider(self.store, landing.policy, base.id, head.id,
+                                       prov.confidence)
             try:
-                plan = integrate.plan(self.store, base, head, proposal, prov, read.token,
-                                      changed, decide, self.clock())
+                plan = integrate.plan(self.store, base, head, landing.proposal, prov,
+                                      read.token, landing.changed, decide, self.clock())
             except integrate.Refused as refused:
                 refused.main = head.id
                 raise
-        elif current != main:
+        elif current != landing.main:
             return None
         rtx.set(MAIN, plan.target, f"checkin {agent}" + (" (merge)" if plan.merged else ""))
         return self.leases.move_base(rtx, held, plan.target), plan
@@ -595,7 +624,8 @@ class Vault:
                           parse_confidence(t.get("Confidence")), t.get("Justification", ""))
         resolver = check_agent(agent or kept.agent)
         extra = [("Resolved-By", resolver), ("Conflict", kept.id)]
-        for _attempt in range(CHECKIN_ATTEMPTS):
+
+        def attempt(_n: int) -> Step[CheckinResult]:
             main = self.store.commit(self._main())
             if document is not None:
                 target = self._resolve_with(document, main, proposal, prov, t, extra)
@@ -614,19 +644,18 @@ class Vault:
                         "nothing changed", {"id": kept.id, "ref": kept.ref,
                                             "conflicts": refused.entries}) from None
 
-            def fn(rtx: RefTx, main_id: pygit2.Oid = main.id, target: pygit2.Oid = target) -> bool:
+            def step(rtx: RefTx) -> CheckinResult | None:
                 if rtx.get(kept.ref) is None:
                     raise InputError(f"conflict {kept.id} was resolved or dropped meanwhile")
-                if rtx.get(MAIN) != main_id:
-                    return False
-                rtx.set(MAIN, target, f"resolve {kept.id}")
+                if not move_main(rtx, main.id, target, f"resolve {kept.id}"):
+                    return None
                 rtx.delete(kept.ref)
-                return True
-
-            if self.store.transact([MAIN, kept.ref], fn, f"resolve {kept.id}"):
                 changed = codec.changed_keys(self._encoded(main), self._encoded(target))
                 return CheckinResult(str(target), changed, None, True)  # no lease involved
-        raise VaultBusy(f"resolve {kept.id}", CHECKIN_ATTEMPTS)
+
+            return step
+
+        return advance(self.store, f"resolve {kept.id}", [MAIN, kept.ref], attempt)
 
     def _resolve_with(self, document: Mapping[str, Any], main: pygit2.Commit,
                       proposal: pygit2.Commit, prov: Provenance, t: Mapping[str, str],
@@ -655,7 +684,8 @@ class Vault:
         """Store ``schema`` for ``key`` in a commit on main; refuses if main's value fails it."""
         schemas.check_schema(schema, f"schema for {key}")
         path = schemas.schema_path(key)
-        for _attempt in range(CHECKIN_ATTEMPTS):
+
+        def attempt(_n: int) -> Step[str]:
             main = self.store.commit(self._main())
             index = pygit2.Index()
             index.read_tree(main.tree)
@@ -675,15 +705,10 @@ class Vault:
             commit = self.store.write_commit(tree_oid, [main.id], self._who(agent),
                                              message(f"schema {key}", trailers), self.clock())
 
-            def fn(rtx: RefTx, m: pygit2.Oid = main.id, c: pygit2.Oid = commit) -> bool:
-                if rtx.get(MAIN) != m:
-                    return False
-                rtx.set(MAIN, c, f"schema {key}")
-                return True
+            return lambda rtx: str(commit) if move_main(rtx, main.id, commit,
+                                                        f"schema {key}") else None
 
-            if self.store.transact([MAIN], fn, f"schema set {key}"):
-                return str(commit)
-        raise VaultBusy(f"schema set {key}", CHECKIN_ATTEMPTS)
+        return advance(self.store, f"schema set {key}", [MAIN], attempt)
 
     # -- helpers ---------------------------------------------------------------------------
     def config(self) -> list[dict[str, Any]]:
@@ -734,10 +759,11 @@ class Vault:
                           t.get("Justification", ""))
         policy = integrate.check_policy(on_conflict or settings.value(self.store, "onConflict"))
         repo = self.store.repo
-        for _attempt in range(CHECKIN_ATTEMPTS):
+
+        def attempt(_n: int) -> Step[CheckinResult] | Done[CheckinResult]:
             main = self.store.commit(self._main())
             if main.id == tip.id or repo.descendant_of(main.id, tip.id):
-                return CheckinResult(None, [], None)  # already on main
+                return Done(CheckinResult(None, [], None))  # already on main
             base = self.store.commit(repo.merge_base(main.id, tip.id))
             changed = codec.changed_keys(self._encoded(base), self._encoded(tip))
             decide = integrate.decider(self.store, policy, base.id, main.id, prov.confidence)
@@ -747,19 +773,17 @@ class Vault:
             except integrate.Refused as refused:
                 raise self._refuse(agent, base.id, main.id, tip.id, refused) from None
 
-            def fn(rtx: RefTx, m: pygit2.Oid = main.id, target: pygit2.Oid = plan.target
-                   ) -> tuple[bool, Lease | None]:
+            def step(rtx: RefTx) -> CheckinResult | None:
                 held = self.leases.verify(rtx, agent, lease) if lease is not None else None
-                if rtx.get(MAIN) != m:
-                    return False, None
-                rtx.set(MAIN, target, f"push {ref}")
-                return True, self.leases.move_base(rtx, held, target) if held else None
-
-            names = [MAIN, NOTES, lease_ref(agent)] if lease is not None else [MAIN]
-            done, moved = self.store.transact(names, fn, f"merge {ref}")
-            if done:
+                if not move_main(rtx, main.id, plan.target, f"push {ref}"):
+                    return None
+                moved = self.leases.move_base(rtx, held, plan.target) if held else None
                 return CheckinResult.landed(plan, changed, moved)
-        raise VaultBusy(f"merge {ref}", CHECKIN_ATTEMPTS)
+
+            return step
+
+        names = [MAIN, NOTES, lease_ref(agent)] if lease is not None else [MAIN]
+        return advance(self.store, f"merge {ref}", names, attempt)
 
     def install_hooks(self) -> list[str]:
         """(Re)install the server hooks that guard pushes and fold agent branches into main."""
