@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import gitvault.git.storage
 from gitvault import CheckinResult, GitVaultError, Vault
-from gitvault.git.storage import RefTx
+from gitvault.git.refs import RefTx
 
 ITEMS = "items"
 T = TypeVar("T")
@@ -176,7 +176,7 @@ def stall(vault_path: str, agent: str, key: str, value: Any) -> int:
 
         return store_transact(self, names, stop_inside, what)
 
-    gitvault.git.storage.Store.transact = transact  # type: ignore[method-assign]
+    gitvault.git.storage.Store.transact = transact  # type: ignore[method-assign,assignment]
     vault = Vault.open(vault_path)
     co = vault.checkout(agent, 600)
     doc = dict(co.document)

@@ -45,6 +45,7 @@ import pygit2
 import pytest
 
 import gitvault.git.storage
+import gitvault.git.transact
 from gitvault import Vault
 from gitvault.core import codec
 from gitvault.errors import VaultBusy
@@ -294,12 +295,12 @@ def age(vault: Path, locks: Sequence[str], seconds: float = 3600.0) -> None:
 @contextlib.contextmanager
 def lock_budget(attempts: int) -> Iterator[None]:
     """Give up on a held ref lock after about ``attempts`` tries (the default waits a minute)."""
-    saved = gitvault.git.storage.LOCK_TIMEOUT
-    gitvault.git.storage.LOCK_TIMEOUT = attempts * 0.002
+    saved = gitvault.git.transact.LOCK_TIMEOUT
+    gitvault.git.transact.LOCK_TIMEOUT = attempts * 0.002
     try:
         yield
     finally:
-        gitvault.git.storage.LOCK_TIMEOUT = saved
+        gitvault.git.transact.LOCK_TIMEOUT = saved
 
 
 def git_fsck(vault: Path) -> tuple[int, str]:

@@ -22,7 +22,9 @@ import pytest
 
 from gitvault import Vault
 from gitvault.errors import StorageError
-from gitvault.git.storage import BOOT, MAIN, Identity, RefTx, Store
+from gitvault.git.refs import RefTx
+from gitvault.git.storage import MAIN, Identity, Store
+from gitvault.git.transact import BOOT
 
 from .conftest import fast, git_in
 

@@ -40,7 +40,8 @@ from gitvault.errors import (
     VaultNotFound,
 )
 from gitvault.git import shards
-from gitvault.git.storage import MAIN, Identity, RefTx, Store
+from gitvault.git.refs import RefTx
+from gitvault.git.storage import MAIN, Identity, Store
 from gitvault.model import changes, schemas, settings
 from gitvault.model.branches import agent_of
 from gitvault.model.conflicts import ConflictStore
@@ -519,7 +520,7 @@ class Vault:
         try:
             _changed, proposal = self._propose(fenced.agent, old, files, prov)
         except GitVaultError:
-            return fenced  # the old base is gone (pruned): refuse as before
+            return fenced  # the old base is gone (pruned): nothing to keep
         if proposal is None:
             return fenced
         kept = self.conflicts.keep(fenced.agent, proposal.id).id

@@ -6,7 +6,7 @@ Data goes to stdout, messages to stderr.
 """
 
 # Deliberately no `from __future__ import annotations`: with string annotations typer evals
-# every parameter's Annotated[...] twice on each start (~10 ms per command, issue 8).
+# every parameter's Annotated[...] twice on each start (~10 ms per command; bench/README.md).
 # Names imported only for type checking are quoted instead.
 
 import functools

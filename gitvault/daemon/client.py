@@ -1,7 +1,7 @@
 """The ``gitvault`` command's front door: hand the call to a resident daemon, else run it here.
 
 A ``gitvault`` call spends ~22 ms starting Python and ~95 ms importing pygit2, typer and gitvault
-before ~10 ms of work (issue 8). When ``gitvault daemon start`` left a server running (see
+before ~10 ms of work. When ``gitvault daemon start`` left a server running (see
 :mod:`gitvault.daemon.server`), this module sends it the call -- argv, cwd, environment, umask and
 the real stdin/stdout/stderr descriptors -- and exits with the code it answers, so a command costs
 little more than the interpreter's own start-up. It therefore imports only the standard library's
@@ -10,7 +10,7 @@ pygit2 or typer.
 
 Anything unusual -- no socket, nothing listening, a daemon of another user, a daemon running older
 code (``stale``), a closed standard stream, ``GITVAULT_DAEMON=0`` -- runs the command in this
-process, silently, exactly as before: the daemon is an optimisation, never a requirement.
+process, silently: the daemon is an optimisation, never a requirement.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """An opt-in resident "fork server" that lets every ``gitvault`` command skip its start-up.
 
 Why: a CLI call spends ~22 ms starting Python and ~95 ms importing pygit2, typer and gitvault
-before ~10 ms of work (issue 8); only a process that stays resident can remove that. As git's
+before ~10 ms of work; only a process that stays resident can remove that. As git's
 fsmonitor daemon, dmypy and nailgun do, ``gitvault daemon start`` leaves one process running that
 has imported everything a command needs but never opens a repository. The tiny client
 (:mod:`gitvault.daemon.client`, the console script) connects to its Unix socket and sends argv, cwd,

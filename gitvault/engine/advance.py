@@ -18,7 +18,8 @@ from typing import Generic, TypeVar
 import pygit2
 
 from gitvault.errors import VaultBusy
-from gitvault.git.storage import MAIN, RefTx, Store
+from gitvault.git.refs import RefTx
+from gitvault.git.storage import MAIN, Store
 
 T = TypeVar("T")
 

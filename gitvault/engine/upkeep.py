@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gitvault.core import codec
 from gitvault.engine.install import install_server
 from gitvault.errors import CodecError, StorageError
-from gitvault.git.storage import MAIN, RefTx
+from gitvault.git.refs import RefTx
+from gitvault.git.storage import MAIN
 from gitvault.model import schemas, settings
 from gitvault.model.leases import NOTES, PREFIX
 

@@ -35,7 +35,8 @@ from pygit2.enums import SortMode
 from gitvault.core import codec
 from gitvault.errors import CodecError, GitVaultError, InputError, LeaseError
 from gitvault.git import shards
-from gitvault.git.storage import MAIN, RefTx, Store
+from gitvault.git.refs import RefTx
+from gitvault.git.storage import MAIN, Store
 from gitvault.model import changes, schemas
 from gitvault.model.branches import REQUESTS, agent_of
 from gitvault.model.provenance import (

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import pygit2
 
 from gitvault.errors import InputError
-from gitvault.git.storage import RefTx, Store
+from gitvault.git.refs import RefTx
+from gitvault.git.storage import Store
 from gitvault.model.provenance import escape_agent, unescape_agent
 
 PREFIX = "refs/conflicts/"

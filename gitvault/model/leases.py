@@ -24,7 +24,8 @@ import pygit2
 from pygit2.enums import FileMode
 
 from gitvault.errors import InputError, LeaseExpired, LeaseFenced, LeaseHeld, NoLease
-from gitvault.git.storage import MAIN, Identity, RefTx, Store
+from gitvault.git.refs import RefTx
+from gitvault.git.storage import MAIN, Identity, Store
 from gitvault.model import settings
 from gitvault.model.provenance import escape_agent
 
