@@ -215,8 +215,8 @@ def checkin(
     lease: Annotated[int | None, typer.Option(
         "--lease", help="Refuse unless the lease still has this token (fencing).")] = None,
     on_conflict: Annotated[ConflictPolicy | None, typer.Option(
-        "--on-conflict", help="What wins a conflict (default gitvault.onConflict, else fail).")
-    ] = None,
+        "--on-conflict", help="fail | ours | theirs | confidence (default gitvault.onConflict, "
+        "else fail).")] = None,
     patch: Annotated[bool, typer.Option(
         "--patch", help="PROPOSED is a JSON Patch against the lease's base.")] = False,
     dry_run: Annotated[bool, typer.Option(
