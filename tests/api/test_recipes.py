@@ -11,7 +11,7 @@ import pytest
 from gitvault import Vault
 from gitvault.errors import ConflictError
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def recipes() -> list[str]:

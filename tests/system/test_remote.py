@@ -14,7 +14,7 @@ from gitvault import Vault
 from gitvault.api.remote import RemoteVault, is_remote
 from gitvault.cli import app
 
-from .conftest import Git
+from ..conftest import Git
 
 Run = Callable[..., Result]
 

@@ -17,7 +17,7 @@ from gitvault.errors import (
     VaultNotFound,
 )
 
-from .conftest import EXAMPLE, Git, git_in
+from ..conftest import EXAMPLE, Git, git_in
 
 
 def test_init_makes_a_bare_repo_with_main_and_one_commit(empty_vault: Vault, git: Git) -> None:

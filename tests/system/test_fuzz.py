@@ -54,7 +54,7 @@ from gitvault.git.storage import Store
 from gitvault.model import changes
 from gitvault.model.provenance import unescape
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "legacy"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "legacy"
 SCALE = float(os.environ.get("GITVAULT_FUZZ_SCALE", "1"))
 EXAMPLES: dict[str, int] = {}  # test name -> examples budget, for the report
 

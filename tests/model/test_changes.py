@@ -16,7 +16,7 @@ from gitvault.core.jsonmerge import json_equal
 from gitvault.model import changes
 from gitvault.model.provenance import escape, message, trailer_values
 
-from .conftest import Git
+from ..conftest import Git
 
 IDS = st.one_of(st.sampled_from(["T-1", "T-2", "a b", "x/y", "~0", "7", "]"]),
                 st.integers(-2, 9))

@@ -13,7 +13,7 @@ from gitvault import Vault
 from gitvault.errors import InputError
 from gitvault.model.provenance import escape, parse_confidence, parse_trailers, unescape
 
-from .conftest import Git
+from ..conftest import Git
 
 HOSTILE = [
     "line one\nSource: forged",

@@ -33,7 +33,7 @@ from gitvault.git.storage import Store
 from gitvault.model import changes
 from gitvault.model.provenance import escape, message
 
-from .conftest import Cli, Git, git_in
+from ..conftest import Cli, Git, git_in
 
 Doc = dict[str, Any]
 WORDS = ("alpha", "beta", "gamma", "delta", "omega", "queue", "retry", "cache", "merge", "shard",

@@ -1,6 +1,6 @@
 """One writer process of ``tests/test_elle.py``.
 
-``python tests/elle_worker.py VAULT AGENT WRITES HISTORY GO``
+``python tests/system/elle_worker.py VAULT AGENT WRITES HISTORY GO``
 
 Waits until the file GO exists (so that every worker starts at once, imports done), then makes
 WRITES writes to the vault as AGENT, each one a whole read-modify-write under a shared lease:

@@ -28,9 +28,9 @@ from gitvault.core import codec
 from gitvault.errors import VaultNotFound
 from gitvault.mcp.server import build_server
 
-from .conftest import EXAMPLE
+from ..conftest import EXAMPLE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {"checkout", "checkin", "release", "status", "log", "show", "diff", "blame",
          "conflicts", "resolve"}
 Scenario = Callable[..., Awaitable[None]]

@@ -26,7 +26,7 @@ import pytest
 import gitvault
 from gitvault.daemon.server import locked_pid
 
-from .conftest import EXAMPLE
+from ..conftest import EXAMPLE
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 PACKAGE = Path(gitvault.__file__).parent

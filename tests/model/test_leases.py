@@ -14,7 +14,7 @@ from gitvault.errors import InputError, LeaseExpired, LeaseFenced, LeaseHeld, No
 from gitvault.model.leases import lease_ref
 from gitvault.model.provenance import escape_agent, unescape_agent
 
-from .conftest import Git, fast
+from ..conftest import Git, fast
 
 AWKWARD = ["a/b", "a_b", "a%2Fb", "a..b", "x.lock", "café ☕", "with space", "-dash", "a.b",
            "HEAD", "@{1}", "a\\b", "*", "~^:?[", ".hidden", "end.", "A", "a"]

@@ -18,7 +18,7 @@ from gitvault.core import codec
 from gitvault.core.jsonmerge import json_equal
 from gitvault.errors import InputError
 
-from .conftest import EXAMPLE, Git, fast
+from ..conftest import EXAMPLE, Git, fast
 
 Edit = Callable[[dict[str, Any]], None]
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC).timestamp()  # 2026-01-01T10:00:00Z

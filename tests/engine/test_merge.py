@@ -11,7 +11,7 @@ import pytest
 from gitvault import Vault
 from gitvault.errors import ConflictError, InputError, SchemaError
 
-from .conftest import Cli, Git
+from ..conftest import Cli, Git
 
 Edit = Callable[[dict[str, Any]], None]
 

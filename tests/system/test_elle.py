@@ -1,6 +1,6 @@
 """Concurrency at scale, checked like Elle checks a history.
 
-N processes (``tests/elle_worker.py``) each make M read-modify-write checkins under SHARED
+N processes (``tests/system/elle_worker.py``) each make M read-modify-write checkins under SHARED
 leases, all on the same keys: each appends ``{"id": "<agent>-<i>"}`` to the id-array ``log``
 (appends to one id-array merge structurally) and adds one to its own field of the object
 ``counters``. A conflict or a busy vault is retried; every acknowledged write is recorded by

@@ -13,9 +13,9 @@ from gitvault import Vault
 from gitvault.cli.doc import render
 from gitvault.errors import InputError, LeaseFenced, NoLease
 
-from .conftest import Cli, Git
+from ..conftest import Cli, Git
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 def test_a_session_commits_and_releases_its_lease(vault: Vault, git: Git) -> None:

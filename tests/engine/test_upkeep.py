@@ -18,7 +18,7 @@ import pytest
 from gitvault import Vault
 from gitvault.errors import LeaseExpired, StorageError
 
-from .conftest import Cli, Git
+from ..conftest import Cli, Git
 
 
 def old_lock(vault: Vault, ref: str, age: float = 3600) -> Path:

@@ -13,7 +13,7 @@ import pytest
 
 from gitvault import Vault
 
-from .conftest import EXAMPLE, Cli, Git
+from ..conftest import EXAMPLE, Cli, Git
 
 Write = Callable[[Any], str]
 

@@ -26,7 +26,7 @@ from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Identity, Store
 from gitvault.git.transact import BOOT
 
-from .conftest import fast, git_in
+from ..conftest import fast, git_in
 
 SYNC_CALL = re.compile(r"^\d+\s+(fsync|fdatasync|syncfs|sync)\((\d+)<([^>]*)>")
 

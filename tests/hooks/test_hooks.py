@@ -12,7 +12,7 @@ import pytest
 from gitvault import Vault
 from gitvault.api.remote import clone
 
-from .conftest import Git, git_in
+from ..conftest import Git, git_in
 
 TRAILERS = ["Source=field-notes", "Confidence=0.8", "Justification=seen it", "Lease=none",
             "Base=none"]
@@ -253,6 +253,6 @@ def test_pushes_over_git_daemon_are_guarded_and_merged(vault: Vault, git: Git, t
 def test_the_project_hook_files_are_what_install_writes(name: str, tmp_path: Path) -> None:
     from gitvault.engine.install import install
 
-    project = Path(__file__).resolve().parent.parent / "hooks" / name
+    project = Path(__file__).resolve().parents[2] / "hooks" / name
     install(str(tmp_path), [name], python="@PYTHON@")
     assert (tmp_path / name).read_text() == project.read_text()
