@@ -1,6 +1,7 @@
 """Crash safety: writers killed with SIGKILL at random moments, and a paused lease holder.
 
-The crash harness restarts a checkin loop (``tests/system/crash_worker.py``) again and again, kills it
+The crash harness restarts a checkin loop (``tests/system/crash_worker.py``) again and again,
+kills it
 0-50 ms after it has opened the vault (every tenth time, after its first acknowledged write). A
 write is *acknowledged* when its checkin returned: the worker only then appends
 ``<commit> <agent> <n>`` to its acks file (fsynced). After every kill:
