@@ -183,8 +183,8 @@ class RemoteVault:
         lease and merge, exactly as a local checkin would."""
         prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
         files = codec.encode_document(document, self.cache.limits)
-        held = self.cache._held(agent, lease)
-        changed, proposal = self.cache._propose(agent, held, files, prov)
+        held = self.cache.checkins.held(agent, lease)
+        changed, proposal = self.cache.checkins.propose(agent, held, files, prov)
         if proposal is None:
             return CheckinResult(None, [], held)
         options = {"lease": str(held.token)}
@@ -199,7 +199,7 @@ class RemoteVault:
                       lease: int | None = None, on_conflict: str | None = None
                       ) -> CheckinResult:
         """Apply the patch to the lease's base as fetched, and push that as a checkin."""
-        held = self.cache._held(agent, lease)
+        held = self.cache.checkins.held(agent, lease)
         document = self.cache.patched(agent, patch, held.token)
         return self.checkin(agent, document, source, confidence, justification, held.token,
                             on_conflict)

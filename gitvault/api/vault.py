@@ -7,39 +7,33 @@ CLI and the MCP server do goes through it, so every rule lives here once.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import pygit2
 from pygit2.enums import FileMode
 
+from gitvault.api.results import Checkout, KeyInfo, Session, Status
 from gitvault.core import codec
 from gitvault.core.codec import Document
 from gitvault.core.jsonmerge import Conflict
 from gitvault.engine import integrate, upkeep
 from gitvault.engine.advance import Done, Step, advance, move_main
+from gitvault.engine.checkin import CheckinResult, Checkins
 from gitvault.engine.importer import read_legacy
 from gitvault.engine.install import install_server
 from gitvault.engine.merge import merge_trees
 from gitvault.errors import (
     ConflictError,
-    GitVaultError,
     InputError,
-    LeaseExpired,
-    LeaseFenced,
-    NoLease,
     SchemaError,
     VaultExists,
     VaultNotFound,
 )
-from gitvault.git import shards
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Identity, Store
 from gitvault.model import changes, schemas, settings
@@ -57,128 +51,7 @@ from gitvault.model.provenance import (
     subject_for,
 )
 
-OPTIMISTIC_PLANS = 1  # merges planned outside the lock before planning under it
-
-
-@dataclass(frozen=True)
-class Landing:
-    """One attempt of a checkin: the agent's commit on its base, and what it must find under
-    the lock to land (the lease as read, and main as planned against when ``plan`` is set)."""
-
-    agent: str
-    token: int | None  # the token the caller pinned, None for "the current lease"
-    read: Lease  # the lease as read before locking
-    base: pygit2.Commit
-    proposal: pygit2.Commit
-    prov: Provenance
-    changed: list[str]
-    policy: str
-    plan: integrate.Plan | None = None
-    main: pygit2.Oid | None = None
-
-
-@dataclass(frozen=True)
-class Checkout:
-    """What ``checkout`` hands an agent: the document at the lease's base, and the lease."""
-
-    document: Document
-    lease: Lease
-
-
-@dataclass(frozen=True)
-class CheckinResult:
-    commit: str | None  # the new head of main, None when nothing changed
-    changed: list[str]  # keys the checkin changed
-    lease: Lease | None
-    merged: bool = False
-    strategy: dict[str, str] = field(default_factory=dict)  # key -> git | structural
-    resolved: list[str] = field(default_factory=list)  # decisions taken by a policy
-
-    @property
-    def noop(self) -> bool:
-        return self.commit is None
-
-    @classmethod
-    def landed(cls, plan: integrate.Plan, changed: list[str], lease: Lease | None
-               ) -> CheckinResult:
-        """The result of a plan that is now on main."""
-        outcome = plan.outcome
-        return cls(str(plan.target), changed, lease, plan.merged,
-                   dict(outcome.how) if outcome else {},
-                   [f"{c.path} -> {side} ({why})" for c, side, why in outcome.decisions]
-                   if outcome else [])
-
-    def to_json(self) -> dict[str, Any]:
-        return {"commit": self.commit, "changed": self.changed, "merged": self.merged,
-                "noop": self.noop, "strategy": self.strategy, "resolved": self.resolved,
-                "lease": self.lease.token if self.lease else None,
-                "base": self.lease.base if self.lease else None}
-
-
-# what a checkin attempt ends with: landed (the moved lease and the plan), an expiry found
-# under the lock, or a result without landing (nothing changed)
-Landed = tuple[Lease, integrate.Plan] | LeaseExpired
-Outcome = Landed | CheckinResult
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    key: str
-    size: int
-    blob: str
-
-
-@dataclass(frozen=True)
-class Status:
-    path: str
-    head: str | None
-    commits: int
-    keys: list[KeyInfo]
-    leases: list[Lease]
-    conflicts: list[str]
-    now: float = field(repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "vault": self.path,
-            "head": self.head,
-            "commits": self.commits,
-            "keys": {k.key: {"size": k.size, "blob": k.blob} for k in self.keys},
-            "leases": [x.to_json(self.now) for x in self.leases],
-            "conflicts": self.conflicts,
-        }
-
-
-class Backend(Protocol):
-    """What a :class:`Session` needs of a vault, local or remote (see gitvault.api.backend)."""
-
-    def checkin(self, agent: str, document: Mapping[str, Any], source: str,
-                confidence: float | str | None = None, justification: str = "",
-                lease: int | None = None, on_conflict: str | None = None) -> CheckinResult: ...
-
-    def read(self, rev: str | None = None) -> Document: ...
-
-
-class Session:
-    """One agent's working copy under a lease (see :meth:`Vault.lease`).
-
-    ``doc`` is the document at the lease's base; change it in place and :meth:`commit`. After a
-    commit the lease stands on the new head, so the session can keep working.
-    """
-
-    def __init__(self, vault: Backend, checkout: Checkout) -> None:
-        self.vault, self.doc, self.lease = vault, checkout.document, checkout.lease
-
-    def commit(self, source: str, confidence: float | None = None, justification: str = "",
-               on_conflict: str | None = None) -> CheckinResult:
-        """Check ``doc`` in with this lease's token (a newer checkout fences it)."""
-        r = self.vault.checkin(self.lease.agent, self.doc, source, confidence, justification,
-                               lease=self.lease.token, on_conflict=on_conflict)
-        if r.lease is not None:
-            self.lease = r.lease
-        if r.merged:
-            self.doc = self.vault.read(r.commit)
-        return r
+__all__ = ["CheckinResult", "Checkout", "KeyInfo", "Session", "Status", "Vault"]
 
 
 class Vault:
@@ -193,10 +66,7 @@ class Vault:
         self.clock = clock or time.time
         self.leases = LeaseBook(store, self.clock)
         self.conflicts = ConflictStore(store)
-        # bytes of the key blobs this handle read or wrote last: a checkin compares its new
-        # blobs with the base's (the Changed: index), which are usually the ones read at
-        # checkout or written by the previous checkin
-        self._recent: dict[pygit2.Oid, bytes] = {}
+        self.checkins = Checkins(store, self.leases, self.conflicts, self.clock)
 
     @property
     def path(self) -> str:
@@ -281,24 +151,8 @@ class Vault:
         for name, oid in sorted(blobs.items()):
             key = codec.key_of(name)
             assert key is not None
-            doc[key] = codec.loads_trusted(self._blob(oid), name)
+            doc[key] = codec.loads_trusted(self.checkins.blob(oid), name)
         return doc
-
-    def _blob(self, oid: pygit2.Oid) -> bytes:
-        data = self._recent.get(oid)
-        if data is None:
-            data = self.store.blob(oid)
-            self._remember({oid: data})
-        return data
-
-    def _remember(self, blobs: Mapping[pygit2.Oid, bytes], budget: int = 64 << 20) -> None:
-        """Keep ``blobs`` in the recent cache, dropping the oldest beyond ``budget`` bytes."""
-        self._recent.update(blobs)
-        total = sum(map(len, self._recent.values()))
-        for oid in list(self._recent):
-            if total <= budget:
-                break
-            total -= len(self._recent.pop(oid))
 
     def status(self) -> Status:
         head = self.store.ref(MAIN)
@@ -358,23 +212,8 @@ class Vault:
         ``confidence`` (the higher Confidence trailer wins; a tie refuses).
         """
         prov, policy = self._who_and_how(agent, source, confidence, justification, on_conflict)
-        files = codec.encode_document(document, self.limits, self._at_hand(agent))
-        return self._checkin_files(agent, files, prov, policy, lease)
-
-    def _at_hand(self, agent: str) -> dict[str, bytes] | None:
-        """The bytes of the agent's base, by file name, that this handle has in memory (the
-        encoder then checks only what differs from them)."""
-        if not self._recent and not self.store.cached_any():
-            return None  # a fresh handle (a CLI call): nothing to save
-        held = self.leases.get(agent)
-        if held is None or held.base is None:
-            return None
-        out = {}
-        for name, oid in self.store.key_blobs(self.store.commit(held.base).tree).items():
-            data = self._recent.get(oid) or self.store.cached(oid)
-            if data is not None:
-                out[name] = data
-        return out
+        files = codec.encode_document(document, self.limits, self.checkins.at_hand(agent))
+        return self.checkins.commit_files(agent, files, prov, policy, lease)
 
     def _who_and_how(self, agent: str, source: str, confidence: float | str | None,
                      justification: str, on_conflict: str | None) -> tuple[Provenance, str]:
@@ -382,149 +221,6 @@ class Vault:
         prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
         return prov, integrate.check_policy(
             on_conflict or settings.value(self.store, "onConflict"))
-
-    def _checkin_files(self, agent: str, files: Mapping[str, bytes | pygit2.Oid],
-                       prov: Provenance, policy: str, lease: int | None) -> CheckinResult:
-        made: tuple[tuple[int, str], list[str], pygit2.Commit | None] | None = None
-        last: Landing | None = None  # the attempt whose step raised, for keeping its work
-
-        def attempt(n: int) -> Step[Outcome] | Done[Outcome] | None:
-            nonlocal made, last
-            current = self.leases.get(agent)
-            ours = current is not None and lease in (None, current.token)
-            if current is not None and ours and not current.live(self.clock()):
-                raise self._keep_expired(agent, current, files, prov)
-            if current is None or not ours:
-                # under the lock, verify raises the precise lease error; if it does not, the
-                # lease changed between our two reads: look again
-                try:
-                    self.store.transact([NOTES, lease_ref(agent)],
-                                        lambda rtx: self.leases.verify(rtx, agent, lease),
-                                        "checkin")
-                except LeaseFenced as fenced:
-                    raise self._keep_fenced(fenced, files, prov) from None
-                return None
-            if made is None or made[0] != (current.token, current.base):
-                # the agent's own commit on its base; a lost race for main keeps it
-                made = ((current.token, current.base),
-                        *self._propose(agent, current, files, prov))
-            _key, changed, proposal = made
-            if proposal is None:
-                return Done(CheckinResult(None, [], current))
-            last = Landing(agent, lease, current, proposal.parents[0], proposal, prov, changed,
-                           policy)
-            # Plan the first merge without holding any lock (main rarely moves meanwhile);
-            # after a lost race, plan under the lock of main so it cannot be lost again
-            # (bench/README.md has the measurements behind OPTIMISTIC_PLANS).
-            if n < OPTIMISTIC_PLANS:
-                last = self._plan_outside(last)
-            return functools.partial(self._land, landing=last)
-
-        try:
-            landed = advance(self.store, f"checkin {agent}", [MAIN, NOTES, lease_ref(agent)],
-                             attempt)
-        except integrate.Refused as refused:
-            assert last is not None
-            raise self._refuse(agent, last.base.id, refused.main or self._main(),
-                               last.proposal.id, refused) from None
-        if isinstance(landed, CheckinResult):
-            return landed
-        assert last is not None
-        if isinstance(landed, LeaseExpired):  # found under the lock: keep the work, then refuse
-            raise self._keep_expired(agent, last.read, files, prov)
-        moved, plan = landed
-        upkeep.maybe_gc(self)
-        return CheckinResult.landed(plan, last.changed, moved)
-
-    def _plan_outside(self, landing: Landing) -> Landing:
-        """The landing with its merge planned now, against main as it is (no lock held)."""
-        main = self.store.commit(self._main())
-        base, prov = landing.base, landing.prov
-        decide = integrate.decider(self.store, landing.policy, base.id, main.id, prov.confidence)
-        try:
-            plan = integrate.plan(self.store, base, main, landing.proposal, prov,
-                                  landing.read.token, landing.changed, decide, self.clock())
-        except integrate.Refused as refused:
-            refused.main = main.id
-            raise
-        return dataclasses.replace(landing, plan=plan, main=main.id)
-
-    def _held(self, agent: str, lease: int | None) -> Lease:
-        """``agent``'s current lease (not checked for expiry), with ``lease`` as its token."""
-        held = self.leases.get(agent)
-        if held is None:
-            raise NoLease(agent)
-        if lease is not None and lease != held.token:
-            raise LeaseFenced(agent, lease, held.token)
-        return held
-
-    def _propose(self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid],
-                 prov: Provenance) -> tuple[list[str], pygit2.Commit | None]:
-        """The agent's own commit of ``files`` on its lease's base, with its trailers.
-
-        Returns the changed keys and the commit (None when nothing changed).
-        """
-        base = self.store.commit(held.base)
-        old = self.store.key_blobs(base.tree)
-        same = {n: old[n] for n, content in files.items()
-                if n in old and self._same(old[n], content)}
-        changed = sorted(n[: -len(codec.BLOB_SUFFIX)] for n in set(old) | set(files)
-                         if n not in same)
-        if not changed:
-            return changed, None
-        tree = self._tree(self.store.build_tree(base.tree, files, ids=same))
-        new = {n: d for n, d in files.items() if isinstance(d, bytes)}
-        index = changes.between(self.store, base.tree, tree, new, self._blob)
-        written = self.store.key_blobs(tree)
-        self._remember({written[n]: data for n, data in new.items()
-                        if n not in same and not shards.wanted(data)})
-        msg = message(subject_for(agent, "checkin", changed),
-                      checkin_trailers(prov, held.token, str(base.id)) + changes.trailers(index))
-        oid = self.store.write_commit(tree.id, [base.id], self._who(agent), msg, self.clock())
-        return changed, self.store.commit(oid)
-
-    def _same(self, old: pygit2.Oid, content: bytes | pygit2.Oid) -> bool:
-        """Whether a key is unchanged: by id, by the base's bytes when they are at hand (a
-        memcmp), else by hashing the new bytes (a sharded key: by reading the base's)."""
-        if isinstance(content, pygit2.Oid):
-            return content == old
-        known = self._recent.get(old)
-        if known is not None:
-            return known == content
-        if self.store.is_tree(old):  # sharded: always a large array, so compare only those
-            return shards.wanted(content) and self._blob(old) == content
-        if shards.wanted(content):
-            return self._blob(old) == content
-        return pygit2.hash(content) == old
-
-    def _keep_expired(self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid],
-                      prov: Provenance) -> LeaseExpired:
-        """An expired lease refuses the checkin, but the work is kept, not lost.
-
-        The proposal is committed on the lease's base and kept under ``refs/conflicts/`` so
-        ``gitvault resolve`` can still merge it after a look at what changed meanwhile.
-        """
-        expired_at = datetime.fromtimestamp(held.expires, UTC)
-        _changed, proposal = self._propose(agent, held, files, prov)
-        if proposal is None:
-            return LeaseExpired(agent, expired_at)
-        return LeaseExpired(agent, expired_at, self.conflicts.keep(agent, proposal.id).id)
-
-    def _keep_fenced(self, fenced: LeaseFenced, files: Mapping[str, bytes | pygit2.Oid],
-                     prov: Provenance) -> LeaseFenced:
-        """A stale token refuses the checkin, but as with expiry the work is kept: committed on
-        the base the old lease last stood on (found in the notes' history)."""
-        old = self.leases.past(fenced.agent, fenced.given)
-        if old is None or self.store.ref(MAIN) is None:
-            return fenced
-        try:
-            _changed, proposal = self._propose(fenced.agent, old, files, prov)
-        except GitVaultError:
-            return fenced  # the old base is gone (pruned): nothing to keep
-        if proposal is None:
-            return fenced
-        kept = self.conflicts.keep(fenced.agent, proposal.id).id
-        return LeaseFenced(fenced.agent, fenced.given, fenced.current, kept)
 
     # -- upkeep ----------------------------------------------------------------------------
     def doctor(self, fix: bool = False) -> upkeep.Report:
@@ -534,49 +230,6 @@ class Vault:
     def gc(self) -> dict[str, Any]:
         """Prune expired leases and pack the repository (git gc)."""
         return upkeep.gc(self)
-
-    def _land(self, rtx: RefTx, landing: Landing) -> Outcome | None:
-        """Under the lock: the lease is still the one we read; move main and the lease base.
-
-        With a plan (made before locking, against ``landing.main``), main must not have moved;
-        without, the merge is planned here against the locked main. An expired lease is
-        returned, not raised, so the caller keeps the work once the lock is released.
-        """
-        agent, read, plan = landing.agent, landing.read, landing.plan
-        try:
-            held = self.leases.verify(rtx, agent, landing.token)
-        except LeaseExpired as expired:
-            return expired
-        if held.token != read.token or held.base != read.base:
-            return None  # re-checked-out meanwhile: the caller starts again
-        current = rtx.get(MAIN)
-        if plan is None:
-            assert current is not None
-            head = self.store.commit(current)
-            base, prov = landing.base, landing.prov
-            decide = integrate.decider(self.store, landing.policy, base.id, head.id,
-                                       prov.confidence)
-            try:
-                plan = integrate.plan(self.store, base, head, landing.proposal, prov,
-                                      read.token, landing.changed, decide, self.clock())
-            except integrate.Refused as refused:
-                refused.main = head.id
-                raise
-        elif current != landing.main:
-            return None
-        rtx.set(MAIN, plan.target, f"checkin {agent}" + (" (merge)" if plan.merged else ""))
-        return self.leases.move_base(rtx, held, plan.target), plan
-
-    def _refuse(self, agent: str, base: pygit2.Oid, main: pygit2.Oid, proposal: pygit2.Oid,
-                refused: integrate.Refused) -> ConflictError:
-        kept = self.conflicts.keep(agent, proposal)
-        report = {"id": kept.id, "ref": kept.ref, "agent": agent, "proposal": str(proposal),
-                  "base": str(base), "main": str(main), "conflicts": refused.entries}
-        what = ", ".join(e["path"] for e in refused.entries[:3])
-        more = f" and {len(refused.entries) - 3} more" if len(refused.entries) > 3 else ""
-        return ConflictError(
-            f"conflict at {what}{more}; main unchanged, proposal kept as {kept.ref}; "
-            f"resolve with `gitvault resolve {kept.id} --take ours|theirs|FILE`", report)
 
     # -- conflicts -------------------------------------------------------------------------
     def pending_conflicts(self) -> list[dict[str, Any]]:
@@ -772,7 +425,7 @@ class Vault:
                 plan = integrate.plan(self.store, base, main, tip, prov, t.get("Lease", "none"),
                                       changed, decide, self.clock(), [("Pushed-Branch", ref)])
             except integrate.Refused as refused:
-                raise self._refuse(agent, base.id, main.id, tip.id, refused) from None
+                raise self.checkins.refuse(agent, base.id, main.id, tip.id, refused) from None
 
             def step(rtx: RefTx) -> CheckinResult | None:
                 held = self.leases.verify(rtx, agent, lease) if lease is not None else None
@@ -829,7 +482,7 @@ class Vault:
         The checkin is pinned to the lease the patch was applied to: if the agent renews its
         lease meanwhile (moving the base), it is fenced rather than applied to the wrong base.
         """
-        held = self._held(agent, lease)
+        held = self.checkins.held(agent, lease)
         if held.base is not None:
             from gitvault.engine import patching
 
@@ -838,7 +491,7 @@ class Vault:
             if files is not None:  # only the chunks of large keys around the edits were read
                 prov, policy = self._who_and_how(agent, source, confidence, justification,
                                                  on_conflict)
-                return self._checkin_files(agent, files, prov, policy, held.token)
+                return self.checkins.commit_files(agent, files, prov, policy, held.token)
         document = self._apply_patch(agent, held, patch)
         return self.checkin(agent, document, source, confidence, justification, held.token,
                             on_conflict)
@@ -846,7 +499,7 @@ class Vault:
     def patched(self, agent: str, patch: list[dict[str, Any]],
                 lease: int | None = None) -> Document:
         """The document at ``agent``'s lease base with ``patch`` applied."""
-        return self._apply_patch(agent, self._held(agent, lease), patch)
+        return self._apply_patch(agent, self.checkins.held(agent, lease), patch)
 
     def _apply_patch(self, agent: str, held: Lease, patch: list[dict[str, Any]]) -> Document:
         import jsonpatch
@@ -870,7 +523,7 @@ class Vault:
         from gitvault import history
 
         codec.encode_document(document, self.limits)
-        held = self._held(agent, lease)
+        held = self.checkins.held(agent, lease)
         return history.diff_documents(self.read(held.base), dict(document))
 
     def export(self, rev: str | None = None, fmt: str = "json", history: bool = False) -> str:

@@ -86,7 +86,7 @@ GC_STAMP = "gitvault-gc"  # touched by the checkin that last started a gc
 GC_INTERVAL = 10.0  # seconds between two gcs that checkins start
 
 
-def maybe_gc(vault: Vault) -> bool:
+def maybe_gc(store: Store) -> bool:
     """Start a detached ``git gc`` when the loose-object estimate passes the threshold.
 
     At most once in :data:`GC_INTERVAL` seconds, and not while a gc runs. A gc of a large
@@ -95,20 +95,20 @@ def maybe_gc(vault: Vault) -> bool:
     fast checkins, each slowing its checkin and the gc); and recent unreachable objects, which
     gc keeps for two weeks, can hold the count above the threshold after a gc too.
     """
-    limit = int(settings.value(vault.store, "gcLooseObjects"))
-    if loose_objects(vault.path, exact=limit < 256) <= limit:
+    limit = int(settings.value(store, "gcLooseObjects"))
+    if loose_objects(store.path, exact=limit < 256) <= limit:
         return False
     now = time.time()
     for name, fresh in ((GC_STAMP, GC_INTERVAL), ("gc.pid", 3600.0)):
         try:
-            if now - os.stat(os.path.join(vault.path, name)).st_mtime < fresh:
+            if now - os.stat(os.path.join(store.path, name)).st_mtime < fresh:
                 return False
         except FileNotFoundError:
             continue
-    with open(os.path.join(vault.path, GC_STAMP), "w", encoding="utf-8") as stamp:
+    with open(os.path.join(store.path, GC_STAMP), "w", encoding="utf-8") as stamp:
         stamp.write(f"{os.getpid()}\n")
     # git gc itself refuses to run twice at once (gc.pid), so concurrent checkins are safe
-    subprocess.Popen(["git", "-C", vault.path, "gc", "--quiet"], stdin=subprocess.DEVNULL,
+    subprocess.Popen(["git", "-C", store.path, "gc", "--quiet"], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True)
     return True
