@@ -29,7 +29,7 @@ import jsonpatch
 import pygit2
 from pygit2.enums import SortMode
 
-from . import changes, codec, pointers
+from . import changes, codec, pointers, walk
 from .errors import InputError
 from .jsonmerge import MISSING, is_id_array, json_equal
 from .provenance import parse_trailers, trailer_values
@@ -394,13 +394,24 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
             return False
         return not (hi is not None and (e.time is None or e.time > hi))
 
+    def shown(event: LogEntry, paths: list[list[str]]) -> bool:
+        return wanted(event) and (tokens is None or any(_overlaps(p, tokens) for p in paths))
+
+    def no_legacy_shown(roots: list[pygit2.Commit]) -> bool:
+        # a walk that stops early never learns which root it would have ended on
+        return not include_legacy or not any(shown(e, p) for r in roots
+                                             for e, p in legacy_events(store, r))
+
     root: pygit2.Commit | None = None
     probe = changes.Probe(tokens) if tokens is not None else None
-    for commit in store.repo.walk(start.id, SortMode.TOPOLOGICAL | SortMode.TIME):
+    for commit in walk.Walk(store, start.id, since=lo, stop_ok=no_legacy_shown):
         if not commit.parent_ids:
             root = commit
         if limit is not None and len(out) >= limit:
             break
+        if (lo is not None and commit.commit_time < lo) or (hi is not None
+                                                             and commit.commit_time > hi):
+            continue  # what wanted() would say, before the entry is built
         if probe is not None and commit.parent_ids and probe.rules_out(commit.message):
             continue  # its Changed: lines rule the pointer out: no tree or blob read
         entry = entry_of(store, commit, changes.index_of(commit.message) if commit.parent_ids
@@ -418,12 +429,7 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
                 continue
         out.append(entry)
     if include_legacy and root is not None and (limit is None or len(out) < limit):
-        for event, paths in legacy_events(store, root):
-            if not wanted(event):
-                continue
-            if tokens is not None and not any(_overlaps(p, tokens) for p in paths):
-                continue
-            out.append(event)
+        out += [event for event, paths in legacy_events(store, root) if shown(event, paths)]
     return out[:limit] if limit is not None else out
 
 
@@ -438,11 +444,9 @@ def revision(store: Store, rev: str | None = None, at: str | float | None = None
     if at is None:
         return commit
     when = parse_time(at)
-    walker = store.repo.walk(commit.id, SortMode.TOPOLOGICAL)
-    walker.simplify_first_parent()
-    for c in walker:
-        if c.commit_time <= when:
-            return c
+    found = walk.first_parent_at(store, commit, when)
+    if found is not None:
+        return found
     raise InputError(
         f"{rev or 'main'} has no commit at or before {_iso(when)}; its history starts at "
         f"{_iso(_root_time(commit))} (see `gitvault log`)"
