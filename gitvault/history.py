@@ -404,7 +404,8 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
 
     root: pygit2.Commit | None = None
     probe = changes.Probe(tokens) if tokens is not None else None
-    for commit in walk.Walk(store, start.id, since=lo, stop_ok=no_legacy_shown):
+    for commit in walk.Walk(store, start.id, since=lo, stop_ok=no_legacy_shown,
+                            lazy=limit is not None or lo is not None):
         if not commit.parent_ids:
             root = commit
         if limit is not None and len(out) >= limit:
