@@ -29,7 +29,7 @@ import jsonpatch
 import pygit2
 from pygit2.enums import SortMode
 
-from . import changes, codec, pointers, walk
+from . import changes, codec, pathindex, pointers, walk
 from .errors import InputError
 from .jsonmerge import MISSING, is_id_array, json_equal
 from .provenance import parse_trailers, trailer_values
@@ -404,8 +404,9 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
 
     root: pygit2.Commit | None = None
     probe = changes.Probe(tokens) if tokens is not None else None
-    for commit in walk.Walk(store, start.id, since=lo, stop_ok=no_legacy_shown,
-                            lazy=limit is not None or lo is not None):
+    indexed = pathindex.in_log_order(store, start, tokens) if tokens else None
+    for commit in indexed or walk.Walk(store, start.id, since=lo, stop_ok=no_legacy_shown,
+                                       lazy=limit is not None or lo is not None):
         if not commit.parent_ids:
             root = commit
         if limit is not None and len(out) >= limit:
@@ -859,8 +860,10 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
     id_tokens = pointers.split(idp)
     root = _build("", id_tokens, pointers.split(pos), want)
     probe = changes.Probe(id_tokens)
-    commit = head
-    while root.pending:
+    # the path index leaves out stretches of commits the probe below would rule out anyway
+    for commit in pathindex.first_parents(store, head, id_tokens):
+        if not root.pending:
+            break
         if not commit.parents:
             for leaf in root.leaves():
                 if leaf.writer is None:
@@ -868,15 +871,13 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
             break
         parent = commit.parents[0]
         if probe.rules_out(commit.message):
-            commit = parent  # its Changed: lines rule the value out: no tree or blob read
-            continue
+            continue  # its Changed: lines rule the value out: no tree or blob read
         blob = _blob_id(commit.tree, kfile)
         pblob = _blob_id(parent.tree, kfile)
         if blob != pblob:
             pvalue = blobs.value(pblob, key)
             have = MISSING if pvalue is MISSING else pointers.get({key: pvalue}, idp)
             _attribute(root, have, commit)
-        commit = parent
     out = []
     for leaf in root.leaves():
         assert leaf.writer is not None

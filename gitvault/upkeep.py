@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import codec, schemas, settings
+from . import codec, pathindex, schemas, settings
 from .errors import CodecError, StorageError
 from .leases import NOTES, PREFIX
 from .storage import MAIN, RefTx
@@ -111,7 +111,9 @@ def gc(vault: Vault) -> dict[str, Any]:
     r = subprocess.run(["git", "-C", vault.path, *GC_ARGS], capture_output=True, text=True)
     if r.returncode != 0:
         raise StorageError(f"git gc failed: {r.stderr.strip()}")
-    return {"pruned_leases": pruned, "loose_before": before,
+    head = vault.store.ref(MAIN)
+    indexed = pathindex.build(vault.store, head) if head is not None else 0
+    return {"pruned_leases": pruned, "path_index_commits": indexed, "loose_before": before,
             "loose_after": loose_objects(vault.path, exact=True)}
 
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pygit2.enums import SortMode
 
-from gitvault import Vault, history, walk
+from gitvault import Vault, history, pathindex, walk
 from gitvault.errors import InputError
 from gitvault.storage import Store
 
@@ -285,3 +285,166 @@ def test_gc_writes_the_commit_graph(vault: Vault) -> None:
     graph_file(Path(vault.path)).unlink(missing_ok=True)
     vault.gc()
     assert walk.CommitGraph.open(vault.path) is not None
+
+
+# -- the path index: log --path and blame skip stretches --------------------------------------
+
+
+def blame_json(store: Store, path: str) -> list[dict[str, Any]]:
+    return [e.to_json() for e in history.blame(store, path)]
+
+
+PATHS = [
+    "/tasks/[id=T-001]/status",
+    "/tasks/1/owner",
+    "/tasks",
+    "/tasks/[id=T-003]",
+    "/roadmap",
+    "/bugs",
+]
+
+
+def index_file(path: Path) -> Path:
+    return path / pathindex.FILE
+
+
+def answers(store: Store) -> list[Any]:
+    out: list[Any] = []
+    for p in PATHS:
+        out.append(log_json(store, path=p))
+        out.append(log_json(store, path=p, limit=1))
+        try:
+            out.append(blame_json(store, p))
+        except InputError as e:
+            out.append(str(e))
+    return out
+
+
+@FAST
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["one", "race", "tick", "index"]), st.integers(0, 3)),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_log_path_and_blame_answer_the_same_with_a_fresh_stale_or_no_index(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int]]
+) -> None:
+    base = tmp_path_factory.mktemp("vault")
+    path = base / "v.git"
+    clock = Clock(T0)
+    Vault.init(path, EXAMPLE, clock=clock)
+    fast(path)
+    vault = Vault.open(path, clock=clock)
+    for i, (kind, task) in enumerate(steps):
+        if kind == "index":
+            pathindex.build(vault.store, vault.store.resolve("main").id)
+            continue
+        if kind == "tick":
+            clock.now += 1
+        a = vault.checkout("a")
+        a.document["tasks"][task]["status"] = f"s{i}"
+        if kind == "race":
+            b = vault.checkout("b")
+            b.document["tasks"][(task + 1) % 3]["owner"] = f"o{i}"
+            vault.checkin("a", a.document, "src", 0.5, "")
+            vault.checkin("b", b.document, "src", 0.5, "")
+        else:
+            vault.checkin("a", a.document, "src", 0.5, "")
+    plain = base / "plain.git"
+    shutil.copytree(path, plain)
+    index_file(plain).unlink(missing_ok=True)
+    assert answers(Store.open(str(path))) == answers(Store.open(str(plain)))
+
+
+def test_the_index_is_used_when_fresh_and_skips_the_commits_it_rules_out(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    path = tmp_path / "v.git"
+    Vault.init(path, EXAMPLE, clock=clock)
+    fast(path)
+    vault = Vault.open(path, clock=clock)
+    for i in range(6):
+        co = vault.checkout("a")
+        co.document["tasks"][i % 2]["status"] = f"s{i}"
+        vault.checkin("a", co.document, "src", 0.5, "")
+    store = Store.open(str(path))
+    pathindex.build(store, store.resolve("main").id)
+    head = store.resolve("main")
+    kept = list(pathindex.first_parents(store, head, ["tasks", "[id=T-001]", "status"]))
+    # T-001's three edits and the root; T-002's three are left out unread
+    assert len(kept) == 4 and not kept[-1].parent_ids
+    found = pathindex.in_log_order(store, head, ["tasks", "[id=T-001]", "status"])
+    assert found is not None and len(list(found)) == 4
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "other-vault"])
+def test_a_damaged_or_foreign_index_is_ignored_and_answers_stay_the_same(
+    tmp_path: Path, damage: str
+) -> None:
+    clock = Clock(T0)
+    path = tmp_path / "v.git"
+    Vault.init(path, EXAMPLE, clock=clock)
+    fast(path)
+    vault = Vault.open(path, clock=clock)
+    for i in range(4):
+        co = vault.checkout("a")
+        co.document["tasks"][i % 2]["status"] = f"s{i}"
+        vault.checkin("a", co.document, "src", 0.5, "")
+    store = Store.open(str(path))
+    expected = answers(store)
+    if damage == "other-vault":  # a valid index of another history: its tip is not ours
+        other = tmp_path / "other.git"
+        make_dag(other, [([], T0), ([0], T0)])
+        o = Store.open(str(other))
+        pathindex.build(o, o.resolve("main").id)
+        shutil.copy(index_file(other), index_file(path))
+    else:
+        pathindex.build(store, store.resolve("main").id)
+        data = bytearray(index_file(path).read_bytes())
+        if damage == "flip":
+            data[len(data) // 2] ^= 0x01
+        elif damage == "truncate":
+            del data[len(data) // 3 :]
+        else:
+            data[:] = b"\xff" * len(data)
+        index_file(path).write_bytes(bytes(data))
+        assert pathindex.Index.load(store) is None
+    assert answers(Store.open(str(path))) == expected
+
+
+def test_a_sharded_key_gives_the_same_history_with_and_without_graph_and_index(
+    tmp_path: Path,
+) -> None:
+    from .test_shards import document, seed
+
+    path = tmp_path / "v.git"
+    clock = Clock(T0)
+    Vault.init(path, clock=clock)
+    fast(path)
+    vault = Vault.open(path, clock=clock)
+    seed(vault, document())
+    for i, (first, second) in enumerate([(10, 4000), (10, 20), (2500, 11)]):
+        a, b = vault.checkout("a"), vault.checkout("b")
+        a.document["items"][first]["status"] = f"a{i}"
+        b.document["items"][second]["status"] = f"b{i}"
+        vault.checkin("a", a.document, "src", 0.5, "")
+        vault.checkin("b", b.document, "src", 0.5, "")
+        if i == 1:
+            vault.gc()  # the commit-graph and the index, then one more race
+    plain = tmp_path / "plain.git"
+    shutil.copytree(path, plain)
+    index_file(plain).unlink()
+    graph_file(plain).unlink()
+    stores = Store.open(str(path)), Store.open(str(plain))
+    queries: list[dict[str, Any]] = [
+        {"path": "/items/[id=T-00010]/status"},
+        {"limit": 2},
+        {"path": "/items/2500"},
+        {"since": T0, "limit": 3},
+        {"path": "/notes"},
+    ]
+    for q in queries:
+        assert log_json(stores[0], **q) == log_json(stores[1], **q), q
+    for p in ["/items/[id=T-00010]/status", "/items/[id=T-04000]", "/notes/list"]:
+        assert blame_json(stores[0], p) == blame_json(stores[1], p), p
