@@ -29,7 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -40,7 +42,7 @@ from . import changes
 from .storage import Store
 
 FILE = "gitvault-path-index"
-VERSION = 1
+VERSION = 2
 NEW_LIMIT = 10_000
 _OID = 20
 UNKNOWN = "?"  # commits the probe never rules out
@@ -91,11 +93,24 @@ def build(store: Store, head: pygit2.Oid) -> int:
     while c is not None:
         chain[where[c.id.raw]] = 1
         c = c.parents[0] if c.parent_ids else None
+    spans: dict[str, list[int]] = {}
+    ranks = array("I")
+    for term, found in terms.items():
+        spans[term] = [len(ranks), len(found)]
+        ranks.extend(found)
+    if sys.byteorder != "little":
+        ranks.byteswap()
     header = json.dumps(
-        {"version": VERSION, "tip": str(head), "count": len(order), "terms": terms},
+        {
+            "version": VERSION,
+            "tip": str(head),
+            "count": len(order),
+            "ranks": len(ranks),
+            "terms": spans,
+        },
         separators=(",", ":"),
     ).encode()
-    body = header + b"\n" + b"".join(order) + bytes(chain)
+    body = header + b"\n" + b"".join(order) + bytes(chain) + ranks.tobytes()
     data = body + hashlib.sha1(body).digest()
     fd, tmp = tempfile.mkstemp(dir=store.path, prefix=FILE + ".")
     try:
@@ -112,9 +127,10 @@ def build(store: Store, head: pygit2.Oid) -> int:
 class Index:
     tip: pygit2.Oid
     count: int
-    terms: dict[str, list[int]]
+    terms: dict[str, list[int]]  # term -> [start, length] in ``rank_bytes`` (uint32 LE)
     order: bytes
     chain: bytes
+    rank_bytes: bytes
 
     @classmethod
     def load(cls, store: Store) -> Index | None:
@@ -130,25 +146,47 @@ class Index:
         header, sep, rest = body.partition(b"\n")
         try:
             meta = json.loads(header)
-            tip, count, terms = pygit2.Oid(hex=meta["tip"]), meta["count"], meta["terms"]
+            tip, count, total, terms = (
+                pygit2.Oid(hex=meta["tip"]),
+                meta["count"],
+                meta["ranks"],
+                meta["terms"],
+            )
         except (ValueError, KeyError, TypeError):
             return None
         if (
             meta.get("version") != VERSION
             or not sep
             or not isinstance(count, int)
-            or len(rest) != count * (_OID + 1)
+            or not isinstance(total, int)
             or not isinstance(terms, dict)
+            or len(rest) != count * (_OID + 1) + 4 * total
         ):
             return None
-        return cls(tip, count, terms, rest[: count * _OID], rest[count * _OID :])
+        return cls(
+            tip,
+            count,
+            terms,
+            rest[: count * _OID],
+            rest[count * _OID : count * (_OID + 1)],
+            rest[count * (_OID + 1) :],
+        )
 
     def ranks(self, terms: Sequence[str]) -> list[int]:
         out: set[int] = set()
         for term in terms:
-            found = self.terms.get(term, [])
-            if isinstance(found, list):
-                out.update(r for r in found if isinstance(r, int) and 0 <= r < self.count)
+            span = self.terms.get(term)
+            if not (
+                isinstance(span, list)
+                and len(span) == 2
+                and all(isinstance(x, int) and x >= 0 for x in span)
+            ):
+                continue
+            found = array("I")
+            found.frombytes(self.rank_bytes[4 * span[0] : 4 * (span[0] + span[1])])
+            if sys.byteorder != "little":
+                found.byteswap()
+            out.update(r for r in found if r < self.count)
         return sorted(out)
 
     def commit(self, store: Store, rank: int) -> pygit2.Commit:
