@@ -43,6 +43,7 @@ bench: venv
 	$(BIN)/python -m compileall -q gitvault
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/history.py
+	$(BIN)/python bench/history_walk.py
 	$(BIN)/python bench/merge_corpus.py
 
 stress: venv

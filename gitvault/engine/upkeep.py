@@ -20,6 +20,7 @@ from gitvault.engine.install import install_server
 from gitvault.errors import CodecError, StorageError
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN
+from gitvault.history import pathindex
 from gitvault.model import schemas, settings
 from gitvault.model.leases import NOTES, PREFIX
 
@@ -82,6 +83,9 @@ class Vault(Protocol):
     def path(self) -> str: ...
 
 
+# the commit-graph lets history walks stop early (gitvault/walk.py); git's default is on, but
+# a user's gc.writeCommitGraph=false must not silently make `log -n 50` read every commit
+GC_ARGS = ("-c", "gc.writeCommitGraph=true", "gc", "--quiet")
 GC_STAMP = "gitvault-gc"  # touched by the checkin that last started a gc
 GC_INTERVAL = 10.0  # seconds between two gcs that checkins start
 
@@ -108,7 +112,7 @@ def maybe_gc(store: Store) -> bool:
     with open(os.path.join(store.path, GC_STAMP), "w", encoding="utf-8") as stamp:
         stamp.write(f"{os.getpid()}\n")
     # git gc itself refuses to run twice at once (gc.pid), so concurrent checkins are safe
-    subprocess.Popen(["git", "-C", store.path, "gc", "--quiet"], stdin=subprocess.DEVNULL,
+    subprocess.Popen(["git", "-C", store.path, *GC_ARGS], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True)
     return True
@@ -125,10 +129,12 @@ def gc(vault: Vault) -> dict[str, Any]:
     """Prune expired leases, then pack objects and refs with ``git gc``."""
     before = loose_objects(vault.path, exact=True)
     pruned = prune_expired_leases(vault)
-    r = subprocess.run(["git", "-C", vault.path, "gc", "--quiet"], capture_output=True, text=True)
+    r = subprocess.run(["git", "-C", vault.path, *GC_ARGS], capture_output=True, text=True)
     if r.returncode != 0:
         raise StorageError(f"git gc failed: {r.stderr.strip()}")
-    return {"pruned_leases": pruned, "loose_before": before,
+    head = vault.store.ref(MAIN)
+    indexed = pathindex.build(vault.store, head) if head is not None else 0
+    return {"pruned_leases": pruned, "path_index_commits": indexed, "loose_before": before,
             "loose_after": loose_objects(vault.path, exact=True)}
 
 

@@ -33,6 +33,7 @@ from gitvault.core import codec, pointers
 from gitvault.core.jsonmerge import MISSING, is_id_array, json_equal
 from gitvault.errors import InputError
 from gitvault.git.storage import MAIN, Store
+from gitvault.history import pathindex, walk
 from gitvault.model import changes
 from gitvault.model.provenance import parse_trailers, trailer_values
 
@@ -395,13 +396,26 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
             return False
         return not (hi is not None and (e.time is None or e.time > hi))
 
+    def shown(event: LogEntry, paths: list[list[str]]) -> bool:
+        return wanted(event) and (tokens is None or any(_overlaps(p, tokens) for p in paths))
+
+    def no_legacy_shown(roots: list[pygit2.Commit]) -> bool:
+        # a walk that stops early never learns which root it would have ended on
+        return not include_legacy or not any(shown(e, p) for r in roots
+                                             for e, p in legacy_events(store, r))
+
     root: pygit2.Commit | None = None
     probe = changes.Probe(tokens) if tokens is not None else None
-    for commit in store.repo.walk(start.id, SortMode.TOPOLOGICAL | SortMode.TIME):
+    indexed = pathindex.in_log_order(store, start, tokens) if tokens else None
+    for commit in indexed or walk.Walk(store, start.id, since=lo, stop_ok=no_legacy_shown,
+                                       lazy=limit is not None or lo is not None):
         if not commit.parent_ids:
             root = commit
         if limit is not None and len(out) >= limit:
             break
+        if (lo is not None and commit.commit_time < lo) or (hi is not None
+                                                             and commit.commit_time > hi):
+            continue  # what wanted() would say, before the entry is built
         if probe is not None and commit.parent_ids and probe.rules_out(commit.message):
             continue  # its Changed: lines rule the pointer out: no tree or blob read
         entry = entry_of(store, commit, changes.index_of(commit.message) if commit.parent_ids
@@ -419,12 +433,7 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
                 continue
         out.append(entry)
     if include_legacy and root is not None and (limit is None or len(out) < limit):
-        for event, paths in legacy_events(store, root):
-            if not wanted(event):
-                continue
-            if tokens is not None and not any(_overlaps(p, tokens) for p in paths):
-                continue
-            out.append(event)
+        out += [event for event, paths in legacy_events(store, root) if shown(event, paths)]
     return out[:limit] if limit is not None else out
 
 
@@ -439,11 +448,9 @@ def revision(store: Store, rev: str | None = None, at: str | float | None = None
     if at is None:
         return commit
     when = parse_time(at)
-    walker = store.repo.walk(commit.id, SortMode.TOPOLOGICAL)
-    walker.simplify_first_parent()
-    for c in walker:
-        if c.commit_time <= when:
-            return c
+    found = walk.first_parent_at(store, commit, when)
+    if found is not None:
+        return found
     raise InputError(
         f"{rev or 'main'} has no commit at or before {_iso(when)}; its history starts at "
         f"{_iso(_root_time(commit))} (see `gitvault log`)"
@@ -855,8 +862,10 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
     id_tokens = pointers.split(idp)
     root = _build("", id_tokens, pointers.split(pos), want)
     probe = changes.Probe(id_tokens)
-    commit = head
-    while root.pending:
+    # the path index leaves out stretches of commits the probe below would rule out anyway
+    for commit in pathindex.first_parents(store, head, id_tokens):
+        if not root.pending:
+            break
         if not commit.parents:
             for leaf in root.leaves():
                 if leaf.writer is None:
@@ -864,15 +873,13 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
             break
         parent = commit.parents[0]
         if probe.rules_out(commit.message):
-            commit = parent  # its Changed: lines rule the value out: no tree or blob read
-            continue
+            continue  # its Changed: lines rule the value out: no tree or blob read
         blob = _blob_id(commit.tree, kfile)
         pblob = _blob_id(parent.tree, kfile)
         if blob != pblob:
             pvalue = blobs.value(pblob, key)
             have = MISSING if pvalue is MISSING else pointers.get({key: pvalue}, idp)
             _attribute(root, have, commit)
-        commit = parent
     out = []
     for leaf in root.leaves():
         assert leaf.writer is not None

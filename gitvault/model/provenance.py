@@ -31,6 +31,9 @@ def escape(value: str) -> str:
 
 
 def unescape(value: str) -> str:
+    if "\\" not in value:  # most values: nothing to undo (history walks ask for every commit)
+        return value
+
     def one(m: re.Match[str]) -> str:
         s = m.group(1)
         return {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}.get(s) or chr(int(s[1:], 16))
@@ -150,6 +153,9 @@ def trailer_values(msg: str, key: str) -> tuple[str, ...]:
                  if line.startswith(prefix))
 
 
+_TRAILER_KEY = re.compile(r"[A-Za-z0-9-]+")
+
+
 def parse_trailers(msg: str) -> dict[str, str]:
     """The trailers of the last paragraph of a message, unescaped (first value per key)."""
     block = msg.rstrip("\n").rsplit("\n\n", 1)[-1]
@@ -158,7 +164,7 @@ def parse_trailers(msg: str) -> dict[str, str]:
         key, sep, value = line.partition(": ")
         if not sep:
             key, sep, value = line.partition(":")
-        if sep and re.fullmatch(r"[A-Za-z0-9-]+", key) and key not in out:
+        if sep and _TRAILER_KEY.fullmatch(key) and key not in out:
             out[key] = unescape(value.strip())
     return out
 
