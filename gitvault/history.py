@@ -32,7 +32,7 @@ from pygit2.enums import SortMode
 from . import changes, codec, pointers
 from .errors import InputError
 from .jsonmerge import MISSING, is_id_array, json_equal
-from .provenance import parse_trailers, trailer_values
+from .provenance import DEFAULT_CONFIDENCE, parse_trailers, trailer_values
 from .storage import MAIN, Store
 
 LEGACY_DIR = "legacy-eventlog"
@@ -51,7 +51,7 @@ class Writer:
     def of(cls, commit: pygit2.Commit) -> Writer:
         t = parse_trailers(commit.message)
         return cls(str(commit.id), t.get("Agent-Id", commit.author.name), t.get("Source", ""),
-                   _confidence(t.get("Confidence")), t.get("Justification", ""),
+                   _trailer_confidence(t), t.get("Justification", ""),
                    commit.commit_time)
 
     def to_json(self) -> dict[str, Any]:
@@ -103,6 +103,12 @@ def last_writer(store: Store, head: pygit2.Oid, path: str,
 
 
 # -- small helpers ----------------------------------------------------------------------------
+
+def _trailer_confidence(t: Mapping[str, str]) -> float | None:
+    """A commit's confidence: a plain-git commit that names its agent but no Confidence has
+    the default, as a CLI checkin without one would."""
+    return _confidence(t.get("Confidence", DEFAULT_CONFIDENCE if "Agent-Id" in t else None))
+
 
 def _confidence(value: object) -> float | None:
     """A trailer's or legacy event's confidence; None when absent or not a finite number."""
@@ -287,8 +293,9 @@ def entry_of(store: Store, commit: pygit2.Commit,
         commit=str(commit.id), time=commit.commit_time,
         iso=_iso(commit.commit_time, commit.commit_time_offset),
         agent=t.get("Agent-Id", commit.author.name), source=t.get("Source", ""),
-        confidence=_confidence(t.get("Confidence")), justification=t.get("Justification", ""),
-        lease=t.get("Lease"), base=t.get("Base"),
+        confidence=_trailer_confidence(t), justification=t.get("Justification", ""),
+        lease=t.get("Lease"),
+        base=t.get("Base") or (str(commit.parent_ids[0]) if commit.parent_ids else None),
         parents=tuple(str(p) for p in commit.parent_ids), merged=len(commit.parent_ids) > 1,
         changed=_changed_keys(store, commit, index), subject=commit.message.split("\n", 1)[0],
         merged_commit=t.get("Merged-Commit"), strategy=t.get("Merge-Strategy"),

@@ -37,7 +37,6 @@ from pygit2.enums import SortMode
 from . import changes, codec, schemas, shards
 from .errors import CodecError, GitVaultError, InputError
 from .provenance import (
-    TRAILERS,
     escape,
     escape_agent,
     parse_confidence,
@@ -50,6 +49,7 @@ ZERO = "0" * 40
 AGENTS = "refs/heads/agents/"
 REQUESTS = "refs/gitvault/requests/"  # a push here asks post-receive for a lease operation
 SERVER_HOOKS = ("pre-receive", "post-receive")
+REQUIRED_TRAILERS = ("Agent-Id", "Source")  # the rest of TRAILERS have defaults
 CLIENT_HOOKS = ("commit-msg", "pre-commit")
 _SHIM = """#!/bin/sh
 # gitvault {name} hook, installed by gitvault; runs the gitvault that installed it.
@@ -151,7 +151,13 @@ def check_tree(store: Store, tree: pygit2.Tree, changed: Iterable[str] | None) -
 
 def check_commit(store: Store, commit: pygit2.Commit, agent: str | None) -> list[str]:
     trailers = parse_trailers(commit.message)
-    problems = [f"missing trailer {t}:" for t in TRAILERS if t not in trailers]
+    # what git already knows (Base: the first parent) or the CLI defaults (Confidence 0.5,
+    # Justification empty, no Lease) may be left out; only who and from where must be said
+    problems = [f"missing trailer {t}:" for t in REQUIRED_TRAILERS if t not in trailers]
+    lease = trailers.get("Lease")
+    if lease is not None and lease not in ("", "none") and not lease.isdigit():
+        problems.append(f"Lease: {lease!r} is not a lease token; give the number `gitvault "
+                        "checkout` printed, or leave the trailer out")
     if agent is not None and "Agent-Id" in trailers and trailers["Agent-Id"] != agent:
         problems.append(f"Agent-Id {trailers['Agent-Id']!r} does not match the branch's agent "
                         f"{agent!r}")
