@@ -151,6 +151,14 @@ def init(
     ctx: typer.Context,
     import_dir: Annotated[Path | None, typer.Option(
         "--import", help="Legacy memory folder to import as the first commit.")] = None,
+    hosted: Annotated[bool, typer.Option(
+        "--hosted", help="For a git server: refuse pushes whose pusher the host did not "
+        "authenticate (gitvault.requireIdentity=true).")] = False,
+    admin: Annotated[list[str] | None, typer.Option(
+        "--admin", help="Make this authenticated user an admin (repeatable).")] = None,
+    identity_from: Annotated[str | None, typer.Option(
+        "--identity-from", help="Who vouches for the pusher: gitolite, http or env "
+        "(gitvault.identityFrom; see docs/hosting.md).")] = None,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -162,6 +170,10 @@ def init(
     if is_remote(_path(ctx, vault)):
         raise InputError("create vaults on the machine that will hold them (a path, not a URL)")
     v = Vault.init(_path(ctx, vault), import_dir)
+    if hosted or admin or identity_from:
+        from .cli_access import set_up_hosting
+
+        set_up_hosting(v, hosted, admin or [], identity_from)
     st = v.status()
     if as_json:
         _out(st.to_json())
@@ -723,3 +735,8 @@ def main() -> None:
     ``app(prog_name=...)`` minus typer's developer-traceback hook, which is off here anyway.
     """
     _command()(prog_name="gitvault")
+
+
+from . import cli_access  # noqa: E402  (its commands use the helpers above)
+
+cli_access.register(app)

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 import pygit2
 from pygit2.enums import SortMode
 
-from . import changes, codec, schemas, shards
+from . import changes, codec, identity, schemas, shards
 from .errors import CodecError, GitVaultError, InputError
 from .provenance import (
     escape,
@@ -330,6 +330,9 @@ def post_receive(updates: list[Update], say: Callable[[str], None]) -> None:
             finally:
                 vault.store.transact([u.ref], functools.partial(_delete, ref=u.ref), "request")
             continue
+        if u.ref == MAIN and u.new != ZERO:  # a checked fast-forward (e.g. an admin's rules)
+            _report(say, {"ok": True, "ref": MAIN, "commit": u.new})
+            continue
         if u.new == ZERO or agent_of(u.ref) is None:
             continue
         try:
@@ -354,10 +357,15 @@ def post_receive(updates: list[Update], say: Callable[[str], None]) -> None:
 def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -> int:
     """Entry point of every hook shim: ``python -m gitvault hook NAME ARGS``."""
     if name == "pre-receive":
-        problems = check_push(Store.open_env(), parse_updates(stdin))
+        store, updates = Store.open_env(), parse_updates(stdin)
+        refusals = identity.check_push(store, [(u.old, u.new, u.ref) for u in updates],
+                                       push_options())
+        problems = [str(e) for e in refusals] + check_push(store, updates)
         for line in refuse_lines(problems) if problems else []:
             say(line)
-        if problems:
+        if refusals:
+            _report(say, identity.report(refusals))
+        elif problems:
             lease_problem = any("lease" in p for p in problems)
             _report(say, {"error": "PushRefused", "exit_code": 4 if lease_problem else 1,
                           "message": "; ".join(problems)})

@@ -23,6 +23,7 @@ from .errors import (
     ConflictError,
     GitVaultError,
     InputError,
+    NotAllowed,
     VaultNotFound,
 )
 from .leases import Lease
@@ -119,9 +120,10 @@ class RemoteVault(Vault):
         if r.returncode != 0:
             raise VaultNotFound(self.url)
 
-    def _push(self, src: str, ref: str, options: dict[str, str]) -> dict[str, Any]:
+    def _push(self, src: str, ref: str, options: dict[str, str],
+              force: bool = True) -> dict[str, Any]:
         args = ["git", "-C", self.path, "push", "--quiet", "--porcelain", self.url,
-                f"+{src}:{ref}"]
+                f"{'+' if force else ''}{src}:{ref}"]
         for k, v in options.items():
             args += ["-o", f"{k}={v}"]
         r = subprocess.run(args, capture_output=True, text=True)
@@ -133,6 +135,11 @@ class RemoteVault(Vault):
         code = int(report.get("exit_code", 0))
         if code == 3:
             raise ConflictError(report.get("message", "conflict"), report)
+        if code == 5:
+            details = {k: v for k, v in report.items()
+                       if k not in ("error", "message", "exit_code", "rule")}
+            raise NotAllowed(report.get("message", "not allowed"), str(report.get("rule", "")),
+                             **details)
         if code:
             raise RemoteError(report.get("message", "refused by the vault"), code)
         return report
@@ -186,6 +193,17 @@ class RemoteVault(Vault):
             options["agent"] = escape_agent(agent)
         r = self._request("resolve", **options)
         return CheckinResult(r.get("commit"), list(r.get("changed") or []), None, True)
+
+    def change_access(self, change: Callable[[Any], Any], by: str = "gitvault",
+                      what: str = "access") -> str:
+        """Push the rules commit to main; the vault's pre-receive lets only an admin do it."""
+        from . import access
+
+        main = self.store.commit(self._main())
+        rules = change(access.load(self.store, main.tree))
+        commit = access.rules_commit(self.store, main, rules, by, what, self.clock())
+        report = self._push(str(commit), "refs/heads/main", {}, force=False)
+        return str(report.get("commit", commit))
 
     def install_hooks(self) -> list[str]:
         raise InputError("install hooks on the machine that holds the vault")
