@@ -23,6 +23,7 @@ import pwd
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from gitvault import Vault
+import gitvault
+from gitvault import Vault, hooks
 
 from ..conftest import EXAMPLE
 
@@ -102,6 +104,7 @@ class Account:
     uid: int
     gid: int
     root: Path  # a folder of its own, holding everything the servers use
+    python: str = sys.executable  # what its hooks run (see hook_python)
 
     def run(self, *args: str, env: dict[str, str] | None = None,
             cwd: Path | None = None) -> str:
@@ -140,12 +143,41 @@ def account() -> Iterator[Account]:
         subprocess.run(["usermod", "-p", "*", name], check=True)  # no password, not locked
         pw = pwd.getpwnam(name)
         acct = Account(name, pw.pw_uid, pw.pw_gid, root)
+        acct.python = hook_python(acct)
         acct.give(root)
         SETUP_SECONDS["hosting account"] = time.monotonic() - started
         yield acct
     finally:
         subprocess.run(["userdel", name], check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _others_can_run(path: str) -> bool:
+    """Whether a user who is neither owner nor group can execute ``path`` (every folder on
+    the way must let others through)."""
+    real = Path(os.path.realpath(path))
+    if not os.stat(real).st_mode & stat.S_IXOTH:
+        return False
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in real.parents)
+
+
+def hook_python(acct: Account) -> str:
+    """The interpreter the account's hooks run: this one, or, when it lives where the account
+    cannot go (a pyenv under /root), the system Python of the same version loading this
+    checkout and its environment's packages."""
+    if _others_can_run(sys.executable) and _others_can_run(gitvault.__file__):
+        return sys.executable
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = f"/usr/bin/{version}"
+    site = [p for p in sys.path if p.endswith("site-packages") and _others_can_run(p)]
+    checkout = str(Path(gitvault.__file__).resolve().parent.parent)
+    if not os.path.exists(system) or not site or not _others_can_run(checkout):
+        need(f"a {version} the hosting account may run (this one is {sys.executable})")
+    wrapper = acct.root / "hook-python"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH='{checkout}:{':'.join(site)}' "
+                       f"exec {system} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
 
 
 def new_vault(acct: Account, path: Path, admin: str, identity_from: str) -> Path:
@@ -161,6 +193,7 @@ def new_vault(acct: Account, path: Path, admin: str, identity_from: str) -> Path
         if user != admin:
             v.change_access(lambda r, u=user: r.grant(u, u).grant(u, f"{u}-*"), "gitvault",
                             f"grant {user}")
+    hooks.install(str(path / "hooks"), hooks.SERVER_HOOKS, python=acct.python)
     acct.give(path)
     return path
 
