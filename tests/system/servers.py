@@ -349,13 +349,11 @@ def http_server(account: Account, client_dir: Path) -> Iterator[Server]:
 def _client_git(client_dir: Path) -> Iterator[None]:
     """Every git the tests run (and gitvault's own) reaches the servers like a user's would:
     ssh through a config naming each user's key, HTTP passwords from git's store helper."""
+    gitconfig = client_dir / "gitconfig"
+    gitconfig.write_text(f"[credential]\n\thelper = store --file={client_dir / 'credentials'}\n"
+                         "[safe]\n\tdirectory = *\n")
     env = {"GIT_SSH_COMMAND": f"ssh -F {client_dir / 'ssh_config'}",
-           "GIT_CONFIG_COUNT": "3",
-           "GIT_CONFIG_KEY_0": "credential.helper",
-           "GIT_CONFIG_VALUE_0": f"store --file={client_dir / 'credentials'}",
-           "GIT_CONFIG_KEY_1": "safe.directory", "GIT_CONFIG_VALUE_1": "*",
-           "GIT_CONFIG_KEY_2": "protocol.version", "GIT_CONFIG_VALUE_2": "2",
-           "GIT_TERMINAL_PROMPT": "0"}
+           "GIT_CONFIG_GLOBAL": str(gitconfig), "GIT_TERMINAL_PROMPT": "0"}
     import pygit2
 
     pygit2.option(pygit2.enums.Option.SET_OWNER_VALIDATION, 0)  # read the account's vaults
