@@ -737,6 +737,7 @@ def main() -> None:
     _command()(prog_name="gitvault")
 
 
-from . import cli_access  # noqa: E402  (its commands use the helpers above)
+from . import cli_access, cli_integrate  # noqa: E402  (their commands use the helpers above)
 
 cli_access.register(app)
+cli_integrate.register(app)

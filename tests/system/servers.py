@@ -36,6 +36,7 @@ import pytest
 
 import gitvault
 from gitvault import Vault, hooks
+from gitvault.access import Rules
 
 from ..conftest import EXAMPLE
 
@@ -188,11 +189,15 @@ def new_vault(acct: Account, path: Path, admin: str, identity_from: str) -> Path
     for key, value in (("gitvault.fsync", "false"), ("gitvault.requireIdentity", "true"),
                        ("gitvault.identityFrom", identity_from)):
         subprocess.run(["git", "config", "-f", str(path / "config"), key, value], check=True)
-    v.change_access(lambda r: r.add_admin(admin), "gitvault", f"admin add {admin}")
-    for user in USERS:
-        if user != admin:
-            v.change_access(lambda r, u=user: r.grant(u, u).grant(u, f"{u}-*"), "gitvault",
-                            f"grant {user}")
+
+    def rules(r: Rules) -> Rules:
+        r = r.add_admin(admin)
+        for user in USERS:
+            if user != admin:
+                r = r.grant(user, user).grant(user, f"{user}-*")
+        return r
+
+    v.change_access(rules, "gitvault", "hosting set-up")
     hooks.install(str(path / "hooks"), hooks.SERVER_HOOKS, python=acct.python)
     acct.give(path)
     return path
