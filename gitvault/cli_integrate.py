@@ -21,15 +21,22 @@ def register(app: typer.Typer) -> None:
     @app.command("integrate")
     def integrate(
         ctx: typer.Context,
-        watch_: Annotated[bool, typer.Option(
-            "--watch", help="Keep integrating, a round every --interval seconds.")] = False,
-        interval: Annotated[float, typer.Option(
-            "--interval", help="Seconds between rounds with --watch.")] = 10.0,
-        rounds: Annotated[int | None, typer.Option(
-            "--rounds", help="Stop after N rounds (default: one, or forever with --watch).")
+        watch_: Annotated[
+            bool,
+            typer.Option("--watch", help="Keep integrating, a round every --interval seconds."),
+        ] = False,
+        interval: Annotated[
+            float, typer.Option("--interval", help="Seconds between rounds with --watch.")
+        ] = 10.0,
+        rounds: Annotated[
+            int | None,
+            typer.Option(
+                "--rounds", help="Stop after N rounds (default: one, or forever with --watch)."
+            ),
         ] = None,
-        on_conflict: Annotated[str | None, typer.Option(
-            "--on-conflict", help="fail | ours | theirs | confidence.")] = None,
+        on_conflict: Annotated[
+            str | None, typer.Option("--on-conflict", help="fail | ours | theirs | confidence.")
+        ] = None,
         vault: VaultOpt = None,
         as_json: JsonOpt = False,
     ) -> None:

@@ -37,8 +37,11 @@ from .remote import cache_path
 from .storage import MAIN, Store
 from .vault import Vault
 
-FETCH = ["+refs/heads/*:refs/heads/*", "+refs/conflicts/*:refs/conflicts/*",
-         "+refs/notes/*:refs/notes/*"]
+FETCH = [
+    "+refs/heads/*:refs/heads/*",
+    "+refs/conflicts/*:refs/conflicts/*",
+    "+refs/notes/*:refs/notes/*",
+]
 
 
 @dataclass
@@ -49,8 +52,12 @@ class Outcome:
     commit: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"ref": self.ref, "status": self.status, "detail": self.detail,
-                "commit": self.commit}
+        return {
+            "ref": self.ref,
+            "status": self.status,
+            "detail": self.detail,
+            "commit": self.commit,
+        }
 
 
 @dataclass
@@ -70,16 +77,22 @@ class Integrator:
 
     def round(self) -> list[Outcome]:
         """One pass: fetch, check and fold every waiting branch, push main back."""
-        r = subprocess.run(["git", "-C", self.path, "fetch", "--quiet", "--prune", self.url,
-                            *FETCH], capture_output=True, text=True)
+        r = subprocess.run(
+            ["git", "-C", self.path, "fetch", "--quiet", "--prune", self.url, *FETCH],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             raise VaultNotFound(self.url)
         vault = Vault(Store.open(self.path))
         main = vault.store.ref(MAIN)
         if main is None:
             raise InputError(f"{self.url} has no main branch; is it a gitvault?")
-        out = [o for ref in sorted(vault.store.refs_under(hooks.AGENTS))
-               if (o := self._one(vault, ref)) is not None]
+        out = [
+            o
+            for ref in sorted(vault.store.refs_under(hooks.AGENTS))
+            if (o := self._one(vault, ref)) is not None
+        ]
         if any(o.status in ("merged", "conflict") for o in out):
             self._push_back(vault, main, out)
         return out
@@ -94,8 +107,11 @@ class Integrator:
             return None
         if tip in store.refs_under(CONFLICTS).values():
             return None  # kept in an earlier round; `gitvault resolve` finishes it
-        problems = [f"{str(c.id)[:12]}: {p}" for c in _new(store, tip, main)
-                    for p in _problems(store, c, agent)]
+        problems = [
+            f"{str(c.id)[:12]}: {p}"
+            for c in _new(store, tip, main)
+            for p in _problems(store, c, agent)
+        ]
         if problems:
             self.refused.add(str(tip))
             return Outcome(ref, "refused", "; ".join(problems))
@@ -111,9 +127,19 @@ class Integrator:
     def _push_back(self, vault: Vault, fetched: pygit2.Oid, out: list[Outcome]) -> None:
         main = vault.store.ref(MAIN)
         kept = [ref for ref in vault.store.refs_under(CONFLICTS)]
-        args = ["git", "-C", self.path, "push", "--quiet", "--atomic", "--porcelain",
-                f"--force-with-lease=refs/heads/main:{fetched}", self.url,
-                f"{main}:refs/heads/main", *[f"{r}:{r}" for r in kept]]
+        args = [
+            "git",
+            "-C",
+            self.path,
+            "push",
+            "--quiet",
+            "--atomic",
+            "--porcelain",
+            f"--force-with-lease=refs/heads/main:{fetched}",
+            self.url,
+            f"{main}:refs/heads/main",
+            *[f"{r}:{r}" for r in kept],
+        ]
         r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode != 0:  # main moved, or the host refused: nothing landed; next round
             for o in out:
@@ -141,13 +167,20 @@ def _new(store: Store, tip: pygit2.Oid, main: pygit2.Oid) -> Iterator[pygit2.Com
 def _problems(store: Store, commit: pygit2.Commit, agent: str) -> list[str]:
     found = hooks.check_commit(store, commit, agent)
     if access.changed_by(store, commit):
-        found.append(f"changes {access.ACCESS_PATH}: on a host without gitvault's hooks nobody "
-                     "is authenticated; change the rules on the vault's machine")
+        found.append(
+            f"changes {access.ACCESS_PATH}: on a host without gitvault's hooks nobody "
+            "is authenticated; change the rules on the vault's machine"
+        )
     return found
 
 
-def watch(integrator: Integrator, interval: float, rounds: int | None,
-          say: Callable[[Outcome], None], sleep: Callable[[float], None] = time.sleep) -> int:
+def watch(
+    integrator: Integrator,
+    interval: float,
+    rounds: int | None,
+    say: Callable[[Outcome], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Run rounds until ``rounds`` are done (None: forever); returns how many branches merged."""
     merged, done = 0, 0
     while rounds is None or done < rounds:

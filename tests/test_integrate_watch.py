@@ -26,12 +26,15 @@ def hookless(vault: Vault) -> Vault:
 
 
 def integrate(url: str, tmp_path: Path, *args: str) -> Result:
-    return CliRunner().invoke(app, ["--vault", url, "--workdir", str(tmp_path / "integrator"),
-                                    "integrate", "--json", *args])
+    return CliRunner().invoke(
+        app,
+        ["--vault", url, "--workdir", str(tmp_path / "integrator"), "integrate", "--json", *args],
+    )
 
 
-def test_a_pushed_branch_is_merged_by_the_integrator(hookless: Vault, git: Git,
-                                                     tmp_path: Path) -> None:
+def test_a_pushed_branch_is_merged_by_the_integrator(
+    hookless: Vault, git: Git, tmp_path: Path
+) -> None:
     c = work(hookless, tmp_path, "alice")
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Alice: every')
     commit(c, "alice", "Agent-Id=alice", "Source=s")
@@ -68,6 +71,8 @@ def test_a_conflict_is_kept_once_and_main_is_unchanged(hookless: Vault, tmp_path
     r = integrate(hookless.path, tmp_path, "--watch", "--rounds", "2", "--interval", "0")
     outcomes = json.loads(r.stdout)
     assert [(o["ref"], o["status"]) for o in outcomes] == [
-        ("refs/heads/agents/alice", "merged"), ("refs/heads/agents/bob", "conflict")]
+        ("refs/heads/agents/alice", "merged"),
+        ("refs/heads/agents/bob", "conflict"),
+    ]
     assert hookless.read()["roadmap"]["vision"].startswith("A agent")
     assert [p["id"] for p in hookless.pending_conflicts()] == ["bob/1"]

@@ -54,8 +54,16 @@ def as_user(server: Server, repo: str, tmp_path: Path) -> Callable[[str], Run]:
 
     def user(name: str) -> Run:
         def go(*args: str) -> Result:
-            return runner.invoke(app, ["--vault", server.url(name, repo), "--workdir",
-                                       str(tmp_path / f"cache-{name}"), *args])
+            return runner.invoke(
+                app,
+                [
+                    "--vault",
+                    server.url(name, repo),
+                    "--workdir",
+                    str(tmp_path / f"cache-{name}"),
+                    *args,
+                ],
+            )
 
         return go
 
@@ -68,8 +76,9 @@ def refs(vault: Vault) -> str:
 
 def clone_as(server: Server, repo: str, user: str, tmp_path: Path, name: str = "") -> Git:
     dest = tmp_path / f"clone-{name or user}"
-    r = subprocess.run(["git", "clone", "-q", server.url(user, repo), str(dest)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["git", "clone", "-q", server.url(user, repo), str(dest)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     g = git_in(dest)
     g("config", "user.name", user)
@@ -93,8 +102,9 @@ def commit(clone: Git, *trailers: str) -> None:
 
 def push(clone: Git, ref: str) -> subprocess.CompletedProcess[str]:
     top = clone("rev-parse", "--show-toplevel").strip()
-    return subprocess.run(["git", "-C", top, "push", "origin", f"HEAD:{ref}"],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        ["git", "-C", top, "push", "origin", f"HEAD:{ref}"], capture_output=True, text=True
+    )
 
 
 def report(stderr: str) -> dict[str, Any]:
@@ -108,8 +118,9 @@ def write(tmp_path: Path, name: str, doc: Any) -> str:
     return str(p)
 
 
-def test_the_remote_cli_works_as_an_authenticated_user(as_user: Callable[[str], Run],
-                                                       vault: Vault, tmp_path: Path) -> None:
+def test_the_remote_cli_works_as_an_authenticated_user(
+    as_user: Callable[[str], Run], vault: Vault, tmp_path: Path
+) -> None:
     alice = as_user("alice")
     r = alice("checkout", "alice-1", "600")
     assert r.exit_code == 0, r.output
@@ -131,8 +142,9 @@ def test_the_remote_cli_works_as_an_authenticated_user(as_user: Callable[[str], 
     assert vault.leases.get("alice-1") is None
 
 
-def test_a_conflict_is_exit_3_and_resolved_by_its_owner(as_user: Callable[[str], Run],
-                                                        vault: Vault, tmp_path: Path) -> None:
+def test_a_conflict_is_exit_3_and_resolved_by_its_owner(
+    as_user: Callable[[str], Run], vault: Vault, tmp_path: Path
+) -> None:
     alice, bob = as_user("alice"), as_user("bob")
     a = json.loads(alice("checkout", "alice").stdout)
     b = json.loads(bob("checkout", "bob").stdout)
@@ -148,8 +160,9 @@ def test_a_conflict_is_exit_3_and_resolved_by_its_owner(as_user: Callable[[str],
     assert vault.read()["roadmap"]["vision"] == "B"
 
 
-def test_a_stale_lease_is_exit_4_over_the_server(as_user: Callable[[str], Run],
-                                                 tmp_path: Path) -> None:
+def test_a_stale_lease_is_exit_4_over_the_server(
+    as_user: Callable[[str], Run], tmp_path: Path
+) -> None:
     alice = as_user("alice")
     doc = json.loads(alice("checkout", "alice").stdout)
     alice("checkout", "alice")
@@ -159,7 +172,8 @@ def test_a_stale_lease_is_exit_4_over_the_server(as_user: Callable[[str], Run],
 
 
 def test_four_users_pushing_at_once_as_their_own_agents_lose_nothing(
-        server: Server, repo: str, vault: Vault, tmp_path: Path) -> None:
+    server: Server, repo: str, vault: Vault, tmp_path: Path
+) -> None:
     users = ["alice", "bob", "carol", "dave"]
     clones = {}
     for i, user in enumerate(users):
@@ -168,10 +182,22 @@ def test_four_users_pushing_at_once_as_their_own_agents_lose_nothing(
         fmt([str(Path(c("rev-parse", "--show-toplevel").strip()) / "tasks.json")])
         commit(c, f"Agent-Id={user}-1", "Source=standup")
         clones[user] = c
-    procs = [subprocess.Popen(["git", "-C", clones[u]("rev-parse", "--show-toplevel").strip(),
-                               "push", "origin", f"HEAD:refs/heads/agents/{u}-1"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for u in users]
+    procs = [
+        subprocess.Popen(
+            [
+                "git",
+                "-C",
+                clones[u]("rev-parse", "--show-toplevel").strip(),
+                "push",
+                "origin",
+                f"HEAD:refs/heads/agents/{u}-1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for u in users
+    ]
     outs = [p.communicate()[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     tasks = vault.read()["tasks"]
@@ -182,7 +208,8 @@ def test_four_users_pushing_at_once_as_their_own_agents_lose_nothing(
 
 
 def test_mallory_pushing_agents_planner_is_refused_with_exit_5(
-        server: Server, repo: str, vault: Vault, tmp_path: Path) -> None:
+    server: Server, repo: str, vault: Vault, tmp_path: Path
+) -> None:
     c = clone_as(server, repo, "mallory", tmp_path)
     edit(c, "tasks.json", '"status": "todo"', '"status": "done"')
     commit(c, "Agent-Id=planner", "Source=s", "Confidence=0.99")
@@ -196,7 +223,8 @@ def test_mallory_pushing_agents_planner_is_refused_with_exit_5(
 
 
 def test_a_commit_with_another_agents_id_is_refused_with_exit_5(
-        server: Server, repo: str, vault: Vault, tmp_path: Path) -> None:
+    server: Server, repo: str, vault: Vault, tmp_path: Path
+) -> None:
     c = clone_as(server, repo, "mallory", tmp_path)
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Planner says: every')
     commit(c, "Agent-Id=planner", "Source=s")
@@ -206,8 +234,9 @@ def test_a_commit_with_another_agents_id_is_refused_with_exit_5(
     assert "Agent-Id" in r.stderr and refs(vault) == before
 
 
-def test_a_lease_request_for_another_agent_is_exit_5(as_user: Callable[[str], Run],
-                                                     vault: Vault) -> None:
+def test_a_lease_request_for_another_agent_is_exit_5(
+    as_user: Callable[[str], Run], vault: Vault
+) -> None:
     before = refs(vault)
     r = as_user("mallory")("checkout", "planner")
     assert r.exit_code == 5, r.output
@@ -215,8 +244,9 @@ def test_a_lease_request_for_another_agent_is_exit_5(as_user: Callable[[str], Ru
     assert refs(vault) == before
 
 
-def test_a_commit_with_only_agent_id_and_source_lands(server: Server, repo: str,
-                                                      vault: Vault, tmp_path: Path) -> None:
+def test_a_commit_with_only_agent_id_and_source_lands(
+    server: Server, repo: str, vault: Vault, tmp_path: Path
+) -> None:
     c = clone_as(server, repo, "carol", tmp_path)
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Carol: every')
     commit(c, "Agent-Id=carol", "Source=standup")
@@ -227,7 +257,8 @@ def test_a_commit_with_only_agent_id_and_source_lands(server: Server, repo: str,
 
 
 def test_a_forger_on_the_server_pushing_to_the_path_is_not_authenticated(
-        server: Server, repo: str, vault: Vault, tmp_path: Path) -> None:
+    server: Server, repo: str, vault: Vault, tmp_path: Path
+) -> None:
     """Another account of the server machine (here root) pushes to the vault's path and
     exports the variable the host would set, naming the admin: the hook runs as that
     account, not as the hosting account, so the claim counts for nothing."""
@@ -235,20 +266,35 @@ def test_a_forger_on_the_server_pushing_to_the_path_is_not_authenticated(
     subprocess.run(["git", "clone", "-q", str(server.path(repo)), str(dest)], check=True)
     c = git_in(dest)
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Forged: every')
-    c("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "forged", "--trailer",
-      "Agent-Id=planner", "--trailer", "Source=s")
+    c(
+        "-c",
+        "user.name=x",
+        "-c",
+        "user.email=x@x",
+        "commit",
+        "-qam",
+        "forged",
+        "--trailer",
+        "Agent-Id=planner",
+        "--trailer",
+        "Source=s",
+    )
     before = refs(vault)
     env = {**os.environ, "GL_USER": "admin", "REMOTE_USER": "admin"}
-    r = subprocess.run(["git", "-C", str(dest), "push", "origin",
-                        "HEAD:refs/heads/agents/planner"], capture_output=True, text=True,
-                       env=env)
+    r = subprocess.run(
+        ["git", "-C", str(dest), "push", "origin", "HEAD:refs/heads/agents/planner"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode != 0 and report(r.stderr)["exit_code"] == 5
     assert "not as the hosting account" in r.stderr
     assert refs(vault) == before
 
 
 def test_an_admin_grants_over_the_server_and_a_user_may_not(
-        as_user: Callable[[str], Run], vault: Vault) -> None:
+    as_user: Callable[[str], Run], vault: Vault
+) -> None:
     head = vault.head()
     r = as_user("mallory")("access", "grant", "mallory", "planner", "--by", "mallory")
     assert r.exit_code == 5, r.output

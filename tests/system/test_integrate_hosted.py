@@ -18,7 +18,8 @@ from .test_hosting import clone_as, commit, edit, push
 
 
 def test_the_integrator_merges_and_refuses_on_a_host_without_hooks(
-        http_server: Server, tmp_path: Path) -> None:
+    http_server: Server, tmp_path: Path
+) -> None:
     repo = "no-hooks"
     http_server.vault(repo, hooks=False)
     vault = Vault.open(http_server.path(repo))
@@ -32,9 +33,22 @@ def test_the_integrator_merges_and_refuses_on_a_host_without_hooks(
     assert push(bad, "refs/heads/agents/mallory").returncode == 0  # the host checks nothing
     head = vault.head()
     assert not vault.read()["roadmap"]["vision"].startswith("Alice")
-    r = CliRunner().invoke(app, ["--vault", http_server.url(ADMIN, repo), "--workdir",
-                                 str(tmp_path / "integrator"), "integrate", "--watch",
-                                 "--rounds", "2", "--interval", "0", "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "--vault",
+            http_server.url(ADMIN, repo),
+            "--workdir",
+            str(tmp_path / "integrator"),
+            "integrate",
+            "--watch",
+            "--rounds",
+            "2",
+            "--interval",
+            "0",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     outcomes = {o["ref"]: o for o in json.loads(r.stdout)}
     assert outcomes["refs/heads/agents/alice"]["status"] == "merged"
@@ -46,5 +60,6 @@ def test_the_integrator_merges_and_refuses_on_a_host_without_hooks(
     assert vault.head() != head
     git_in(Path(vault.path))("fsck", "--full")
     assert not (Path(vault.path) / "hooks" / "post-receive").exists()
-    subprocess.run(["git", "ls-remote", http_server.url(ADMIN, repo)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "ls-remote", http_server.url(ADMIN, repo)], check=True, capture_output=True
+    )

@@ -53,4 +53,3 @@ def git(vault: Vault) -> Git:
 @pytest.fixture
 def target(server: Server, repo: str) -> str:
     return server.url(ADMIN, repo)
-
