@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +79,7 @@ def main() -> None:
                 for server in (ssh, http):
                     server.vault("bench")
                     url = server.url(ADMIN, "bench")
-                    remote: Callable[[], Any] = lambda u=url: RemoteVault(  # noqa: E731
-                        u, str(work / "cache")
-                    )
-                    times = checkins(remote(), args.n)
+                    times = checkins(RemoteVault(url, str(work / "cache")), args.n)
                     host = "gitolite" if server.kind == "ssh" else "apache"
                     rows.append(summary(f"{server.kind} ({host})", times, statistics.median(local)))
     print(f"checkins of one agent, n={args.n} each, fsync off, servers on 127.0.0.1")
