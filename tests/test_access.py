@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 from gitvault import Vault
 from gitvault.access import ACCESS_PATH, Rules
 from gitvault.cli import app
+from gitvault.errors import InputError
 
 from .conftest import EXAMPLE, Cli, Git, fast, git_in
 from .test_hooks import commit, edit, refs, work
@@ -296,3 +297,42 @@ def test_an_admin_changes_the_rules_remotely_and_others_may_not(
     assert r.exit_code == 0, r.output
     assert hosted.access().rule_for("bob", "bob") == "grant bob bob"
     git_in(Path(hosted.path))("fsck", "--full")
+
+
+def test_grants_from_many_processes_at_once_all_land(hosted: Vault, git: Git) -> None:
+    """Each grant is a compare-and-swap on main: racing writers retry, none is lost."""
+    import sys
+
+    users = [f"u{i}" for i in range(6)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gitvault",
+                "--vault",
+                hosted.path,
+                "access",
+                "grant",
+                u,
+                f"{u}-*",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for u in users
+    ]
+    errs = [p.communicate()[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    rules = hosted.access()
+    assert all(rules.rule_for(u, f"{u}-1") == f"grant {u} {u}-*" for u in users)
+    assert rules.rule_for("alice", "alice-2") == "grant alice alice-*"
+    git("fsck", "--full")
+
+
+def test_an_access_file_with_a_section_this_gitvault_does_not_know_is_refused() -> None:
+    """A later gitvault's rule (path rules, signers) must not be silently ignored."""
+    bad = {"admins": ["root"], "grants": {}, "paths": {"x": ["/y"]}, "version": 2}
+    with pytest.raises(InputError, match="unknown section"):
+        Rules.from_json(bad)
+    assert Rules.from_json({"admins": [], "grants": {}}).present
