@@ -14,10 +14,11 @@ from __future__ import annotations
 WRITES = frozenset({
     "checkout", "lease", "release", "checkin", "checkin_patch", "resolve", "drop_conflict",
     "set_schema", "config_set", "gc", "doctor", "fold_branch", "install_hooks",
+    "change_access",
 })
 READS = frozenset({
     "head", "read", "status", "log", "show", "diff", "blame", "export", "schema", "config",
-    "config_get", "pending_conflicts", "patched", "preview", "parse", "path",
+    "config_get", "pending_conflicts", "patched", "preview", "parse", "path", "access",
 })
 # Constructors: ``Vault.open``/``Vault.init`` (a path); ``RemoteVault(url)`` (a git URL).
 CONSTRUCTORS = frozenset({"open", "init"})

@@ -364,6 +364,19 @@ class Vault:
 
         return advance(self.store, f"schema set {key}", [MAIN], attempt)
 
+    def access(self) -> Any:
+        """The access rules on main (:class:`gitvault.access.Rules`)."""
+        from gitvault.model import access
+
+        return access.load_main(self.store)
+
+    def change_access(self, change: Callable[[Any], Any], by: str = "gitvault",
+                      what: str = "access") -> str:
+        """Commit ``change(rules)`` as main's new access rules (compare-and-swap on main)."""
+        from gitvault.model import access
+
+        return access.commit_change(self.store, change, by, what, self.clock)[0]
+
     # -- helpers ---------------------------------------------------------------------------
     def config(self) -> list[dict[str, Any]]:
         """Every setting with its effective value and where it came from."""

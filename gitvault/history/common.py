@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -16,7 +17,7 @@ from gitvault.core.jsonmerge import MISSING, json_equal
 from gitvault.errors import InputError
 from gitvault.git.storage import Store
 from gitvault.model import changes
-from gitvault.model.provenance import parse_trailers
+from gitvault.model.provenance import DEFAULT_CONFIDENCE, parse_trailers
 
 LEGACY_DIR = "legacy-eventlog"
 
@@ -34,7 +35,7 @@ class Writer:
     def of(cls, commit: pygit2.Commit) -> Writer:
         t = parse_trailers(commit.message)
         return cls(str(commit.id), t.get("Agent-Id", commit.author.name), t.get("Source", ""),
-                   _confidence(t.get("Confidence")), t.get("Justification", ""),
+                   trailer_confidence(t), t.get("Justification", ""),
                    commit.commit_time)
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +87,12 @@ def last_writer(store: Store, head: pygit2.Oid, path: str,
 
 
 # -- small helpers ----------------------------------------------------------------------------
+
+def trailer_confidence(t: Mapping[str, str]) -> float | None:
+    """A commit's confidence: a plain-git commit that names its agent but no Confidence has
+    the default, as a CLI checkin without one would."""
+    return _confidence(t.get("Confidence", DEFAULT_CONFIDENCE if "Agent-Id" in t else None))
+
 
 def _confidence(value: object) -> float | None:
     """A trailer's or legacy event's confidence; None when absent or not a finite number."""

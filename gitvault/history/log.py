@@ -23,6 +23,7 @@ from gitvault.history.common import (
     _iso,
     _tree_of,
     parse_time,
+    trailer_confidence,
 )
 from gitvault.model import changes
 from gitvault.model.provenance import parse_trailers, trailer_values
@@ -82,8 +83,9 @@ def entry_of(store: Store, commit: pygit2.Commit,
         commit=str(commit.id), time=commit.commit_time,
         iso=_iso(commit.commit_time, commit.commit_time_offset),
         agent=t.get("Agent-Id", commit.author.name), source=t.get("Source", ""),
-        confidence=_confidence(t.get("Confidence")), justification=t.get("Justification", ""),
-        lease=t.get("Lease"), base=t.get("Base"),
+        confidence=trailer_confidence(t), justification=t.get("Justification", ""),
+        lease=t.get("Lease"),
+        base=t.get("Base") or (str(commit.parent_ids[0]) if commit.parent_ids else None),
         parents=tuple(str(p) for p in commit.parent_ids), merged=len(commit.parent_ids) > 1,
         changed=_changed_keys(store, commit, index), subject=commit.message.split("\n", 1)[0],
         merged_commit=t.get("Merged-Commit"), strategy=t.get("Merge-Strategy"),

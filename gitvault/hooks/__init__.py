@@ -37,10 +37,10 @@ from gitvault.errors import CodecError, GitVaultError, InputError, LeaseError
 from gitvault.git import shards
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Store
+from gitvault.hooks import identity
 from gitvault.model import changes, schemas
 from gitvault.model.branches import REQUESTS, agent_of
 from gitvault.model.provenance import (
-    TRAILERS,
     escape,
     parse_confidence,
     parse_trailers,
@@ -60,6 +60,9 @@ class Problem(str):
 class LeaseProblem(Problem):
     __slots__ = ()
     exit_code = LeaseError.exit_code
+
+
+REQUIRED_TRAILERS = ("Agent-Id", "Source")  # the rest of TRAILERS have defaults
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,13 @@ def check_tree(store: Store, tree: pygit2.Tree, changed: Iterable[str] | None) -
 
 def check_commit(store: Store, commit: pygit2.Commit, agent: str | None) -> list[str]:
     trailers = parse_trailers(commit.message)
-    problems = [f"missing trailer {t}:" for t in TRAILERS if t not in trailers]
+    # what git already knows (Base: the first parent) or the CLI defaults (Confidence 0.5,
+    # Justification empty, no Lease) may be left out; only who and from where must be said
+    problems = [f"missing trailer {t}:" for t in REQUIRED_TRAILERS if t not in trailers]
+    lease = trailers.get("Lease")
+    if lease is not None and lease not in ("", "none") and not lease.isdigit():
+        problems.append(f"Lease: {lease!r} is not a lease token; give the number `gitvault "
+                        "checkout` printed, or leave the trailer out")
     if agent is not None and "Agent-Id" in trailers and trailers["Agent-Id"] != agent:
         problems.append(f"Agent-Id {trailers['Agent-Id']!r} does not match the branch's agent "
                         f"{agent!r}")
@@ -297,6 +306,9 @@ def post_receive(updates: list[Update], say: Callable[[str], None]) -> None:
             finally:
                 vault.store.transact([u.ref], functools.partial(_delete, ref=u.ref), "request")
             continue
+        if u.ref == MAIN and u.new != ZERO:  # a checked fast-forward (e.g. an admin's rules)
+            _report(say, {"ok": True, "ref": MAIN, "commit": u.new})
+            continue
         if u.new == ZERO or agent_of(u.ref) is None:
             continue
         try:
@@ -321,10 +333,15 @@ def post_receive(updates: list[Update], say: Callable[[str], None]) -> None:
 def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -> int:
     """Entry point of every hook shim: ``python -m gitvault hook NAME ARGS``."""
     if name == "pre-receive":
-        problems = check_push(Store.open_env(), parse_updates(stdin))
+        store, updates = Store.open_env(), parse_updates(stdin)
+        refusals = identity.check_push(store, [(u.old, u.new, u.ref) for u in updates],
+                                       push_options())
+        problems = [str(e) for e in refusals] + check_push(store, updates)
         for line in refuse_lines(problems) if problems else []:
             say(line)
-        if problems:
+        if refusals:
+            _report(say, identity.report(refusals))
+        elif problems:
             code = max(getattr(p, "exit_code", GitVaultError.exit_code) for p in problems)
             _report(say, {"error": "PushRefused", "exit_code": code,
                           "message": "; ".join(problems)})

@@ -11,9 +11,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import pygit2
+
 from gitvault.errors import InputError
 from gitvault.git.storage import Store
 from gitvault.model.policy import POLICIES
+
+IDENTITY_SOURCES = ("none", "gitolite", "http", "env")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class Setting:
     kind: type
     default: Any
     help: str
+    vault_only: bool = False  # security settings: never from $GITVAULT_*, only the vault's file
 
     @property
     def env(self) -> str:
@@ -46,6 +51,8 @@ class Setting:
             return value
         if self.name == "onConflict" and raw not in POLICIES:
             raise InputError(f"{where}: onConflict={raw!r}: use fail, ours, theirs or confidence")
+        if self.name == "identityFrom" and raw not in IDENTITY_SOURCES:
+            raise InputError(f"{where}: identityFrom={raw!r}: use {', '.join(IDENTITY_SOURCES)}")
         return raw
 
 
@@ -61,6 +68,12 @@ SETTINGS = {s.name: s for s in (
     Setting("staleLockSeconds", int, 2, "a ref lock this old whose writer is gone is broken"),
     Setting("gcLooseObjects", int, 6700, "checkin starts `git gc` past this many loose"
             " objects"),
+    Setting("requireIdentity", bool, False, "refuse pushes whose pusher the host did not "
+            "authenticate (on for `init --hosted`)", vault_only=True),
+    Setting("identityFrom", str, "none", "who vouches for the pusher: none, gitolite "
+            "($GL_USER), http ($REMOTE_USER), env (identityVariables)", vault_only=True),
+    Setting("identityVariables", str, "GL_USER,REMOTE_USER", "with identityFrom=env: the "
+            "variables naming the pusher, first set wins", vault_only=True),
 )}
 
 
@@ -74,13 +87,27 @@ def lookup(name: str) -> Setting:
 def get(store: Store, name: str) -> tuple[Any, str]:
     """The effective value of a setting and where it came from (env, vault, default)."""
     s = lookup(name)
-    raw = os.environ.get(s.env)
+    raw = None if s.vault_only else os.environ.get(s.env)
     if raw is not None:
         return s.parse(raw, f"${s.env}"), "env"
-    raw = store.config_get(f"gitvault.{name}")
+    raw = vault_config(store, name) if s.vault_only else store.config_get(f"gitvault.{name}")
     if raw is not None:
         return s.parse(raw, "vault config"), "vault"
     return s.default, "default"
+
+
+def vault_config(store: Store, name: str) -> str | None:
+    """``gitvault.<name>`` from the vault's own config file only.
+
+    A pusher over a local path runs the hooks with their own environment, so
+    ``$GITVAULT_*``, ``$HOME/.gitconfig`` and ``$GIT_CONFIG_*`` are theirs to set; the
+    vault's file is the hosting account's.
+    """
+    try:
+        value = pygit2.Config(os.path.join(store.path, "config"))[f"gitvault.{name}"]
+    except (KeyError, OSError, pygit2.GitError):
+        return None
+    return str(value)
 
 
 def value(store: Store, name: str) -> Any:

@@ -22,7 +22,7 @@ from gitvault import Vault
 from gitvault.api import backend
 from gitvault.api.remote import RemoteVault
 from gitvault.cli import app
-from gitvault.errors import ConflictError, RemoteUnsupported
+from gitvault.errors import ConflictError, NotAllowed, RemoteUnsupported
 
 
 def public(cls: type) -> set[str]:
@@ -124,6 +124,18 @@ def _drop(rv: RemoteVault, real: Vault) -> None:
     assert not real.conflicts.all()
 
 
+def _access(rv: RemoteVault, real: Vault) -> None:
+    """Rules change only by an authenticated admin's push; these transports vouch for nobody,
+    so the vault refuses (exit 5) and nothing changes (tests/system/test_hosting.py pushes
+    rules as an admin over SSH and HTTP)."""
+    before = state(real.path)
+    with pytest.raises(NotAllowed, match="only an authenticated admin"):
+        rv.change_access(lambda rules: rules.add_admin("root").grant("alice", "alice-*"),
+                         by="root")
+    assert state(real.path) == before
+    assert not real.access().present
+
+
 REFUSED: dict[str, Write] = {
     "set_schema": lambda rv, real: rv.set_schema("tasks", {"type": "array"}),
     "config_set": lambda rv, real: rv.config_set("defaultTtl", "60"),
@@ -135,6 +147,7 @@ REFUSED: dict[str, Write] = {
 CARRIED: dict[str, Write] = {
     "checkout": _checkout, "release": _release, "checkin": _checkin,
     "checkin_patch": _patch, "lease": _lease, "resolve": _resolve, "drop_conflict": _drop,
+    "change_access": _access,
 }
 
 
