@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
+from . import cli_web
 from .errors import ConflictError, GitVaultError, InputError
 
 if TYPE_CHECKING:
@@ -665,6 +666,7 @@ daemon_app = typer.Typer(cls=_Group, rich_markup_mode=None, no_args_is_help=True
     "in their own process as always. Socket: $GITVAULT_DAEMON_SOCKET, else "
     "$XDG_RUNTIME_DIR/gitvault/daemon.sock, else /tmp/gitvault-UID/daemon.sock."))
 app.add_typer(daemon_app, name="daemon")
+cli_web.register(app)  # watch, serve (issue 18)
 
 
 @daemon_app.command("start")

@@ -782,6 +782,13 @@ class Vault:
 
         return history.blame(self.store, path, rev or MAIN)
 
+    def watch(self, key: str | None = None, path: str | None = None,
+              since: str | None = None) -> Any:
+        """A :class:`gitvault.watch.Watcher`: each new commit of main touching the selection."""
+        from . import watch
+
+        return watch.watcher(self.store, key, path, since)
+
     def checkin_patch(self, agent: str, patch: list[dict[str, Any]], source: str,
                       confidence: float | str | None = None, justification: str = "",
                       lease: int | None = None, on_conflict: str | None = None
