@@ -177,10 +177,13 @@ class RemoteVault(Vault):
 
     def resolve(self, conflict_id: str, take: str | None = None,
                 picks: Mapping[str, str] | None = None, document: Mapping[str, Any] | None = None,
-                agent: str | None = None) -> CheckinResult:
+                agent: str | None = None, source: str | None = None) -> CheckinResult:
         if document is not None:
             raise InputError("resolving with a whole document is not supported on a remote "
                              "vault; use --take ours|theirs and --pick")
+        if source is not None:
+            raise InputError("resolving under the resolver's own Source is not supported on a "
+                             "remote vault; run `gitvault serve` where the vault is")
         options = {"id": conflict_id, "take": take or "", "picks": json.dumps(dict(picks or {}))}
         if agent:
             options["agent"] = escape_agent(agent)

@@ -557,14 +557,16 @@ class Vault:
 
     def resolve(self, conflict_id: str, take: str | None = None,
                 picks: Mapping[str, str] | None = None, document: Mapping[str, Any] | None = None,
-                agent: str | None = None) -> CheckinResult:
+                agent: str | None = None, source: str | None = None) -> CheckinResult:
         """Finish a kept proposal: merge it into main with the given choices.
 
         ``take`` (``ours``/``theirs``) decides every conflict, ``picks`` maps a pointer (id
         form or positional, as the report shows) to a side and wins over ``take``;
         ``document`` instead gives the whole resolved document. A conflict left undecided
         refuses (exit 3) and changes nothing. The merge commit keeps the proposal's
-        provenance and records each decision in ``Resolved`` trailers.
+        provenance and records each decision in ``Resolved`` trailers; with ``source`` it is
+        instead the resolver's own write (``Agent-Id`` = ``agent``, that ``Source``,
+        confidence 1), as a person's decision in the review page is.
         """
         kept = self.conflicts.get(conflict_id)
         if take not in (None, "ours", "theirs"):
@@ -578,6 +580,9 @@ class Vault:
         prov = Provenance(kept.agent, t.get("Source") or "resolve",
                           parse_confidence(t.get("Confidence")), t.get("Justification", ""))
         resolver = check_agent(agent or kept.agent)
+        if source is not None:  # the resolver's own write (the review page): its provenance
+            prov = Provenance(resolver, source, 1.0, f"resolved {kept.id} of {kept.agent}"
+                              ).check()
         extra = [("Resolved-By", resolver), ("Conflict", kept.id)]
         for _attempt in range(CHECKIN_ATTEMPTS):
             main = self.store.commit(self._main())
