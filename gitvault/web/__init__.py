@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 
@@ -103,7 +104,14 @@ def serve(
     )
     server = uvicorn.Server(config)
     settings.stopping = lambda: bool(server.should_exit)
+    # uvicorn re-raises the signal that stopped it once it has shut down: with these
+    # handlers that ends the command quietly (exit 0) instead of killing it or printing a
+    # KeyboardInterrupt traceback
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sock.close()
