@@ -80,9 +80,13 @@ class Guarded:
             )
             return
 
+        started = time.perf_counter()
+
         async def headed(message: Message) -> None:
             if message["type"] == "http.response.start":
+                spent = (time.perf_counter() - started) * 1000  # the page is rendered by now
                 extra = [
+                    (b"server-timing", f"app;dur={spent:.1f}".encode()),
                     (b"content-security-policy", CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"same-origin"),
