@@ -56,9 +56,9 @@ MAX_REQUEST = 8 << 20
 FORWARDED = frozenset({signal.SIGINT, signal.SIGTERM})
 #: Loaded lazily by commands, so loaded here once: third-party modules they may need.
 PRELOAD_EXTRA = ("pygit2", "typer", "jsonpatch", "jsonschema.validators")
-#: Never loaded by the server: the MCP server (pydantic, long-lived, never routed here) and
-#: the entry points.
-NO_PRELOAD = frozenset({"mcp_server", "__main__"})
+#: Never loaded by the server: the MCP server and its subscriptions (pydantic, long-lived, never
+#: routed here), the review page's deepdiff summary, and the entry points.
+NO_PRELOAD = frozenset({"mcp_server", "mcp_watch", "summary", "__main__"})
 
 Info = dict[str, Any]
 
