@@ -7,6 +7,7 @@ you would type.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,10 @@ def main() -> None:
     print(run("git", "-C", vault, "log", "--graph", f"--format={fmt}", "main"))
     print(run("git", "-C", vault, "log", "-1", "--format=%B", "main"))
     print(f"the vault is in {vault}; try `git -C {vault} log -p -- tasks.json`")
+    # the last line: the review page of this vault (timeline, commits, document, leases)
+    script = Path(sys.executable).with_name("gitvault")
+    command = os.path.relpath(script) if script.exists() else "gitvault"
+    print(f"see it in a browser: {command} serve --vault {vault}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ WRITES = frozenset({
 READS = frozenset({
     "head", "read", "status", "log", "show", "diff", "blame", "export", "schema", "config",
     "config_get", "pending_conflicts", "patched", "preview", "parse", "path", "access",
+    "watch", "store_for",
 })
 # Constructors: ``Vault.open``/``Vault.init`` (a path); ``RemoteVault(url)`` (a git URL).
 CONSTRUCTORS = frozenset({"open", "init"})

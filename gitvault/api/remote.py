@@ -212,10 +212,13 @@ class RemoteVault:
 
     def resolve(self, conflict_id: str, take: str | None = None,
                 picks: Mapping[str, str] | None = None, document: Mapping[str, Any] | None = None,
-                agent: str | None = None) -> CheckinResult:
+                agent: str | None = None, source: str | None = None) -> CheckinResult:
         if document is not None:
             raise InputError("resolving with a whole document is not supported on a remote "
                              "vault; use --take ours|theirs and --pick")
+        if source is not None:
+            raise InputError("resolving under the resolver's own Source is not supported on a "
+                             "remote vault; run `gitvault serve` where the vault is")
         options = {"id": conflict_id, "take": take or "", "picks": json.dumps(dict(picks or {}))}
         if agent:
             options["agent"] = escape_agent(agent)
@@ -256,6 +259,14 @@ class RemoteVault:
 
     def install_hooks(self) -> list[str]:
         raise RemoteUnsupported("installing hooks", self.url)
+
+    # -- reads that follow the vault's own refs: a fetched cache does not move by itself ---------
+    def store_for(self, what: str) -> Store:
+        raise RemoteUnsupported(what, self.url)
+
+    def watch(self, key: str | None = None, path: str | None = None,
+              since: str | None = None) -> Any:
+        raise RemoteUnsupported("watch", self.url)
 
     # -- reads: from the cache, as fetched -----------------------------------------------------
     def head(self) -> str | None:

@@ -256,14 +256,16 @@ class Vault:
 
     def resolve(self, conflict_id: str, take: str | None = None,
                 picks: Mapping[str, str] | None = None, document: Mapping[str, Any] | None = None,
-                agent: str | None = None) -> CheckinResult:
+                agent: str | None = None, source: str | None = None) -> CheckinResult:
         """Finish a kept proposal: merge it into main with the given choices.
 
         ``take`` (``ours``/``theirs``) decides every conflict, ``picks`` maps a pointer (id
         form or positional, as the report shows) to a side and wins over ``take``;
         ``document`` instead gives the whole resolved document. A conflict left undecided
         refuses (exit 3) and changes nothing. The merge commit keeps the proposal's
-        provenance and records each decision in ``Resolved`` trailers.
+        provenance and records each decision in ``Resolved`` trailers; with ``source`` it is
+        instead the resolver's own write (``Agent-Id`` = ``agent``, that ``Source``,
+        confidence 1), as a person's decision in the review page is.
         """
         kept = self.conflicts.get(conflict_id)
         if take not in (None, "ours", "theirs"):
@@ -277,6 +279,9 @@ class Vault:
         prov = Provenance(kept.agent, t.get("Source") or "resolve",
                           parse_confidence(t.get("Confidence")), t.get("Justification", ""))
         resolver = check_agent(agent or kept.agent)
+        if source is not None:  # the resolver's own write (the review page): its provenance
+            prov = Provenance(resolver, source, 1.0, f"resolved {kept.id} of {kept.agent}"
+                              ).check()
         extra = [("Resolved-By", resolver), ("Conflict", kept.id)]
 
         def attempt(_n: int) -> Step[CheckinResult]:
@@ -484,6 +489,17 @@ class Vault:
         from gitvault import history
 
         return history.blame(self.store, path, rev or MAIN)
+
+    def store_for(self, what: str) -> Store:
+        """The vault's own repository, for a command that follows its refs as they move."""
+        return self.store
+
+    def watch(self, key: str | None = None, path: str | None = None,
+              since: str | None = None) -> Any:
+        """A :class:`gitvault.watch.Watcher`: each new commit of main touching the selection."""
+        from gitvault.history import watch
+
+        return watch.watcher(self.store, key, path, since)
 
     def checkin_patch(self, agent: str, patch: list[dict[str, Any]], source: str,
                       confidence: float | str | None = None, justification: str = "",

@@ -26,8 +26,8 @@ TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs this
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-#: Commands that never go through the daemon: managing it, and the long-lived MCP server.
-LOCAL_COMMANDS = frozenset({"daemon", "mcp"})
+#: Commands that never go through the daemon: managing it, and the long-lived servers/feeds.
+LOCAL_COMMANDS = frozenset({"daemon", "mcp", "serve", "watch"})
 #: Root options of ``gitvault`` that take a value (``--vault PATH``), to find the command name.
 _VALUED_OPTIONS = frozenset({"--vault", "--workdir"})
 

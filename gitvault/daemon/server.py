@@ -58,10 +58,10 @@ MAX_REQUEST = 8 << 20
 FORWARDED = frozenset({signal.SIGINT, signal.SIGTERM})
 #: Loaded lazily by commands, so loaded here once: third-party modules they may need.
 PRELOAD_EXTRA = ("pygit2", "typer", "jsonpatch", "jsonschema.validators")
-#: Never loaded by the server: the MCP server (pydantic, long-lived, never routed here) and
-#: the entry points.
-NO_PRELOAD = frozenset({"__main__"})
-NO_PRELOAD_PKG = ("gitvault.mcp", "gitvault.web")  # servers of their own, heavy to import
+#: Never loaded by the server: the MCP server and the review page (servers of their own,
+#: pydantic and starlette, never routed here), the deepdiff summary, and the entry points.
+NO_PRELOAD = frozenset({"summary", "__main__"})
+NO_PRELOAD_PKG = ("gitvault.mcp", "gitvault.web")
 
 Info = dict[str, Any]
 

@@ -33,6 +33,7 @@ from gitvault import __version__
 from gitvault.api.vault import CheckinResult, Vault
 from gitvault.core import codec
 from gitvault.errors import GitVaultError, InputError, from_os_error
+from gitvault.mcp.watch import Feed
 from gitvault.model.leases import Lease
 from gitvault.model.policy import ConflictPolicy
 from gitvault.model.provenance import check_agent
@@ -49,7 +50,7 @@ conflict is refused with a JSON report (exit_code 3): re-checkout and redo the c
 `resolve` it. Errors are JSON objects with `error`, `message` and `exit_code`
 (1 input, 3 conflict, 4 lease: run `checkout` again).
 History: `log`, `show`, `diff`, `blame`. Read-only views: resources gitvault://main and
-gitvault://main/{key}.
+gitvault://main/{key}; subscribe to one to be told when another agent changes it.
 """
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
@@ -210,10 +211,13 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
     PathArg = Annotated[str | None, Field(description="JSON Pointer, e.g. /tasks/0/status or "
                                                        "/tasks/[id=T-004]/status.")]
 
+    feed = Feed(path)  # resource subscriptions (gitvault.mcp.watch)
     server = MCPServer(
         name="gitvault", title="gitvault", version=__version__, instructions=INSTRUCTIONS,
         description="Versioned, shared JSON memory for AI agents, kept in a bare git repository",
+        lifespan=feed.lifespan,
     )
+    feed.install(server)
 
     def tool(annotations: ToolAnnotations) -> Callable[[Callable[P, R]], Callable[P, R]]:
         def register(fn: Callable[P, R]) -> Callable[P, R]:
