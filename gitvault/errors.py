@@ -9,6 +9,7 @@ else reaching a user is a bug.
     GitVaultError (1)
     ├── InputError (1)            bad argument or file given by the user
     │   ├── CodecError (1)        not canonical-able JSON (syntax, NaN, duplicate key, bad key)
+    │   ├── QueryError (1)        a JMESPath expression that does not parse; ``position`` says where
     │   └── LegacyImportError (1) a legacy folder that cannot be imported
     ├── VaultError (1)            the vault itself
     │   ├── VaultNotFound, VaultExists, VaultBusy (lost races past the retry budget)
@@ -41,6 +42,17 @@ class GitVaultError(Exception):
 
 class InputError(GitVaultError):
     """A bad argument, option or input file."""
+
+
+class QueryError(InputError):
+    """A query expression that does not parse; ``position`` is where (0-based), if known."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "position": self.position}
 
 
 class CodecError(InputError):
