@@ -92,9 +92,7 @@ class Snapshot:
         for k in range(first, len(entries)):
             if hi is not None and starts[k] >= hi:
                 break
-            blob = self.store.repo[entries[k][1]]
-            assert isinstance(blob, pygit2.Blob)
-            yield starts[k], blob.data
+            yield starts[k], self.store.repo.odb.read(entries[k][1])[1]  # no Blob object
 
     def parse_chunk(self, data: bytes) -> list[Any]:
         self.chunks_read += 1
