@@ -50,7 +50,7 @@ from jmespath import visitor as jvisitor
 from . import codec, pointers
 from .errors import InputError, QueryError
 from .jsonmerge import MISSING
-from .reading import IdNamer, IdPaths, Snapshot
+from .reading import IdNamer, IdPaths, Snapshot, page
 from .storage import Store
 
 Node = dict[str, Any]
@@ -83,10 +83,24 @@ class QueryResult:
     read: str  # chunks (one chunk at a time), keys (the keys named, whole) or document
     chunks_read: int = 0
     chunks_skipped: int = 0
+    offset: int = 0  # matches skipped before these
+    next_offset: int | None = None  # where the rest starts (None: nothing more)
+    cut: bool = False  # `max_bytes` cut the answer
 
     @property
     def values(self) -> list[Any]:
         return [m.value for m in self.matches]
+
+    @property
+    def note(self) -> str:
+        """What an agent needs to ask for the rest ("" when it has everything)."""
+        if self.next_offset is None:
+            return ""
+        why = "cut to fit max_bytes" if self.cut else "limit reached"
+        return (
+            f"{why}: {len(self.matches)} matches from offset {self.offset}; for the rest "
+            f"ask again with offset={self.next_offset} and rev={self.commit}"
+        )
 
     def to_json(self, with_pointers: bool = False) -> dict[str, Any]:
         return {
@@ -98,6 +112,10 @@ class QueryResult:
             "read": self.read,
             "chunks_read": self.chunks_read,
             "chunks_skipped": self.chunks_skipped,
+            "offset": self.offset,
+            "next_offset": self.next_offset,
+            "cut": self.cut,
+            "note": self.note,
             "matches": [m.to_json() for m in self.matches] if with_pointers else self.values,
         }
 
@@ -516,10 +534,20 @@ def query(
     at: str | float | None = None,
     limit: int | None = None,
     with_pointers: bool = False,
+    max_bytes: int | None = None,
+    offset: int = 0,
 ) -> QueryResult:
-    """The matches of a JMESPath ``expression`` at ``rev`` (default main) or time ``at``."""
+    """The matches of a JMESPath ``expression`` at ``rev`` (default main) or time ``at``.
+
+    ``offset`` skips that many matches, ``limit`` returns at most that many after them, and
+    ``max_bytes`` cuts the answer at a whole match so that the matches' compact JSON fits
+    (at least one match is always returned); ``next_offset`` then says where the rest starts.
+    """
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit}: give 1 or more")
+    if offset < 0 or (max_bytes is not None and max_bytes < 1):
+        raise InputError("offset must be 0 or more and max_bytes 1 or more")
+    upto = None if limit is None else offset + limit
     ast = compile_expression(expression)
     snap = Snapshot.at(store, rev, at)
     plan = _plan(ast)
@@ -529,18 +557,26 @@ def query(
         snap.require(plan.key)
         run = _Run(plan, snap, with_pointers)
         if plan.projection or (not plan.steps and snap.sharded(plan.key) is not None):
-            hits = list(itertools.islice(run.items(), _needed(plan, limit)))
+            hits = list(itertools.islice(run.items(), _needed(plan, upto)))
             matches = _post(run, [h.value for h in hits], hits)
         else:
             matches = _value(run)
-    more = limit is not None and len(matches) > limit
+    more = upto is not None and len(matches) > upto
+    window = matches[offset:upto]
+    fit = page([m.to_json() if with_pointers else m.value for m in window], max_bytes)
+    shown = window[: len(fit.items)]
+    cut = len(shown) < len(window)
+    rest = offset + len(shown) if cut or more else None
     return QueryResult(
         expression,
         snap.rev,
         str(snap.commit.id),
-        matches[:limit] if limit is not None else matches,
+        shown,
         more,
         snap.how,
         snap.chunks_read,
         snap.chunks_skipped,
+        offset,
+        rest,
+        cut,
     )

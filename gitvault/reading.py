@@ -230,3 +230,48 @@ def parts(value: Any, max_bytes: int, prefix: Sequence[str] = ()) -> list[dict[s
         value.items() if isinstance(value, dict) else ((str(i), v) for i, v in enumerate(value))
     )
     return [p for token, child in children for p in parts(child, max_bytes, [*prefix, token])]
+
+
+def cut_value(value: Any, max_bytes: int, offset: int = 0) -> Page:
+    """``value`` as whole parts (:func:`parts`) from ``offset`` on, within ``max_bytes``."""
+    if max_bytes < 1:
+        raise InputError(f"max_bytes {max_bytes}: give 1 or more")
+    return page(parts(value, max_bytes), max_bytes, offset)
+
+
+# -- checkout of named parts ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The parts of a checked-out document that were asked for, by the pointer given."""
+
+    values: dict[str, Any]  # pointer as given -> value
+    positions: dict[str, str]  # pointer as given -> positional pointer (for --patch)
+
+
+def wanted_paths(paths: Sequence[str] = (), keys: Sequence[str] = ()) -> list[str]:
+    out = [*paths, *(pointers.join([k]) for k in keys)]
+    if not out:
+        raise InputError("name what to print: --path POINTER or --keys K1,K2")
+    for p in out:
+        pointers.top_key(p)
+    return list(dict.fromkeys(out))
+
+
+def check_paths(store: Store, paths: Sequence[str], rev: str | None = None) -> None:
+    """Refuse a pointer that names nothing at ``rev`` (before a lease is taken)."""
+    for p in paths:
+        history.show(store, rev, path=p)
+
+
+def parts_of(doc: Any, paths: Sequence[str]) -> Parts:
+    values, positions = {}, {}
+    for p in paths:
+        value = pointers.get(doc, p)
+        where = history.positional(doc, p)
+        if value is MISSING or where is None:
+            raise InputError(f"{p} does not exist in the checked-out document; check the "
+                             "pointer against `gitvault show`")
+        values[p], positions[p] = value, where
+    return Parts(values, positions)

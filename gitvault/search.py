@@ -36,7 +36,7 @@ import pygit2
 from . import changes, codec, history, pointers
 from .errors import InputError, QueryError
 from .jsonmerge import MISSING
-from .reading import IdNamer, IdPaths, Snapshot
+from .reading import IdNamer, IdPaths, Snapshot, page
 from .storage import Store
 
 Element = tuple[str, str | None]  # a key, and the step below it the Changed: index names
@@ -77,10 +77,24 @@ class SearchResult:
     read: str
     chunks_read: int = 0
     chunks_skipped: int = 0
+    offset: int = 0
+    cut: bool = False  # max_bytes cut the answer
     more: bool = field(init=False)
+    next_offset: int | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.more = self.total > len(self.hits)
+        self.more = self.total > self.offset + len(self.hits)
+        self.next_offset = self.offset + len(self.hits) if self.more else None
+
+    @property
+    def note(self) -> str:
+        if self.next_offset is None:
+            return ""
+        why = "cut to fit max_bytes" if self.cut else "limit reached"
+        return (
+            f"{why}: {len(self.hits)} of {self.total} hits from offset {self.offset}; for "
+            f"the rest ask again with offset={self.next_offset} and rev={self.commit}"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +106,10 @@ class SearchResult:
             "read": self.read,
             "chunks_read": self.chunks_read,
             "chunks_skipped": self.chunks_skipped,
+            "offset": self.offset,
+            "next_offset": self.next_offset,
+            "cut": self.cut,
+            "note": self.note,
             "hits": [h.to_json() for h in self.hits],
         }
 
@@ -368,8 +386,14 @@ def search(
     regex: bool = False,
     width: int = 80,
     blame: bool = False,
+    max_bytes: int | None = None,
+    offset: int = 0,
 ) -> SearchResult:
-    """Hits of ``text`` in the strings and member names at ``rev`` (default main) or ``at``."""
+    """Hits of ``text`` in the strings and member names at ``rev`` (default main) or ``at``,
+    best first; ``offset``, ``limit`` and ``max_bytes`` page through them as in
+    :func:`gitvault.query.query`."""
+    if offset < 0 or (max_bytes is not None and max_bytes < 1):
+        raise InputError("offset must be 0 or more and max_bytes 1 or more")
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit}: give 1 or more")
     if width < 10:
@@ -393,7 +417,9 @@ def search(
     for f in found:
         f.changed = when.get(f.element)
     found.sort(key=lambda f: (-f.score, -(f.changed or 0), f.order))
-    shown = [f.hit(width) for f in (found[:limit] if limit is not None else found)]
+    window = [f.hit(width) for f in found[offset : None if limit is None else offset + limit]]
+    fit = page([h.to_json() for h in window], max_bytes)  # blame added after: cut before it
+    shown = window[: len(fit.items)]
     if blame:
         for h in shown:
             h.writer = _writer(store, snap.commit, h)
@@ -406,4 +432,6 @@ def search(
         snap.how,
         snap.chunks_read,
         snap.chunks_skipped,
+        offset,
+        len(shown) < len(window),
     )
