@@ -110,10 +110,12 @@ class Snapshot:
 
     @property
     def how(self) -> str:
-        """How the data was read: ``chunks`` (bounded by a chunk), ``keys`` or ``document``."""
-        if self.whole:
-            return "document" if self.whole >= set(self.files) and len(self.files) > 1 else ("keys")
-        return "chunks" if self.chunks_read or self.chunks_skipped else "keys"
+        """How the data was read: ``chunks`` (sharded keys one chunk at a time, other keys
+        whole), ``keys`` (the keys named, whole) or ``document`` (every key, whole)."""
+        sharded_whole = any(self.sharded(k) is not None for k in self.whole)
+        if (self.chunks_read or self.chunks_skipped) and not sharded_whole:
+            return "chunks"
+        return "document" if self.whole >= set(self.files) and len(self.files) > 1 else "keys"
 
 
 class IdNamer:

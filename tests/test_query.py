@@ -4,6 +4,7 @@ the whole document, so the planner's shortcuts can only change the cost, never t
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from gitvault import Vault, pointers
 from gitvault.errors import InputError, QueryError
 from gitvault.query import query
 
-from .conftest import fast
+from .conftest import Cli, fast
 
 
 def expected(doc: Any, expression: str) -> list[Any]:
@@ -211,3 +212,61 @@ def test_sharded_pointers_feed_straight_into_a_patch_checkin(big100k: Path,
                               for m in found.matches], "triage", 0.9, "unblocked all")
     assert query(v.store, "tasks[?status=='blocked']").values == []
     assert v.show(path="/tasks/[id=T-050000]/status") == "done"
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+def test_cli_query_pointers_feed_checkin_patch(vault: Vault, cli: Cli) -> None:
+    r = cli("query", "tasks[?owner=='reviewer' && status=='todo'].status", "--pointers")
+    assert r.exit_code == 0, r.output
+    found = json.loads(r.output)
+    patch = [{"op": "replace", "path": m["pointer"], "value": "blocked"} for m in found]
+    assert cli("checkout", "rev", "60").exit_code == 0
+    done = cli("checkin", "rev", "-", "triage", "0.8", "reviewer is away", "--patch",
+               input=json.dumps(patch))
+    assert done.exit_code == 0, done.output
+    after = json.loads(cli("query", "tasks[?owner=='reviewer' && status=='todo']").output)
+    assert after == [] and len(found) > 0
+    blocked = json.loads(cli("query", "tasks[?status=='blocked'].id").output)
+    assert len(blocked) == len(found)
+
+
+def test_cli_answers_empty_bad_and_unknown_clearly(vault: Vault, cli: Cli) -> None:
+    empty = cli("query", "tasks[?status=='nothing']")
+    assert (empty.exit_code, json.loads(empty.output)) == (0, [])
+    bad = cli("query", "tasks[?status==")
+    assert bad.exit_code == 1 and "at position 15" in bad.output
+    unknown = cli("query", "taskz[0]")
+    assert unknown.exit_code == 1 and "no key 'taskz'" in unknown.output
+    as_json = cli("query", "tasks[?status==", "--json")
+    assert json.loads(as_json.output.split("\ngitvault:")[0])["position"] == 15
+
+
+def test_cli_query_json_says_how_it_read_and_where_to_continue(vault: Vault, cli: Cli) -> None:
+    r = cli("query", "tasks[?status=='done'].id", "--limit", "2", "--json")
+    j = json.loads(r.output.split("\nlimit reached")[0])
+    assert j["matches"] == ["T-003", "T-004"] and j["next_offset"] == 2 and j["more"]
+    rest = cli("query", "tasks[?status=='done'].id", j["commit"], "--offset", "2", "-n", "1")
+    assert json.loads(rest.output.split("\nlimit reached")[0]) == ["T-006"]
+
+
+def test_checkout_path_prints_only_the_parts_under_a_whole_lease(vault: Vault, cli: Cli,
+                                                                 write_json: Any) -> None:
+    r = cli("checkout", "planner", "60", "--path", "/tasks/[id=T-004]/status", "--keys",
+            "roadmap", "--json")
+    assert r.exit_code == 0, r.output
+    j = json.loads(r.output.split("\nlease:")[0])
+    assert j["parts"]["/tasks/[id=T-004]/status"] == "done"
+    assert set(j["parts"]) == {"/tasks/[id=T-004]/status", "/roadmap"}
+    assert j["pointers"]["/tasks/[id=T-004]/status"] == "/tasks/3/status"
+    patch = write_json([{"op": "replace", "path": j["pointers"]["/tasks/[id=T-004]/status"],
+                         "value": "doing"}])
+    assert cli("checkin", "planner", patch, "review", "0.9", "--patch").exit_code == 0
+    assert vault.show(path="/tasks/[id=T-004]/status") == "doing"
+    assert vault.show(path="/bugs") == Vault.open(vault.path).show("main~1", path="/bugs")
+
+
+def test_checkout_of_a_missing_path_takes_no_lease(vault: Vault, cli: Cli) -> None:
+    r = cli("checkout", "planner", "60", "--path", "/tasks/[id=T-999]")
+    assert r.exit_code == 1 and "does not exist" in r.output
+    assert vault.leases.get("planner") is None
