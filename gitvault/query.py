@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import orjson
 from jmespath import exceptions as jexc
 from jmespath import parser as jparser
 from jmespath import visitor as jvisitor
@@ -52,6 +53,7 @@ from .errors import InputError, QueryError
 from .jsonmerge import MISSING
 from .reading import IdNamer, IdPaths, Snapshot, page
 from .storage import Store
+from .wordindex import Want, words
 
 Node = dict[str, Any]
 Step = str | int  # a field name or an array index
@@ -351,11 +353,13 @@ class _Run:
     def _streamed(self) -> Iterator[Match]:
         p, snap = self.plan, self.snap
         namer = IdNamer() if self.with_pointers else None
-        for start, data in snap.raw_chunks(p.key, p.lo, p.hi):
-            if p.needles and not all(n in data for n in p.needles):
-                snap.chunks_skipped += 1
+        want = Want([words(orjson.loads(n)) for n in p.needles]) if p.needles else None
+        for start, data, entry in snap.scan_chunks(p.key, want, p.lo, p.hi):
+            if data is None or (p.needles and not all(n in data for n in p.needles)):
+                if data is not None:
+                    snap.chunks_skipped += 1
                 if namer is not None:
-                    namer.skip(data)
+                    namer.skip(data or b"", entry)
                 continue
             for j, item in enumerate(snap.parse_chunk(data)):
                 i = start + j

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +27,7 @@ from . import codec, history, pointers, shards
 from .errors import InputError
 from .jsonmerge import MISSING
 from .storage import Store
-
-_ITEM_ID = re.compile(rb'\n    "id": ([^,\n]*)')  # an item's own id in a canonical array
+from .wordindex import ITEM_ID, Entry, Want, WordIndex
 
 
 class Snapshot:
@@ -42,6 +40,7 @@ class Snapshot:
         self.chunks_read = 0
         self.chunks_skipped = 0
         self.whole: set[str] = set()  # keys read whole
+        self.index = WordIndex(store.path)
 
     @classmethod
     def at(cls, store: Store, rev: str | None = None, at: str | float | None = None) -> Snapshot:
@@ -94,6 +93,36 @@ class Snapshot:
                 break
             yield starts[k], self.store.repo.odb.read(entries[k][1])[1]  # no Blob object
 
+    def scan_chunks(
+        self, key: str, want: Want | None, lo: int = 0, hi: int | None = None
+    ) -> Iterator[tuple[int, bytes | None, Entry | None]]:
+        """Like :meth:`raw_chunks`, but a chunk whose word index entry rules ``want`` out is
+        not read (its bytes come as None, its entry for the ids); entries missing are built
+        from the chunks read (see :mod:`gitvault.wordindex`)."""
+        tree = self.sharded(key)
+        assert tree is not None
+        entries = shards.entries(tree)
+        starts = [int(n[:8]) for n, _ in entries]
+        first = max(0, bisect.bisect_right(starts, lo) - 1)
+        odb = self.store.repo.odb
+        for k in range(first, len(entries)):
+            if hi is not None and starts[k] >= hi:
+                break
+            oid = entries[k][1]
+            entry = self.index.get(oid) if want is not None else None
+            if entry is not None and want is not None and not want.maybe(entry):
+                self.chunks_skipped += 1
+                yield starts[k], None, entry
+                continue
+            data = odb.read(oid)[1]
+            if want is not None and entry is None:
+                entry = self.index.put(oid, data)
+                if not want.maybe(entry):
+                    self.chunks_skipped += 1
+                    yield starts[k], None, entry
+                    continue
+            yield starts[k], data, entry
+
     def parse_chunk(self, data: bytes) -> list[Any]:
         self.chunks_read += 1
         items = codec.loads_trusted(data, "chunk")
@@ -143,8 +172,13 @@ class IdNamer:
         self.seen.add(raw)
         return f"[id={ident}]"
 
-    def skip(self, chunk: bytes) -> None:
-        self.seen.update(_ITEM_ID.findall(chunk))
+    def skip(self, chunk: bytes, entry: Entry | None = None) -> None:
+        """Count the ids of a chunk that was not parsed (from its bytes, or from its index
+        entry when it was not read at all)."""
+        if chunk:
+            self.seen.update(ITEM_ID.findall(chunk))
+        elif entry is not None:
+            self.seen.update(entry.id_list())
 
 
 class IdPaths:
@@ -273,7 +307,9 @@ def parts_of(doc: Any, paths: Sequence[str]) -> Parts:
         value = pointers.get(doc, p)
         where = history.positional(doc, p)
         if value is MISSING or where is None:
-            raise InputError(f"{p} does not exist in the checked-out document; check the "
-                             "pointer against `gitvault show`")
+            raise InputError(
+                f"{p} does not exist in the checked-out document; check the "
+                "pointer against `gitvault show`"
+            )
         values[p], positions[p] = value, where
     return Parts(values, positions)

@@ -38,6 +38,8 @@ from .errors import InputError, QueryError
 from .jsonmerge import MISSING
 from .reading import IdNamer, IdPaths, Snapshot, page
 from .storage import Store
+from .wordindex import Want
+from .wordindex import words as index_words
 
 Element = tuple[str, str | None]  # a key, and the step below it the Changed: index names
 
@@ -121,6 +123,7 @@ class _Matcher:
         self.rx: re.Pattern[str] | None = None
         self.words: list[re.Pattern[str]] = []
         self.plain: list[str] = []
+        self.want: Want | None = None  # what the word index can rule out
         self.needles: list[str] | None = None  # what a chunk's lowered text must contain
         if regex:
             try:
@@ -135,6 +138,7 @@ class _Matcher:
             raise InputError("give one or more words to search for, e.g. `search database`")
         self.plain = words
         self.words = [re.compile(r"(?<!\w)" + re.escape(w)) for w in words]
+        self.want = Want([index_words(w) for w in words], "any", prefix=True)
         # a word without quotes, backslashes or control characters appears in the JSON text
         # of a chunk exactly when it appears in one of its strings (or names)
         if all(
@@ -263,10 +267,11 @@ class _Scan:
             self.add(value, [key], IdPaths(value), [key])
             return
         namer = IdNamer()
-        for start, data in snap.raw_chunks(key):
-            if not self.matcher.may_hold(data):
-                snap.chunks_skipped += 1
-                namer.skip(data)
+        for start, data, entry in snap.scan_chunks(key, self.matcher.want):
+            if data is None or not self.matcher.may_hold(data):
+                if data is not None:
+                    snap.chunks_skipped += 1
+                namer.skip(data or b"", entry)
                 continue
             for j, item in enumerate(snap.parse_chunk(data)):
                 i = start + j
