@@ -21,8 +21,10 @@ median of ``--runs``:
 
 The in-process time of the library call (fresh ``Vault`` per run) is reported too, to separate
 the work from Python's start-up. Targets (issue 20): under 300 ms and RSS under 2x that of
-reading one chunk. A Markdown table goes to stdout and to ``bench/results/query.md``, all
-samples to ``bench/results/query.json``.
+reading one chunk. The first read of a new chunk builds its word index entry
+(gitvault.wordindex); the build is timed once, then the medians are with the index warm, and
+once more in-process without it. A Markdown table goes to stdout and to
+``bench/results/query.md``, all samples to ``bench/results/query.json``.
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ def measure(cmd: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
             "samples": samples}
 
 
-def in_process(path: Path, runs: int) -> dict[str, float]:
+def in_process(path: Path, runs: int, rebuild: bool = True) -> dict[str, float]:
+    """Library calls, a fresh Vault each; ``rebuild=False`` keeps the word index from being
+    written (so every run reads every chunk)."""
     out = {}
     for name, fn in (
         ("query", lambda v: v.query("tasks[?status=='blocked']")),
@@ -96,11 +100,31 @@ def in_process(path: Path, runs: int) -> dict[str, float]:
     ):
         times = []
         for _ in range(runs):
+            if not rebuild:
+                (path / "gitvault-cache").write_text("off")  # no folder: nothing is written
             t = time.perf_counter()
             fn(Vault.open(path))
             times.append(time.perf_counter() - t)
+            if not rebuild:
+                (path / "gitvault-cache").unlink()
         out[name] = statistics.median(times) * 1000
     return out
+
+
+def with_daemon(gv: str, base: Path, vault: Path, runs: int) -> dict[str, float]:
+    """Wall time of the same commands through `gitvault daemon` (a private socket)."""
+    env = {**os.environ, "GITVAULT_DIR": str(vault),
+           "GITVAULT_DAEMON_SOCKET": str(base / "d" / "daemon.sock")}
+    env.pop("GITVAULT_DAEMON", None)
+    subprocess.run([gv, "daemon", "start", "--idle", "120"], env=env, check=True,
+                   capture_output=True)
+    try:
+        return {name: measure(cmd, env, runs)["ms"] for name, cmd in (
+            ("query", [gv, "query", "tasks[?status=='blocked']"]),
+            ("search", [gv, "search", "zanzibar"]),
+            ("one chunk", [gv, "query", "tasks[5]"]))}
+    finally:
+        subprocess.run([gv, "daemon", "stop"], env=env, check=True, capture_output=True)
 
 
 def main() -> None:
@@ -115,6 +139,9 @@ def main() -> None:
     t = time.perf_counter()
     build(vault, args.items)
     print(f"built {args.items} items in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    t = time.perf_counter()
+    Vault.open(vault).search("zanzibar")  # the first read builds the word index
+    index_ms = (time.perf_counter() - t) * 1000
     gv = str(Path(sys.executable).with_name("gitvault"))
     env = {**os.environ, "GITVAULT_DAEMON": "0", "GITVAULT_DIR": str(vault)}
     one = Vault.open(vault).query("tasks[5]")
@@ -125,6 +152,7 @@ def main() -> None:
     export.write_text(Vault.open(vault).export(), encoding="utf-8")
     results: dict[str, Any] = {"items": args.items, "bytes": export.stat().st_size,
                                "runs": args.runs, "layouts": {}}
+    results["index build ms"] = index_ms
     for layout in ("loose", "packed"):
         if layout == "packed":
             subprocess.run(["git", "-C", str(vault), "gc", "-q"], check=True)
@@ -135,6 +163,9 @@ def main() -> None:
             "one chunk": measure([gv, "query", "tasks[5]"], env, args.runs),
             "in-process ms": in_process(vault, args.runs),
         }
+    results["daemon ms"] = with_daemon(gv, base, vault, args.runs)
+    shutil.rmtree(vault / "gitvault-cache")
+    results["in-process ms, no word index"] = in_process(vault, args.runs, rebuild=False)
     results["jq query"] = measure(
         ["jq", '[.tasks[] | select(.status == "blocked")]', str(export)], env, args.runs)
     results["jq search"] = measure(
@@ -167,6 +198,13 @@ def report(r: dict[str, Any]) -> str:
                      "one chunk": "`query \"tasks[5]\"` (reads one chunk)"}[name]
             lines.append(f"| {label} | {layout} | {x['ms']:.0f} ms | {x['rss_mib']:.0f} MiB | "
                          f"{m['in-process ms'][name]:.0f} ms | {ok} |")
+    d, no = r["daemon ms"], r["in-process ms, no word index"]
+    lines.append(f"| the same through `gitvault daemon` | packed | query {d['query']:.0f} ms, "
+                 f"search {d['search']:.0f} ms, one chunk {d['one chunk']:.0f} ms | | | |")
+    lines.append(f"| in-process without the word index | packed | | | query {no['query']:.0f} "
+                 f"ms, search {no['search']:.0f} ms | |")
+    lines.append(f"| building the word index (first read after the checkin) | loose | "
+                 f"{r['index build ms']:.0f} ms | | | |")
     for name in ("jq query", "jq search", "python -c pass"):
         x = r[name]
         lines.append(f"| `{' '.join(x['cmd'][:2])[:60]}` | one file | {x['ms']:.0f} ms | "

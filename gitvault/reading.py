@@ -115,8 +115,9 @@ class Snapshot:
                 yield starts[k], None, entry
                 continue
             data = odb.read(oid)[1]
-            if want is not None and entry is None:
-                entry = self.index.put(oid, data)
+            if want is not None and entry is None and self.index.writable:
+                entry = self.index.put(oid, data)  # for next time (a cache that cannot be
+                # written is not rebuilt on every read: the bytes are matched directly)
                 if not want.maybe(entry):
                     self.chunks_skipped += 1
                     yield starts[k], None, entry
