@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +93,13 @@ def measure(cmd: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
 def in_process(path: Path, runs: int, rebuild: bool = True) -> dict[str, float]:
     """Library calls, a fresh Vault each; ``rebuild=False`` keeps the word index from being
     written (so every run reads every chunk)."""
-    out = {}
-    for name, fn in (
+    calls: list[tuple[str, Callable[[Vault], Any]]] = [
         ("query", lambda v: v.query("tasks[?status=='blocked']")),
         ("search", lambda v: v.search("zanzibar")),
         ("one chunk", lambda v: v.query("tasks[5]")),
-    ):
+    ]
+    out = {}
+    for name, fn in calls:
         times = []
         for _ in range(runs):
             if not rebuild:
