@@ -48,35 +48,51 @@ sys.path.insert(0, str(HERE.parent))
 
 from gitvault import Vault  # noqa: E402
 
-WRAP = ("import resource, subprocess, sys, time\n"
-        "t = time.perf_counter()\n"
-        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
-        "wall = time.perf_counter() - t\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(wall, rss, r.returncode)\n")
+WRAP = (
+    "import resource, subprocess, sys, time\n"
+    "t = time.perf_counter()\n"
+    "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
+    "wall = time.perf_counter() - t\n"
+    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print(wall, rss, r.returncode)\n"
+)
 
 
 def build(path: Path, items: int) -> None:
     Vault.init(path)
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                   check=True)
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+    )
     v = Vault.open(path)
     statuses = ["todo", "doing", "done"]
-    tasks = [{"id": f"T-{i:06d}", "title": f"Task {i}: item number {i}",
-              "status": "blocked" if i % 10_000 == 7 else statuses[i % 3],
-              "owner": f"agent-{i % 7}", "priority": i % 5, "tags": ["core", "cli"]}
-             for i in range(items)]
+    tasks = [
+        {
+            "id": f"T-{i:06d}",
+            "title": f"Task {i}: item number {i}",
+            "status": "blocked" if i % 10_000 == 7 else statuses[i % 3],
+            "owner": f"agent-{i % 7}",
+            "priority": i % 5,
+            "tags": ["core", "cli"],
+        }
+        for i in range(items)
+    ]
     tasks[items * 7 // 9]["title"] = "Ship the zanzibar port"
     v.checkout("bench", 600)
-    v.checkin("bench", {"tasks": tasks, "notes": {"db": "we chose SQLite for the queue"}},
-              "bench", 1.0, "generated")
+    v.checkin(
+        "bench",
+        {"tasks": tasks, "notes": {"db": "we chose SQLite for the queue"}},
+        "bench",
+        1.0,
+        "generated",
+    )
     v.release("bench")
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one process running ``cmd``."""
-    out = subprocess.run([sys.executable, "-c", WRAP, *cmd], capture_output=True, text=True,
-                         env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", WRAP, *cmd], capture_output=True, text=True, env=env, check=True
+    )
     wall, rss, code = out.stdout.split()
     if code != "0":
         raise SystemExit(f"{cmd} failed ({code})")
@@ -85,9 +101,12 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
 
 def measure(cmd: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
     samples = [run(cmd, env) for _ in range(runs)]
-    return {"cmd": cmd, "ms": statistics.median(s[0] for s in samples) * 1000,
-            "rss_mib": statistics.median(s[1] for s in samples) / 1024,
-            "samples": samples}
+    return {
+        "cmd": cmd,
+        "ms": statistics.median(s[0] for s in samples) * 1000,
+        "rss_mib": statistics.median(s[1] for s in samples) / 1024,
+        "samples": samples,
+    }
 
 
 def in_process(path: Path, runs: int, rebuild: bool = True) -> dict[str, float]:
@@ -115,16 +134,24 @@ def in_process(path: Path, runs: int, rebuild: bool = True) -> dict[str, float]:
 
 def with_daemon(gv: str, base: Path, vault: Path, runs: int) -> dict[str, float]:
     """Wall time of the same commands through `gitvault daemon` (a private socket)."""
-    env = {**os.environ, "GITVAULT_DIR": str(vault),
-           "GITVAULT_DAEMON_SOCKET": str(base / "d" / "daemon.sock")}
+    env = {
+        **os.environ,
+        "GITVAULT_DIR": str(vault),
+        "GITVAULT_DAEMON_SOCKET": str(base / "d" / "daemon.sock"),
+    }
     env.pop("GITVAULT_DAEMON", None)
-    subprocess.run([gv, "daemon", "start", "--idle", "120"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [gv, "daemon", "start", "--idle", "120"], env=env, check=True, capture_output=True
+    )
     try:
-        return {name: measure(cmd, env, runs)["ms"] for name, cmd in (
-            ("query", [gv, "query", "tasks[?status=='blocked']"]),
-            ("search", [gv, "search", "zanzibar"]),
-            ("one chunk", [gv, "query", "tasks[5]"]))}
+        return {
+            name: measure(cmd, env, runs)["ms"]
+            for name, cmd in (
+                ("query", [gv, "query", "tasks[?status=='blocked']"]),
+                ("search", [gv, "search", "zanzibar"]),
+                ("one chunk", [gv, "query", "tasks[5]"]),
+            )
+        }
     finally:
         subprocess.run([gv, "daemon", "stop"], env=env, check=True, capture_output=True)
 
@@ -152,8 +179,12 @@ def main() -> None:
     assert Vault.open(vault).search("zanzibar").total == 1
     export = base / "memory.json"
     export.write_text(Vault.open(vault).export(), encoding="utf-8")
-    results: dict[str, Any] = {"items": args.items, "bytes": export.stat().st_size,
-                               "runs": args.runs, "layouts": {}}
+    results: dict[str, Any] = {
+        "items": args.items,
+        "bytes": export.stat().st_size,
+        "runs": args.runs,
+        "layouts": {},
+    }
     results["index build ms"] = index_ms
     for layout in ("loose", "packed"):
         if layout == "packed":
@@ -169,9 +200,11 @@ def main() -> None:
     shutil.rmtree(vault / "gitvault-cache")
     results["in-process ms, no word index"] = in_process(vault, args.runs, rebuild=False)
     results["jq query"] = measure(
-        ["jq", '[.tasks[] | select(.status == "blocked")]', str(export)], env, args.runs)
+        ["jq", '[.tasks[] | select(.status == "blocked")]', str(export)], env, args.runs
+    )
     results["jq search"] = measure(
-        ["jq", '[.. | strings | select(test("zanzibar"; "i"))]', str(export)], env, args.runs)
+        ["jq", '[.. | strings | select(test("zanzibar"; "i"))]', str(export)], env, args.runs
+    )
     results["python -c pass"] = measure([sys.executable, "-c", "pass"], env, args.runs)
     table = report(results)
     print(table)
@@ -183,34 +216,54 @@ def main() -> None:
 
 
 def report(r: dict[str, Any]) -> str:
-    lines = [f"`python bench/query.py`: {r['items']:,} items ({r['bytes'] / 1e6:.1f} MB as one "
-             f"file), cold processes, medians of {r['runs']}", "",
-             "| command | vault | wall | peak RSS | in-process | target |",
-             "|---|---|---:|---:|---:|---|"]
+    lines = [
+        f"`python bench/query.py`: {r['items']:,} items ({r['bytes'] / 1e6:.1f} MB as one "
+        f"file), cold processes, medians of {r['runs']}",
+        "",
+        "| command | vault | wall | peak RSS | in-process | target |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for layout, m in r["layouts"].items():
         chunk = m["one chunk"]["rss_mib"]
         for name in ("query", "search", "one chunk"):
             x = m[name]
-            ok = "" if name == "one chunk" else (
-                f"{'pass' if x['ms'] < 300 else 'FAIL'} time, "
-                f"{'pass' if x['rss_mib'] < 2 * chunk else 'FAIL'} RSS "
-                f"({x['rss_mib'] / chunk:.2f}x one chunk)")
-            label = {"query": "`query \"tasks[?status=='blocked']\"` (10 matches)",
-                     "search": "`search zanzibar` (1 hit)",
-                     "one chunk": "`query \"tasks[5]\"` (reads one chunk)"}[name]
-            lines.append(f"| {label} | {layout} | {x['ms']:.0f} ms | {x['rss_mib']:.0f} MiB | "
-                         f"{m['in-process ms'][name]:.0f} ms | {ok} |")
+            ok = (
+                ""
+                if name == "one chunk"
+                else (
+                    f"{'pass' if x['ms'] < 300 else 'FAIL'} time, "
+                    f"{'pass' if x['rss_mib'] < 2 * chunk else 'FAIL'} RSS "
+                    f"({x['rss_mib'] / chunk:.2f}x one chunk)"
+                )
+            )
+            label = {
+                "query": "`query \"tasks[?status=='blocked']\"` (10 matches)",
+                "search": "`search zanzibar` (1 hit)",
+                "one chunk": '`query "tasks[5]"` (reads one chunk)',
+            }[name]
+            lines.append(
+                f"| {label} | {layout} | {x['ms']:.0f} ms | {x['rss_mib']:.0f} MiB | "
+                f"{m['in-process ms'][name]:.0f} ms | {ok} |"
+            )
     d, no = r["daemon ms"], r["in-process ms, no word index"]
-    lines.append(f"| the same through `gitvault daemon` | packed | query {d['query']:.0f} ms, "
-                 f"search {d['search']:.0f} ms, one chunk {d['one chunk']:.0f} ms | | | |")
-    lines.append(f"| in-process without the word index | packed | | | query {no['query']:.0f} "
-                 f"ms, search {no['search']:.0f} ms | |")
-    lines.append(f"| building the word index (first read after the checkin) | loose | "
-                 f"{r['index build ms']:.0f} ms | | | |")
+    lines.append(
+        f"| the same through `gitvault daemon` | packed | query {d['query']:.0f} ms, "
+        f"search {d['search']:.0f} ms, one chunk {d['one chunk']:.0f} ms | | | |"
+    )
+    lines.append(
+        f"| in-process without the word index | packed | | | query {no['query']:.0f} "
+        f"ms, search {no['search']:.0f} ms | |"
+    )
+    lines.append(
+        f"| building the word index (first read after the checkin) | loose | "
+        f"{r['index build ms']:.0f} ms | | | |"
+    )
     for name in ("jq query", "jq search", "python -c pass"):
         x = r[name]
-        lines.append(f"| `{' '.join(x['cmd'][:2])[:60]}` | one file | {x['ms']:.0f} ms | "
-                     f"{x['rss_mib']:.0f} MiB | | |")
+        lines.append(
+            f"| `{' '.join(x['cmd'][:2])[:60]}` | one file | {x['ms']:.0f} ms | "
+            f"{x['rss_mib']:.0f} MiB | | |"
+        )
     return "\n".join(lines) + "\n"
 
 

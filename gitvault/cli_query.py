@@ -10,11 +10,17 @@ from typing import Annotated, Any
 import typer
 
 RevArg = Annotated[str | None, typer.Argument(help="Revision (default main).")]
-AtOpt = Annotated[str | None, typer.Option("--at", help="The state at this time instead "
-                                                        "(ISO-8601 or unix seconds).")]
+AtOpt = Annotated[
+    str | None,
+    typer.Option("--at", help="The state at this time instead (ISO-8601 or unix seconds)."),
+]
 OffsetOpt = Annotated[int, typer.Option("--offset", help="Skip this many matches (to page).")]
-MaxBytesOpt = Annotated[int | None, typer.Option(
-    "--max-bytes", help="Cut the answer at a whole match to fit this many bytes of JSON.")]
+MaxBytesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-bytes", help="Cut the answer at a whole match to fit this many bytes of JSON."
+    ),
+]
 
 
 def _hit_line(hit: dict[str, Any]) -> str:
@@ -33,15 +39,24 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def query(
         ctx: typer.Context,
-        expression: Annotated[str, typer.Argument(
-            help="JMESPath, e.g. \"tasks[?status=='blocked'].{id: id, title: title}\".")],
+        expression: Annotated[
+            str,
+            typer.Argument(
+                help="JMESPath, e.g. \"tasks[?status=='blocked'].{id: id, title: title}\"."
+            ),
+        ],
         rev: RevArg = None,
         at: AtOpt = None,
-        limit: Annotated[int | None, typer.Option("-n", "--limit",
-                                                  help="At most N matches.")] = None,
-        with_pointers: Annotated[bool, typer.Option(
-            "--pointers", help="Give each match's JSON Pointer (for checkin --patch) and "
-            "id-step path.")] = False,
+        limit: Annotated[
+            int | None, typer.Option("-n", "--limit", help="At most N matches.")
+        ] = None,
+        with_pointers: Annotated[
+            bool,
+            typer.Option(
+                "--pointers",
+                help="Give each match's JSON Pointer (for checkin --patch) and id-step path.",
+            ),
+        ] = False,
         offset: OffsetOpt = 0,
         max_bytes: MaxBytesOpt = None,
         vault: cli.VaultOpt = None,
@@ -54,8 +69,9 @@ def register(app: typer.Typer) -> None:
         same with id steps. With --json: the answer with its revision, paging and how the
         data was read. Exit 1 for a bad expression (with its position) or an unknown key.
         """
-        r = cli._open(ctx, vault, as_json).query(expression, rev, at, limit, with_pointers,
-                                                 max_bytes, offset)
+        r = cli._open(ctx, vault, as_json).query(
+            expression, rev, at, limit, with_pointers, max_bytes, offset
+        )
         if as_json:
             cli._out(r.to_json(with_pointers))
         else:
@@ -66,20 +82,26 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def search(
         ctx: typer.Context,
-        text: Annotated[str, typer.Argument(help="Words (case-insensitive), or a regex with "
-                                                 "--regex.")],
+        text: Annotated[
+            str, typer.Argument(help="Words (case-insensitive), or a regex with --regex.")
+        ],
         rev: RevArg = None,
         key: Annotated[str | None, typer.Option("--key", help="Only in this key.")] = None,
-        path: Annotated[str | None, typer.Option(
-            "--path", help="Only under this pointer, e.g. /tasks/[id=T-004].")] = None,
+        path: Annotated[
+            str | None,
+            typer.Option("--path", help="Only under this pointer, e.g. /tasks/[id=T-004]."),
+        ] = None,
         at: AtOpt = None,
         limit: Annotated[int, typer.Option("-n", "--limit", help="At most N hits.")] = 20,
-        regex: Annotated[bool, typer.Option("--regex", help="TEXT is a regular "
-                                                            "expression.")] = False,
-        width: Annotated[int, typer.Option("--width", help="Trim each text to this many "
-                                                           "characters.")] = 80,
-        blame: Annotated[bool, typer.Option("--blame", help="Say who last wrote each "
-                                                            "hit.")] = False,
+        regex: Annotated[
+            bool, typer.Option("--regex", help="TEXT is a regular expression.")
+        ] = False,
+        width: Annotated[
+            int, typer.Option("--width", help="Trim each text to this many characters.")
+        ] = 80,
+        blame: Annotated[
+            bool, typer.Option("--blame", help="Say who last wrote each hit.")
+        ] = False,
         offset: OffsetOpt = 0,
         max_bytes: MaxBytesOpt = None,
         vault: cli.VaultOpt = None,
@@ -92,8 +114,18 @@ def register(app: typer.Typer) -> None:
         With --json: each hit's pointer (for checkin --patch), path, text, score, time.
         """
         r = cli._open(ctx, vault, as_json).search(
-            text, key=key, path=path, rev=rev, at=at, limit=limit, regex=regex, width=width,
-            blame=blame, max_bytes=max_bytes, offset=offset)
+            text,
+            key=key,
+            path=path,
+            rev=rev,
+            at=at,
+            limit=limit,
+            regex=regex,
+            width=width,
+            blame=blame,
+            max_bytes=max_bytes,
+            offset=offset,
+        )
         if as_json:
             cli._out(r.to_json())
         else:

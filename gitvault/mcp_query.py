@@ -20,14 +20,27 @@ from pydantic import BaseModel, Field
 
 from .vault import Vault
 
-MaxBytes = Annotated[int | None, Field(ge=200, description="Cut the answer at a whole value to "
-                                       "fit about this many bytes; see next_offset.")]
-Offset = Annotated[int, Field(ge=0, description="Continue a cut answer: pass its "
-                              "next_offset (and its commit as rev).")]
-Rev = Annotated[str | None, Field(description="A git revision (default main), e.g. main~2 or "
-                                  "the commit of an earlier answer.")]
-At = Annotated[str | None, Field(description="A point in time instead of rev, e.g. "
-                                 "2025-01-31T12:00:00Z.")]
+MaxBytes = Annotated[
+    int | None,
+    Field(
+        ge=200,
+        description="Cut the answer at a whole value to "
+        "fit about this many bytes; see next_offset.",
+    ),
+]
+Offset = Annotated[
+    int,
+    Field(ge=0, description="Continue a cut answer: pass its next_offset (and its commit as rev)."),
+]
+Rev = Annotated[
+    str | None,
+    Field(
+        description="A git revision (default main), e.g. main~2 or the commit of an earlier answer."
+    ),
+]
+At = Annotated[
+    str | None, Field(description="A point in time instead of rev, e.g. 2025-01-31T12:00:00Z.")
+]
 
 
 class Paged(BaseModel):
@@ -38,14 +51,18 @@ class Paged(BaseModel):
 
 
 class QueryAnswer(Paged):
-    matches: list[Any] = Field(description="The matches; with pointers, each is {value, "
-                               "pointer, path}: pointer feeds a checkin patch.")
+    matches: list[Any] = Field(
+        description="The matches; with pointers, each is {value, "
+        "pointer, path}: pointer feeds a checkin patch."
+    )
     more: bool = Field(description="True when limit stopped the answer.")
 
 
 class SearchAnswer(Paged):
-    hits: list[dict[str, Any]] = Field(description="Best first: pointer, path, where, text, "
-                                       "score, changed (unix time), writer with blame.")
+    hits: list[dict[str, Any]] = Field(
+        description="Best first: pointer, path, where, text, "
+        "score, changed (unix time), writer with blame."
+    )
     total: int = Field(description="All hits, before limit and offset.")
 
 
@@ -57,13 +74,19 @@ def register(tool: Tool, vault: Callable[[], Vault], read_only: ToolAnnotations)
 
     @tool(read_only)
     def query(
-        expression: Annotated[str, Field(min_length=1, description="JMESPath over the "
-                                         "document, e.g. tasks[?status=='blocked'].title.")],
+        expression: Annotated[
+            str,
+            Field(
+                min_length=1,
+                description="JMESPath over the document, e.g. tasks[?status=='blocked'].title.",
+            ),
+        ],
         rev: Rev = None,
         at: At = None,
         limit: Annotated[int | None, Field(ge=1, description="At most this many.")] = None,
-        pointers: Annotated[bool, Field(description="Give each match's pointer and "
-                                        "id path.")] = True,
+        pointers: Annotated[
+            bool, Field(description="Give each match's pointer and id path.")
+        ] = True,
         max_bytes: MaxBytes = None,
         offset: Offset = 0,
     ) -> QueryAnswer:
@@ -74,22 +97,36 @@ def register(tool: Tool, vault: Callable[[], Vault], read_only: ToolAnnotations)
         """
         r = vault().query(expression, rev, at, limit, pointers, max_bytes, offset)
         j = r.to_json(pointers)
-        return QueryAnswer(commit=r.commit, next_offset=r.next_offset, cut=r.cut, note=r.note,
-                           matches=j["matches"], more=r.more)
+        return QueryAnswer(
+            commit=r.commit,
+            next_offset=r.next_offset,
+            cut=r.cut,
+            note=r.note,
+            matches=j["matches"],
+            more=r.more,
+        )
 
     @tool(read_only)
     def search(
-        text: Annotated[str, Field(min_length=1, description="Words to find (any order, "
-                                   "case-insensitive), or a regex with regex=true.")],
+        text: Annotated[
+            str,
+            Field(
+                min_length=1,
+                description="Words to find (any order, "
+                "case-insensitive), or a regex with regex=true.",
+            ),
+        ],
         key: Annotated[str | None, Field(description="Only in this top-level key.")] = None,
-        path: Annotated[str | None, Field(description="Only under this JSON Pointer, e.g. "
-                                          "/tasks/[id=T-004].")] = None,
+        path: Annotated[
+            str | None, Field(description="Only under this JSON Pointer, e.g. /tasks/[id=T-004].")
+        ] = None,
         rev: Rev = None,
         at: At = None,
         limit: Annotated[int, Field(ge=1, le=1000, description="At most this many.")] = 20,
         regex: bool = False,
-        width: Annotated[int, Field(ge=10, description="Trim each text to this many "
-                                    "characters.")] = 80,
+        width: Annotated[
+            int, Field(ge=10, description="Trim each text to this many characters.")
+        ] = 80,
         blame: Annotated[bool, Field(description="Add who last wrote each hit.")] = False,
         max_bytes: MaxBytes = None,
         offset: Offset = 0,
@@ -99,8 +136,24 @@ def register(tool: Tool, vault: Callable[[], Vault], read_only: ToolAnnotations)
         Example: text="database decision" finds strings holding either word, both first.
         Each hit has a `pointer` for a checkin `patch`.
         """
-        r = vault().search(text, key=key, path=path, rev=rev, at=at, limit=limit,
-                           regex=regex, width=width, blame=blame, max_bytes=max_bytes,
-                           offset=offset)
-        return SearchAnswer(commit=r.commit, next_offset=r.next_offset, cut=r.cut,
-                            note=r.note, hits=[h.to_json() for h in r.hits], total=r.total)
+        r = vault().search(
+            text,
+            key=key,
+            path=path,
+            rev=rev,
+            at=at,
+            limit=limit,
+            regex=regex,
+            width=width,
+            blame=blame,
+            max_bytes=max_bytes,
+            offset=offset,
+        )
+        return SearchAnswer(
+            commit=r.commit,
+            next_offset=r.next_offset,
+            cut=r.cut,
+            note=r.note,
+            hits=[h.to_json() for h in r.hits],
+            total=r.total,
+        )

@@ -251,7 +251,7 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
         """Take or renew your lease and get the whole memory document.
 
         Check out before every checkin; your edits are merged against this version.
-        A large memory: pass max_bytes, or use `query`/`search` to read only what you need.
+        Example for a large memory: max_bytes=20000 (or read parts with `query`/`search`).
         """
         v = vault()
         co = v.checkout(who(agent), ttl_sec, exclusive)

@@ -353,6 +353,9 @@ class _Run:
     def _streamed(self) -> Iterator[Match]:
         p, snap = self.plan, self.snap
         namer = IdNamer() if self.with_pointers else None
+        if namer is not None and p.lo > 0:  # ids before the slice still count for id steps
+            for ids in snap.ids_before(p.key, p.lo):
+                namer.seen.update(ids)
         want = Want([words(orjson.loads(n)) for n in p.needles]) if p.needles else None
         for start, data, entry in snap.scan_chunks(p.key, want, p.lo, p.hi):
             if data is None or (p.needles and not all(n in data for n in p.needles)):

@@ -93,6 +93,24 @@ class Snapshot:
                 break
             yield starts[k], self.store.repo.odb.read(entries[k][1])[1]  # no Blob object
 
+    def ids_before(self, key: str, lo: int) -> Iterator[list[bytes]]:
+        """The item ids (as the chunks write them) of each chunk before the one that holds
+        item ``lo`` (which a scan from ``lo`` starts with): from the word index, else from
+        the chunk's bytes."""
+        tree = self.sharded(key)
+        assert tree is not None
+        entries = shards.entries(tree)
+        starts = [int(n[:8]) for n, _ in entries]
+        for _, oid in entries[: max(0, bisect.bisect_right(starts, lo) - 1)]:
+            entry = self.index.get(oid)
+            if entry is None:
+                data = self.store.repo.odb.read(oid)[1]
+                if not self.index.writable:
+                    yield ITEM_ID.findall(data)
+                    continue
+                entry = self.index.put(oid, data)
+            yield entry.id_list()
+
     def scan_chunks(
         self, key: str, want: Want | None, lo: int = 0, hi: int | None = None
     ) -> Iterator[tuple[int, bytes | None, Entry | None]]:

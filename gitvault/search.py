@@ -121,6 +121,7 @@ class _Matcher:
 
     def __init__(self, text: str, regex: bool) -> None:
         self.rx: re.Pattern[str] | None = None
+        self.memo: dict[str, tuple[int, int]] = {}
         self.words: list[re.Pattern[str]] = []
         self.plain: list[str] = []
         self.want: Want | None = None  # what the word index can rule out
@@ -148,7 +149,16 @@ class _Matcher:
             self.needles = words
 
     def match(self, text: str) -> tuple[int, int]:
-        """(words matched, where the first match starts); (0, -1) for none."""
+        """(words matched, where the first match starts); (0, -1) for none. Remembered per
+        string: member names, statuses and owners repeat in every item."""
+        found = self.memo.get(text)
+        if found is None:
+            found = self._match(text)
+            if len(self.memo) < 65536:
+                self.memo[text] = found
+        return found
+
+    def _match(self, text: str) -> tuple[int, int]:
         if self.rx is not None:
             m = self.rx.search(text)
             return (1, m.start()) if m else (0, -1)

@@ -7,11 +7,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp.client.session import ClientSession
 
 from gitvault import Vault, pointers
 
-from .test_mcp import call, fail, run_with, vault_dir  # noqa: F401 (vault_dir is a fixture)
+from .conftest import EXAMPLE, fast
+from .test_mcp import call, fail, run_with
+
+
+@pytest.fixture
+def vault_dir(tmp_path: Path) -> Path:
+    """The bundled example imported, fsync off (as in tests/test_mcp.py)."""
+    path = tmp_path / "v.git"
+    Vault.init(path, import_dir=EXAMPLE)
+    fast(path)
+    return path
+
 
 BLOCKED = [f"T-{n:03d}" for n in range(1, 41, 3)]  # 14 tasks
 
@@ -20,8 +32,16 @@ def block(vault: Path) -> None:
     """Mark BLOCKED as blocked (positions are id - 1 in the example)."""
     v = Vault.open(vault)
     v.checkout("setup", 60)
-    v.checkin_patch("setup", [{"op": "replace", "path": f"/tasks/{int(t[2:]) - 1}/status",
-                               "value": "blocked"} for t in BLOCKED], "test", 1.0, "blocked")
+    v.checkin_patch(
+        "setup",
+        [
+            {"op": "replace", "path": f"/tasks/{int(t[2:]) - 1}/status", "value": "blocked"}
+            for t in BLOCKED
+        ],
+        "test",
+        1.0,
+        "blocked",
+    )
     v.release("setup")
 
 
@@ -30,7 +50,8 @@ def size(values: list[Any]) -> int:
 
 
 def test_blocked_tasks_within_max_bytes_come_cut_and_the_rest_follows(
-        tmp_path: Path, vault_dir: Path) -> None:  # noqa: F811
+    tmp_path: Path, vault_dir: Path
+) -> None:
     block(vault_dir)
 
     async def scenario(s: ClientSession) -> None:
@@ -40,8 +61,14 @@ def test_blocked_tasks_within_max_bytes_come_cut_and_the_rest_follows(
         assert size(first["matches"]) <= 2000 and "offset=" in first["note"]
         got, answer = list(first["matches"]), first
         while answer["next_offset"] is not None:
-            answer = await call(s, "query", expression=expr, max_bytes=2000,
-                                offset=answer["next_offset"], rev=first["commit"])
+            answer = await call(
+                s,
+                "query",
+                expression=expr,
+                max_bytes=2000,
+                offset=answer["next_offset"],
+                rev=first["commit"],
+            )
             got += answer["matches"]
         assert [m["value"]["id"] for m in got] == BLOCKED
         assert got[0]["pointer"] == "/tasks/0" and got[0]["path"] == "/tasks/[id=T-001]"
@@ -49,25 +76,23 @@ def test_blocked_tasks_within_max_bytes_come_cut_and_the_rest_follows(
     run_with(tmp_path, vault_dir, "planner")(scenario)
 
 
-def test_query_pointers_patch_the_values_found_over_mcp(tmp_path: Path,
-                                                        vault_dir: Path) -> None:  # noqa: F811
+def test_query_pointers_patch_the_values_found_over_mcp(tmp_path: Path, vault_dir: Path) -> None:
     block(vault_dir)
 
     async def scenario(s: ClientSession) -> None:
         await call(s, "checkout", max_bytes=500)
         found = await call(s, "query", expression="tasks[?status=='blocked'].status")
-        patch = [{"op": "replace", "path": m["pointer"], "value": "todo"}
-                 for m in found["matches"]]
-        await call(s, "checkin", patch=patch, source="triage", confidence=0.8,
-                   justification="unblocked")
+        patch = [{"op": "replace", "path": m["pointer"], "value": "todo"} for m in found["matches"]]
+        await call(
+            s, "checkin", patch=patch, source="triage", confidence=0.8, justification="unblocked"
+        )
         after = await call(s, "query", expression="tasks[?status=='blocked']")
         assert after["matches"] == [] and after["next_offset"] is None
 
     run_with(tmp_path, vault_dir, "planner")(scenario)
 
 
-def test_a_bad_expression_is_an_error_with_its_position(tmp_path: Path,
-                                                        vault_dir: Path) -> None:  # noqa: F811
+def test_a_bad_expression_is_an_error_with_its_position(tmp_path: Path, vault_dir: Path) -> None:
     async def scenario(s: ClientSession) -> None:
         error = await fail(s, "query", expression="tasks[?status==")
         assert error["exit_code"] == 1 and error["position"] == 15
@@ -77,8 +102,7 @@ def test_a_bad_expression_is_an_error_with_its_position(tmp_path: Path,
     run_with(tmp_path, vault_dir, "planner")(scenario)
 
 
-def test_search_finds_words_ranked_and_blamed(tmp_path: Path,
-                                              vault_dir: Path) -> None:  # noqa: F811
+def test_search_finds_words_ranked_and_blamed(tmp_path: Path, vault_dir: Path) -> None:
     async def scenario(s: ClientSession) -> None:
         r = await call(s, "search", text="sqlite queue", blame=True, limit=2)
         top = r["hits"][0]
@@ -89,7 +113,8 @@ def test_search_finds_words_ranked_and_blamed(tmp_path: Path,
 
 
 def test_show_and_checkout_cut_at_whole_values_and_show_continues(
-        tmp_path: Path, vault_dir: Path) -> None:  # noqa: F811
+    tmp_path: Path, vault_dir: Path
+) -> None:
     whole = Vault.open(vault_dir).read()
 
     async def scenario(s: ClientSession) -> None:
@@ -97,8 +122,7 @@ def test_show_and_checkout_cut_at_whole_values_and_show_continues(
         assert co["document"] is None and co["parts"] and "show with rev=" in co["note"]
         parts, offset = list(co["parts"]), co["next_offset"]
         while offset is not None:
-            more = await call(s, "show", rev=co["lease"]["base"], max_bytes=1000,
-                              offset=offset)
+            more = await call(s, "show", rev=co["lease"]["base"], max_bytes=1000, offset=offset)
             parts += more["parts"]
             offset = more["next_offset"]
         for p in parts:  # each part is a whole value of the document, at its pointer

@@ -69,16 +69,24 @@ def test_every_pointer_names_the_value_it_comes_with(vault: Vault, expression: s
 def test_a_filter_gives_item_pointers_and_id_paths(vault: Vault) -> None:
     r = query(vault.store, "tasks[?status=='done'].status", with_pointers=True)
     first = r.matches[0].to_json()
-    assert first == {"value": "done", "pointer": "/tasks/2/status",
-                     "path": "/tasks/[id=T-003]/status"}
+    assert first == {
+        "value": "done",
+        "pointer": "/tasks/2/status",
+        "path": "/tasks/[id=T-003]/status",
+    }
     assert r.read == "keys"
 
 
 def test_a_computed_projection_points_at_the_item_it_came_from(vault: Vault) -> None:
     m = query(vault.store, "tasks[?id=='T-004'].{t: title}", with_pointers=True).matches
-    assert [x.to_json() for x in m] == [{"value": {"t": "Task 4: write tests"},
-                                         "pointer": "/tasks/3", "path": "/tasks/[id=T-004]",
-                                         "computed": True}]
+    assert [x.to_json() for x in m] == [
+        {
+            "value": {"t": "Task 4: write tests"},
+            "pointer": "/tasks/3",
+            "path": "/tasks/[id=T-004]",
+            "computed": True,
+        }
+    ]
 
 
 def test_a_computed_scalar_has_no_pointer(vault: Vault) -> None:
@@ -105,8 +113,9 @@ def test_a_query_at_a_past_revision_or_time_sees_the_old_values(vault: Vault) ->
     now = time.time()
     later = Vault.open(vault.path, clock=lambda: now + 3600)  # the change lands an hour on
     later.checkout("fixer", 60)
-    later.checkin_patch("fixer", [{"op": "replace", "path": "/tasks/0/status",
-                                   "value": "blocked"}], "triage", 0.9)
+    later.checkin_patch(
+        "fixer", [{"op": "replace", "path": "/tasks/0/status", "value": "blocked"}], "triage", 0.9
+    )
     assert query(vault.store, "tasks[?status=='blocked'].id").values == ["T-001"]
     old = query(vault.store, "tasks[?status=='blocked'].id", rev="main~1")
     assert old.values == [] and old.commit != vault.head()
@@ -147,6 +156,7 @@ def test_a_repeated_id_gets_a_positional_step(vault: Vault) -> None:
 
 # -- a sharded key of 100,000 items -------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def big_doc(big100k: Path) -> dict[str, Any]:
     return Vault.open(big100k).read()
@@ -165,8 +175,9 @@ BIG_EXPRESSIONS = [
 
 
 @pytest.mark.parametrize("expression", BIG_EXPRESSIONS)
-def test_a_sharded_key_answers_what_jmespath_answers(big100k: Path, big_doc: dict[str, Any],
-                                                     expression: str) -> None:
+def test_a_sharded_key_answers_what_jmespath_answers(
+    big100k: Path, big_doc: dict[str, Any], expression: str
+) -> None:
     r = query(Vault.open(big100k).store, expression, with_pointers=True)
     assert r.values == expected(big_doc, expression)
     assert r.read == "chunks"
@@ -200,21 +211,26 @@ def test_an_index_into_a_sharded_key_reads_one_chunk(big100k: Path) -> None:
     assert r.matches[0].pointer == "/tasks/77777/title"
 
 
-def test_sharded_pointers_feed_straight_into_a_patch_checkin(big100k: Path,
-                                                             tmp_path: Path) -> None:
+def test_sharded_pointers_feed_straight_into_a_patch_checkin(big100k: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy.git"
     shutil.copytree(big100k, copy)
     fast(copy)
     v = Vault.open(copy)
     found = query(v.store, "tasks[?status=='blocked'].status", with_pointers=True)
     v.checkout("fixer", 60)
-    v.checkin_patch("fixer", [{"op": "replace", "path": m.pointer, "value": "done"}
-                              for m in found.matches], "triage", 0.9, "unblocked all")
+    v.checkin_patch(
+        "fixer",
+        [{"op": "replace", "path": m.pointer, "value": "done"} for m in found.matches],
+        "triage",
+        0.9,
+        "unblocked all",
+    )
     assert query(v.store, "tasks[?status=='blocked']").values == []
     assert v.show(path="/tasks/[id=T-050000]/status") == "done"
 
 
 # -- the CLI ------------------------------------------------------------------------------
+
 
 def test_cli_query_pointers_feed_checkin_patch(vault: Vault, cli: Cli) -> None:
     r = cli("query", "tasks[?owner=='reviewer' && status=='todo'].status", "--pointers")
@@ -222,8 +238,16 @@ def test_cli_query_pointers_feed_checkin_patch(vault: Vault, cli: Cli) -> None:
     found = json.loads(r.output)
     patch = [{"op": "replace", "path": m["pointer"], "value": "blocked"} for m in found]
     assert cli("checkout", "rev", "60").exit_code == 0
-    done = cli("checkin", "rev", "-", "triage", "0.8", "reviewer is away", "--patch",
-               input=json.dumps(patch))
+    done = cli(
+        "checkin",
+        "rev",
+        "-",
+        "triage",
+        "0.8",
+        "reviewer is away",
+        "--patch",
+        input=json.dumps(patch),
+    )
     assert done.exit_code == 0, done.output
     after = json.loads(cli("query", "tasks[?owner=='reviewer' && status=='todo']").output)
     assert after == [] and len(found) > 0
@@ -250,17 +274,27 @@ def test_cli_query_json_says_how_it_read_and_where_to_continue(vault: Vault, cli
     assert json.loads(rest.output.split("\nlimit reached")[0]) == ["T-006"]
 
 
-def test_checkout_path_prints_only_the_parts_under_a_whole_lease(vault: Vault, cli: Cli,
-                                                                 write_json: Any) -> None:
-    r = cli("checkout", "planner", "60", "--path", "/tasks/[id=T-004]/status", "--keys",
-            "roadmap", "--json")
+def test_checkout_path_prints_only_the_parts_under_a_whole_lease(
+    vault: Vault, cli: Cli, write_json: Any
+) -> None:
+    r = cli(
+        "checkout",
+        "planner",
+        "60",
+        "--path",
+        "/tasks/[id=T-004]/status",
+        "--keys",
+        "roadmap",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     j = json.loads(r.output.split("\nlease:")[0])
     assert j["parts"]["/tasks/[id=T-004]/status"] == "done"
     assert set(j["parts"]) == {"/tasks/[id=T-004]/status", "/roadmap"}
     assert j["pointers"]["/tasks/[id=T-004]/status"] == "/tasks/3/status"
-    patch = write_json([{"op": "replace", "path": j["pointers"]["/tasks/[id=T-004]/status"],
-                         "value": "doing"}])
+    patch = write_json(
+        [{"op": "replace", "path": j["pointers"]["/tasks/[id=T-004]/status"], "value": "doing"}]
+    )
     assert cli("checkin", "planner", patch, "review", "0.9", "--patch").exit_code == 0
     assert vault.show(path="/tasks/[id=T-004]/status") == "doing"
     assert vault.show(path="/bugs") == Vault.open(vault.path).show("main~1", path="/bugs")
@@ -270,3 +304,18 @@ def test_checkout_of_a_missing_path_takes_no_lease(vault: Vault, cli: Cli) -> No
     r = cli("checkout", "planner", "60", "--path", "/tasks/[id=T-999]")
     assert r.exit_code == 1 and "does not exist" in r.output
     assert vault.leases.get("planner") is None
+
+
+def test_a_slice_of_a_sharded_key_gives_no_id_step_to_a_repeated_id(
+    big100k: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy.git"
+    shutil.copytree(big100k, copy)
+    fast(copy)
+    v = Vault.open(copy)
+    v.checkout("dup", 60)
+    v.checkin_patch(
+        "dup", [{"op": "replace", "path": "/tasks/99995/id", "value": "T-000003"}], "test", 1.0
+    )
+    paths = [m.path for m in query(v.store, "tasks[99990:].id", with_pointers=True).matches]
+    assert paths[5] == "/tasks/99995/id" and paths[4] == "/tasks/[id=T-099994]/id"

@@ -20,8 +20,11 @@ from .conftest import Cli
 def test_the_string_holding_more_of_the_words_comes_first(vault: Vault) -> None:
     r = search(vault.store, "queue sqlite")
     top = r.hits[0]
-    assert (top.path, top.pointer, top.score) == ("/decisions/[id=D-000]/title",
-                                                  "/decisions/0/title", 2)
+    assert (top.path, top.pointer, top.score) == (
+        "/decisions/[id=D-000]/title",
+        "/decisions/0/title",
+        2,
+    )
     assert top.text == "Use SQLite for the task queue" and top.where == "value"
 
 
@@ -33,17 +36,23 @@ def test_words_match_case_insensitively_at_the_start_of_a_word(vault: Vault) -> 
 
 def test_member_names_are_searched_too(vault: Vault) -> None:
     hits = search(vault.store, "preferences", key="agents").hits
-    assert [h.pointer for h in hits] == ["/agents/coder/preferences",
-                                         "/agents/planner/preferences",
-                                         "/agents/reviewer/preferences"]
+    assert [h.pointer for h in hits] == [
+        "/agents/coder/preferences",
+        "/agents/planner/preferences",
+        "/agents/reviewer/preferences",
+    ]
     assert {h.where for h in hits} == {"name"}
 
 
 def test_a_tie_goes_to_the_element_changed_most_recently(vault: Vault) -> None:
     later = Vault.open(vault.path, clock=lambda: time.time() + 3600)
     later.checkout("editor", 60)
-    later.checkin_patch("editor", [{"op": "replace", "path": "/tasks/30/title",
-                                    "value": "Task 31: refactor parser again"}], "edit", 0.9)
+    later.checkin_patch(
+        "editor",
+        [{"op": "replace", "path": "/tasks/30/title", "value": "Task 31: refactor parser again"}],
+        "edit",
+        0.9,
+    )
     hits = search(vault.store, "parser").hits
     assert hits[0].path == "/tasks/[id=T-031]/title"
     assert hits[0].changed is not None and hits[0].changed > (hits[1].changed or 0)
@@ -53,9 +62,19 @@ def test_a_tie_goes_to_the_element_changed_most_recently(vault: Vault) -> None:
 
 def test_blame_says_who_last_wrote_each_hit(vault: Vault) -> None:
     vault.checkout("editor", 60)
-    vault.checkin_patch("editor", [{"op": "replace", "path": "/decisions/0/rationale",
-                                    "value": "sqlite is enough for one node"}], "review", 0.7,
-                        "checked the load")
+    vault.checkin_patch(
+        "editor",
+        [
+            {
+                "op": "replace",
+                "path": "/decisions/0/rationale",
+                "value": "sqlite is enough for one node",
+            }
+        ],
+        "review",
+        0.7,
+        "checked the load",
+    )
     hits = search(vault.store, "sqlite", blame=True).hits
     writers = {h.pointer: h.writer for h in hits}
     rationale = writers["/decisions/0/rationale"]
@@ -80,8 +99,9 @@ def test_a_regex_matches_case_insensitively(vault: Vault) -> None:
 def test_a_long_text_is_trimmed_around_the_match(vault: Vault) -> None:
     vault.checkout("editor", 60)
     long = "x " * 200 + "the needle is here " + "y " * 200
-    vault.checkin_patch("editor", [{"op": "add", "path": "/roadmap/notes", "value": long}],
-                        "edit", 0.5)
+    vault.checkin_patch(
+        "editor", [{"op": "add", "path": "/roadmap/notes", "value": long}], "edit", 0.5
+    )
     (hit,) = search(vault.store, "needle", width=40).hits
     assert "needle" in hit.text and len(hit.text) <= 42
     assert hit.text.startswith("…") and hit.text.endswith("…")
@@ -91,8 +111,7 @@ def test_limit_offset_and_max_bytes_page_through_the_hits(vault: Vault) -> None:
     every = [h.pointer for h in search(vault.store, "task", limit=None).hits]
     first = search(vault.store, "task", limit=None, max_bytes=600)
     assert first.cut and first.next_offset == len(first.hits) < len(every)
-    rest = search(vault.store, "task", limit=None, offset=first.next_offset or 0,
-                  rev=first.commit)
+    rest = search(vault.store, "task", limit=None, offset=first.next_offset or 0, rev=first.commit)
     assert [h.pointer for h in first.hits + rest.hits] == every
     assert search(vault.store, "task", limit=3).more
 
@@ -126,10 +145,12 @@ def test_the_cli_prints_one_line_per_hit_and_json_on_request(vault: Vault, cli: 
 
 # -- a sharded key of 100,000 items -------------------------------------------------------
 
+
 def test_a_rare_word_in_a_sharded_key_is_found_reading_few_chunks(big100k: Path) -> None:
     r = search(Vault.open(big100k).store, "zanzibar")
     assert [(h.pointer, h.path) for h in r.hits] == [
-        ("/tasks/77777/title", "/tasks/[id=T-077777]/title")]
+        ("/tasks/77777/title", "/tasks/[id=T-077777]/title")
+    ]
     assert r.chunks_read == 1 and r.chunks_skipped > 700 and r.read == "chunks"
 
 
