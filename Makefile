@@ -45,6 +45,7 @@ bench: venv
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/history_walk.py
 	$(BIN)/python bench/merge_corpus.py
+	$(BIN)/python bench/query.py
 
 stress: venv
 	$(BIN)/python -m pytest -q -m stress

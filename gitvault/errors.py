@@ -10,6 +10,7 @@ else reaching a user is a bug.
     ├── InputError (1)            bad argument or file given by the user
     │   ├── CodecError (1)        not canonical-able JSON (syntax, NaN, duplicate key, bad key)
     │   ├── LegacyImportError (1) a legacy folder that cannot be imported
+    │   ├── QueryError (1)        a JMESPath expression that does not parse; ``position`` says where
     │   ├── SchemaError (1)       a value that fails its key's JSON Schema, or a bad schema
     │   └── RemoteUnsupported (1) a write a remote vault cannot carry out; run it at the vault
     ├── RemoteError (1..5)        the vault's hooks refused a push; carries their exit code
@@ -44,6 +45,17 @@ class GitVaultError(Exception):
 
 class InputError(GitVaultError):
     """A bad argument, option or input file."""
+
+
+class QueryError(InputError):
+    """A query expression that does not parse; ``position`` is where (0-based), if known."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "position": self.position}
 
 
 class CodecError(InputError):

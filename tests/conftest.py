@@ -117,3 +117,31 @@ def _no_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.setenv("GITVAULT_DAEMON_SOCKET", str(sock))
         mp.delenv("GITVAULT_DAEMON", raising=False)
         yield
+
+
+BIG_ITEMS = 100_000
+
+
+@pytest.fixture(scope="session")
+def big100k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A vault whose ``tasks`` is a sharded key of 100,000 items, in two commits (read-only:
+    copy it before writing). Rev 1: items 7, 10007, ... 90007 blocked. Rev 2 (main): item 7
+    done, item 50000 blocked, item 77777 titled with the rare word "zanzibar"."""
+    path = tmp_path_factory.mktemp("big") / "big.git"
+    Vault.init(path)
+    fast(path)
+    v = Vault.open(path)
+    statuses = ["todo", "doing", "done"]
+    tasks = [{"id": f"T-{i:06d}", "title": f"Task {i}: item number {i}",
+              "status": "blocked" if i % 10_000 == 7 else statuses[i % 3],
+              "owner": f"agent-{i % 7}", "priority": i % 5} for i in range(BIG_ITEMS)]
+    v.checkout("gen", 600)
+    v.checkin("gen", {"tasks": tasks, "notes": {"db": "we chose SQLite for the queue"}},
+              "generator", 1.0, "100k items")
+    v.checkin_patch("gen", [
+        {"op": "replace", "path": "/tasks/7/status", "value": "done"},
+        {"op": "replace", "path": "/tasks/50000/status", "value": "blocked"},
+        {"op": "replace", "path": "/tasks/77777/title", "value": "Ship the zanzibar port"},
+    ], "generator", 0.9, "second revision")
+    v.release("gen")
+    return path

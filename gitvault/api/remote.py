@@ -240,6 +240,15 @@ class RemoteVault:
     def access(self) -> Any:
         return self.cache.access()
 
+    def checkout_parts(self, agent: str, paths: list[str], ttl: int | None = None,
+                       exclusive: bool = False) -> tuple[Checkout, Any]:
+        """As :meth:`Vault.checkout_parts`: the lease through the hooks, the parts from it."""
+        from gitvault.history import reading
+
+        reading.check_paths(self.cache.store, paths)
+        co = self.checkout(agent, ttl, exclusive)
+        return co, reading.parts_of(co.document, paths)
+
     # -- writes a push cannot carry: refused before anything is written ------------------------
     def set_schema(self, key: str, schema: Any, agent: str = "gitvault") -> str:
         raise RemoteUnsupported("schema set", self.url)
@@ -269,6 +278,18 @@ class RemoteVault:
         raise RemoteUnsupported("watch", self.url)
 
     # -- reads: from the cache, as fetched -----------------------------------------------------
+    def query(self, expression: str, rev: str | None = None, at: str | float | None = None,
+              limit: int | None = None, with_pointers: bool = False,
+              max_bytes: int | None = None, offset: int = 0) -> Any:
+        return self.cache.query(expression, rev, at, limit, with_pointers, max_bytes, offset)
+
+    def search(self, text: str, **options: Any) -> Any:
+        return self.cache.search(text, **options)
+
+    def show_cut(self, rev: str | None = None, at: str | None = None, path: str | None = None,
+                 max_bytes: int = 20000, offset: int = 0) -> Any:
+        return self.cache.show_cut(rev, at, path, max_bytes, offset)
+
     def head(self) -> str | None:
         return self.cache.head()
 

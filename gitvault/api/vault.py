@@ -501,6 +501,46 @@ class Vault:
 
         return watch.watcher(self.store, key, path, since)
 
+    # -- reading a large memory (history.query, history.search, history.reading) ----------
+    def query(self, expression: str, rev: str | None = None, at: str | float | None = None,
+              limit: int | None = None, with_pointers: bool = False,
+              max_bytes: int | None = None, offset: int = 0) -> Any:
+        """The matches of a JMESPath expression (a :class:`gitvault.query.QueryResult`)."""
+        from gitvault.history import query
+
+        return query.query(self.store, expression, rev, at, limit, with_pointers, max_bytes,
+                           offset)
+
+    def search(self, text: str, *, key: str | None = None, path: str | None = None,
+               rev: str | None = None, at: str | float | None = None, limit: int | None = 20,
+               regex: bool = False, width: int = 80, blame: bool = False,
+               max_bytes: int | None = None, offset: int = 0) -> Any:
+        """Ranked hits of words (or a regex) in strings and member names
+        (a :class:`gitvault.search.SearchResult`)."""
+        from gitvault.history import search
+
+        return search.search(self.store, text, key=key, path=path, rev=rev, at=at,
+                             limit=limit, regex=regex, width=width, blame=blame,
+                             max_bytes=max_bytes, offset=offset)
+
+    def show_cut(self, rev: str | None = None, at: str | None = None, path: str | None = None,
+                 max_bytes: int = 20000, offset: int = 0) -> Any:
+        """:meth:`show` as whole parts within ``max_bytes`` (a :class:`gitvault.reading.Page`
+        of ``{"pointer", "value"}``, pointers relative to ``path``)."""
+        from gitvault.history import reading
+
+        return reading.cut_value(self.show(rev, at, path), max_bytes, offset)
+
+    def checkout_parts(self, agent: str, paths: list[str], ttl: int | None = None,
+                       exclusive: bool = False) -> tuple[Checkout, Any]:
+        """:meth:`checkout` (a lease on the whole document), and the values at ``paths``
+        (a :class:`gitvault.reading.Parts`); a pointer naming nothing refuses first."""
+        from gitvault.history import reading
+
+        reading.check_paths(self.store, paths)
+        co = self.checkout(agent, ttl, exclusive)
+        return co, reading.parts_of(co.document, paths)
+
     def checkin_patch(self, agent: str, patch: list[dict[str, Any]], source: str,
                       confidence: float | str | None = None, justification: str = "",
                       lease: int | None = None, on_conflict: str | None = None

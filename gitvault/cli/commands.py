@@ -77,12 +77,24 @@ def checkout(
         "--exclusive",
         help="Refuse while others hold live leases; block them while held.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write the document here.")] = None,
+    path: Annotated[list[str] | None, typer.Option(
+        "--path", help="Print only the value at this pointer (repeatable); the lease is "
+        "still on the whole document.")] = None,
+    keys: Annotated[str | None, typer.Option(
+        "--keys", help="Print only these top-level keys, e.g. tasks,roadmap.")] = None,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Take or renew AGENT's lease on main and print the document."""
+    """Take or renew AGENT's lease on main and print the document.
+
+    With --path/--keys it prints {pointer: value} for the parts named, not a document:
+    check in with --patch, whose pointers stay relative to the document's root.
+    """
     from gitvault.core.codec import dumps_document
 
+    if path or keys:
+        return _checkout_parts(ctx, agent, ttl, exclusive, out, path or [], keys, vault,
+                               as_json)
     co = _open(ctx, vault, as_json).checkout(agent, ttl, exclusive)
     data = dumps_document(co.document)
     if out is not None:
@@ -91,6 +103,26 @@ def checkout(
         now = co.lease.acquired
         _out({"lease": co.lease.to_json(now),
               **({"out": str(out)} if out else {"document": co.document})})
+    elif out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    _err(_lease_line(co.lease))
+
+
+def _checkout_parts(ctx: typer.Context, agent: str, ttl: int | None, exclusive: bool,
+                    out: Path | None, paths: list[str], keys: str | None, vault: str | None,
+                    as_json: bool) -> None:
+    from gitvault.core.codec import dumps
+    from gitvault.history.reading import wanted_paths
+
+    wanted = wanted_paths(paths, [k for k in (keys or "").split(",") if k])
+    co, parts = _open(ctx, vault, as_json).checkout_parts(agent, wanted, ttl, exclusive)
+    data = dumps(parts.values)
+    if out is not None:
+        out.write_bytes(data)
+    if as_json:
+        _out({"lease": co.lease.to_json(co.lease.acquired), "pointers": parts.positions,
+              **({"out": str(out)} if out else {"parts": parts.values})})
     elif out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

@@ -29,10 +29,12 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from gitvault import __version__
+from gitvault import __version__, history
 from gitvault.api.vault import CheckinResult, Vault
 from gitvault.core import codec
 from gitvault.errors import GitVaultError, InputError, from_os_error
+from gitvault.history import reading
+from gitvault.mcp import query as mcp_query
 from gitvault.mcp.watch import Feed
 from gitvault.model.leases import Lease
 from gitvault.model.policy import ConflictPolicy
@@ -51,6 +53,8 @@ conflict is refused with a JSON report (exit_code 3): re-checkout and redo the c
 (1 input, 3 conflict, 4 lease: run `checkout` again).
 History: `log`, `show`, `diff`, `blame`. Read-only views: resources gitvault://main and
 gitvault://main/{key}; subscribe to one to be told when another agent changes it.
+A large memory: read only what you need with `query` (JMESPath) and `search` (words); pass
+`max_bytes` to any read and continue a cut answer with its `next_offset`.
 """
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
@@ -80,8 +84,14 @@ class LeaseInfo(BaseModel):
 
 
 class CheckoutResult(BaseModel):
-    document: dict[str, Any] = Field(description="The whole memory at the lease's base.")
+    document: dict[str, Any] | None = Field(description="The whole memory at the lease's "
+                                            "base; null when max_bytes cut it into parts.")
     lease: LeaseInfo
+    parts: list[dict[str, Any]] | None = Field(default=None, description="When cut: whole "
+                                               "values as {pointer, value}.")
+    next_offset: int | None = Field(default=None, description="When cut: where the rest "
+                                    "starts (see note).")
+    note: str = ""
 
 
 class CheckinOutcome(BaseModel):
@@ -124,7 +134,13 @@ class Entries(BaseModel):
 
 
 class ShowResult(BaseModel):
-    value: Any = Field(description="The document, or the value at `path`.")
+    value: Any = Field(default=None, description="The document, or the value at `path`; "
+                       "null when max_bytes cut it into parts.")
+    parts: list[dict[str, Any]] | None = Field(default=None, description="When cut: whole "
+                                               "values as {pointer (relative to path), "
+                                               "value}.")
+    next_offset: int | None = Field(default=None, description="When cut: pass as offset.")
+    note: str = ""
 
 
 class DiffResult(BaseModel):
@@ -235,14 +251,25 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
                                              "(default: the vault's, 900).")] = None,
         exclusive: Annotated[bool, Field(description="Refuse while others hold leases and "
                                          "block them while held.")] = False,
+        max_bytes: Annotated[int | None, Field(ge=200, description="Cut the document at a "
+                                               "whole value to fit about this many bytes.")
+                             ] = None,
     ) -> CheckoutResult:
         """Take or renew your lease and get the whole memory document.
 
         Check out before every checkin; your edits are merged against this version.
+        Example for a large memory: max_bytes=20000 (or read parts with `query`/`search`).
         """
         v = vault()
         co = v.checkout(who(agent), ttl_sec, exclusive)
-        return CheckoutResult(document=co.document, lease=LeaseInfo.of(co.lease, v.clock()))
+        lease = LeaseInfo.of(co.lease, v.clock())
+        if max_bytes is None or reading.size_of(co.document) <= max_bytes:
+            return CheckoutResult(document=co.document, lease=lease)
+        page = reading.cut_value(co.document, max_bytes)
+        return CheckoutResult(document=None, lease=lease, parts=page.items,
+                              next_offset=page.next_offset,
+                              note=page.note(f"call show with rev={co.lease.base}, "
+                                             f"max_bytes={max_bytes},"))
 
     @tool(_WRITE)
     def checkin(
@@ -324,9 +351,26 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
         at: Annotated[str | None, Field(description="A point in time instead of rev, e.g. "
                                         "2025-01-31T12:00:00Z or '2 hours ago'.")] = None,
         path: PathArg = None,
+        max_bytes: Annotated[int | None, Field(ge=200, description="Cut the answer at a "
+                                               "whole value to fit about this many bytes.")
+                             ] = None,
+        offset: Annotated[int, Field(ge=0, description="Continue a cut answer: its "
+                                     "next_offset, with the same rev and max_bytes.")] = 0,
     ) -> ShowResult:
-        """The document, or one value, as it was at a revision or a time."""
-        return ShowResult(value=_plain(vault().show(rev, at=at, path=path)))
+        """The document, or one value, as it was at a revision or a time.
+
+        Example: path="/tasks/[id=T-004]/status".
+        """
+        v = vault()
+        if max_bytes is not None:  # pin the commit, so that the rest comes from it too
+            rev, at = str(history.revision(v.store, rev, at).id), None
+        value = _plain(v.show(rev, at=at, path=path))
+        if max_bytes is None or (offset == 0 and reading.size_of(value) <= max_bytes):
+            return ShowResult(value=value)
+        page = reading.cut_value(value, max_bytes, offset)
+        return ShowResult(parts=page.items, next_offset=page.next_offset,
+                          note=page.note(f"call show with rev={rev}, the same path and "
+                                         f"max_bytes={max_bytes},"))
 
     @tool(_READ_ONLY)
     def diff(
@@ -346,6 +390,8 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
     ) -> Entries:
         """Who last set the value at `path` (or each value under it), from what source, why."""
         return Entries(entries=[_plain(e) for e in vault().blame(path, rev)])
+
+    mcp_query.register(tool, vault, _READ_ONLY)  # query and search
 
     @tool(_READ_ONLY)
     def conflicts() -> ConflictList:

@@ -105,6 +105,13 @@ def _checkout(rv: RemoteVault, real: Vault) -> None:
     assert held is not None and held.token == lease.token
 
 
+def _checkout_parts(rv: RemoteVault, real: Vault) -> None:
+    co, parts = rv.checkout_parts("alice", ["/tasks/0/status"], 600)
+    held = real.leases.get("alice")
+    assert held is not None and held.token == co.lease.token
+    assert list(parts.values.values()) == [real.read()["tasks"][0]["status"]]
+
+
 def _release(rv: RemoteVault, real: Vault) -> None:
     rv.checkout("alice", 600)
     assert rv.release("alice") is not None
@@ -147,7 +154,7 @@ REFUSED: dict[str, Write] = {
 CARRIED: dict[str, Write] = {
     "checkout": _checkout, "release": _release, "checkin": _checkin,
     "checkin_patch": _patch, "lease": _lease, "resolve": _resolve, "drop_conflict": _drop,
-    "change_access": _access,
+    "change_access": _access, "checkout_parts": _checkout_parts,
 }
 
 
