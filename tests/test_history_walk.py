@@ -227,6 +227,20 @@ def test_a_graph_with_either_generation_version_gives_the_same_order_and_since(
     ]
 
 
+def test_a_graph_that_stops_adding_up_mid_walk_hands_over_to_libgit2(tmp_path: Path) -> None:
+    path = tmp_path / "v.git"
+    ids = make_dag(path, [([i - 1] if i else [], T0 + i % 3) for i in range(40)])
+    graph_write(path)
+    graph = walk.CommitGraph.open(str(path))
+    assert graph is not None
+    at = graph.cdat + 36 * (graph.find(ids[10].raw) or 0) + 20
+    data = bytearray(graph_file(path).read_bytes())
+    data[at : at + 4] = (0x0FFFFFFF).to_bytes(4, "big")  # a parent position past the end
+    graph_file(path).write_bytes(bytes(data))
+    w = walk.Walk(Store.open(str(path)), ids[-1])
+    assert [str(c.id) for c in w] == libgit2_order(path, ids[-1]) and not w.lazy
+
+
 def test_a_graph_of_a_different_history_is_only_used_for_the_commits_it_holds(
     tmp_path: Path,
 ) -> None:
