@@ -365,7 +365,18 @@ class Walk:
             yield from self._libgit2()
             return
         self.lazy = True
-        yield from self._lazy(dag, head)
+        done = 0
+        try:
+            for commit in self._lazy(dag, head):
+                yield commit
+                done += 1
+        except GraphError:
+            # a graph that stops adding up mid-walk: libgit2's order is the same, so carry on
+            # from there with libgit2 (whose own reading of the graph git would have to fix)
+            self.lazy = False
+            for i, commit in enumerate(self._libgit2()):
+                if i >= done:
+                    yield commit
 
     def _libgit2(self) -> Iterator[pygit2.Commit]:
         yield from self.store.repo.walk(self.start, SortMode.TOPOLOGICAL | SortMode.TIME)

@@ -164,6 +164,11 @@ def test_a_walk_stops_at_n_without_reading_the_rest(tmp_path: Path) -> None:
     first = [str(c.id) for _, c in zip(range(50), w, strict=False)]
     assert first == libgit2_order(path, ids[-1])[:50]
     assert w.lazy and not w.finished
+    recent = walk.Walk(Store.open(str(path)), ids[-1], since=T0 + 990)
+    assert [str(c.id) for c in recent if c.commit_time >= T0 + 990] == libgit2_order(path, ids[-1])[
+        :30
+    ]
+    assert recent.lazy and not recent.finished  # it stopped after the last second it wanted
 
 
 # -- a damaged or odd commit-graph ------------------------------------------------------------
@@ -184,6 +189,55 @@ def test_a_damaged_commit_graph_falls_back_to_the_full_walk(tmp_path: Path, dama
             "wrong-version": data[:4] + b"\x09" + data[5:],
         }[damage]
     )
+    w = walk.Walk(Store.open(str(path)), ids[-1])
+    assert [str(c.id) for c in w] == libgit2_order(path, ids[-1]) and not w.lazy
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_a_graph_with_either_generation_version_gives_the_same_order_and_since(
+    tmp_path: Path, version: str
+) -> None:
+    """Version 1 graphs have no corrected dates: --since then reads on, never stops wrong."""
+    path = tmp_path / "v.git"
+    spec = [([i - 1] if i else [], T0 + (i * 7) % 5) for i in range(60)]
+    spec += [([59, 30], T0 + 2), ([60, 10, 20], T0 - 3)]
+    ids = make_dag(path, spec)
+    subprocess.run(
+        [
+            "git",
+            "--git-dir",
+            str(path),
+            "-c",
+            f"commitGraph.generationVersion={version}",
+            "commit-graph",
+            "write",
+            "--reachable",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    graph = walk.CommitGraph.open(str(path))
+    assert graph is not None and (graph.gda2 is None) == (version == "1")
+    store = Store.open(str(path))
+    assert [str(c.id) for c in walk.Walk(store, ids[-1])] == libgit2_order(path, ids[-1])
+    since = T0 + 3
+    got = [str(c.id) for c in walk.Walk(store, ids[-1], since=since) if c.commit_time >= since]
+    repo = pygit2.Repository(str(path))
+    assert got == [
+        o for o in libgit2_order(path, ids[-1]) if repo[o].peel(pygit2.Commit).commit_time >= since
+    ]
+
+
+def test_a_graph_that_stops_adding_up_mid_walk_hands_over_to_libgit2(tmp_path: Path) -> None:
+    path = tmp_path / "v.git"
+    ids = make_dag(path, [([i - 1] if i else [], T0 + i % 3) for i in range(40)])
+    graph_write(path)
+    graph = walk.CommitGraph.open(str(path))
+    assert graph is not None
+    at = graph.cdat + 36 * (graph.find(ids[10].raw) or 0) + 20
+    data = bytearray(graph_file(path).read_bytes())
+    data[at : at + 4] = (0x0FFFFFFF).to_bytes(4, "big")  # a parent position past the end
+    graph_file(path).write_bytes(bytes(data))
     w = walk.Walk(Store.open(str(path)), ids[-1])
     assert [str(c.id) for c in w] == libgit2_order(path, ids[-1]) and not w.lazy
 
