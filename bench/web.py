@@ -2,6 +2,7 @@
 """Server-side render time of the review page on a long history (issue 18's target: < 300 ms).
 
     python bench/web.py [--commits 10000] [--items 10000] [--runs 7] [--dir TMPDIR]
+                        [--vault PATH]   (measure a vault built before)
 
 The vault is bench/history.py's document and edits: a ``tasks`` key of ``--items`` records
 (sharded, as gitvault stores a key that large) and ``--commits`` commits, nine in ten changing
@@ -162,11 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--vault", default=None, help="measure this vault instead of building one")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gitvault-web-bench-", dir=args.dir))
     try:
         t = time.perf_counter()
-        vault = build(work, args.commits, args.items)
+        vault = Path(args.vault) if args.vault else build(work, args.commits, args.items)
         build_s = time.perf_counter() - t
         hb.log_stderr(f"built in {build_s:.0f} s")
         settings = Settings(

@@ -10,6 +10,7 @@ from pygit2.enums import SortMode
 
 from .. import pointers
 from ..history import _steps  # (id token, positional token, child) of a container
+from ..jsonmerge import is_id_array
 from ..provenance import parse_trailers
 from ..summary import render
 from ..vault import Vault
@@ -47,9 +48,8 @@ def _walk(rows: list[Row], value: Any, path: str, label: str, depth: int, offset
         kind = "object" if isinstance(value, dict) else "array"
         size = f"{{{len(value)} keys}}" if isinstance(value, dict) else f"[{len(value)} items]"
         rows.append(Row(depth, label, path, kind, size))
-        steps = _steps(value)
         start = offset if isinstance(value, list) else 0
-        shown = steps[start : start + PAGE_ITEMS] if isinstance(value, list) else steps
+        shown = _window(value, start) if isinstance(value, list) else _steps(value)
         for token, _pos, child in shown:
             _walk(rows, child, path + pointers.join([token]), token, depth + 1, 0)
         end = start + len(shown)
@@ -66,6 +66,16 @@ def _walk(rows: list[Row], value: Any, path: str, label: str, depth: int, offset
             )
         return
     rows.append(Row(depth, label, path, "leaf", render(value, 200)))
+
+
+def _window(items: list[Any], start: int) -> list[tuple[str, str, Any]]:
+    """``_steps`` of one page of an array (id steps when the whole array has unique ids),
+    without building the steps of the other items."""
+    window = items[start : start + PAGE_ITEMS]
+    by_id = is_id_array(items) and len({str(x["id"]) for x in items}) == len(items)
+    return [
+        (f"[id={x['id']}]" if by_id else str(i), str(i), x) for i, x in enumerate(window, start)
+    ]
 
 
 def activity(vault: Vault) -> dict[str, dict[str, Any]]:
