@@ -174,13 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(
             str(vault), Guard("bench", "127.0.0.1", 80), "bench-reader", read_only=True
         )
-        client = TestClient(wrapped(settings), base_url="http://127.0.0.1:80")
         rows = []
-        for label, url in pages(args.commits):
-            m = measure(client, url, args.runs)
-            m["label"] = label
-            rows.append(m)
-            hb.log_stderr(f"{label}: {m['median_server_ms']:.1f} ms")
+        # one client for the run: one event loop and its worker threads, as in a server
+        with TestClient(wrapped(settings), base_url="http://127.0.0.1:80") as client:
+            for label, url in pages(args.commits):
+                m = measure(client, url, args.runs)
+                m["label"] = label
+                rows.append(m)
+                hb.log_stderr(f"{label}: {m['median_server_ms']:.1f} ms")
         print(
             f"\nReview page on {args.commits:,} commits, a {args.items:,}-item key "
             f"(median of {args.runs}, server-side; target < {TARGET_MS:.0f} ms)\n"

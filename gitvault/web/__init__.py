@@ -21,6 +21,7 @@ import sys
 
 from ..provenance import check_agent
 from ..vault import Vault
+from .security import is_loopback
 
 __all__ = ["serve"]
 
@@ -115,6 +116,14 @@ def _announce(
         file=sys.stderr,
         flush=True,
     )
+    host = url.split("//", 1)[1].rsplit(":", 1)[0].strip("[]")
+    if not is_loopback(host):
+        print(
+            f"gitvault serve: listening on {host}, beyond this machine: whoever reaches it "
+            "reads the whole memory",
+            file=sys.stderr,
+            flush=True,
+        )
     if read_only:
         return
     where = "printed below" if token else "from --token / $GITVAULT_SERVE_TOKEN"
