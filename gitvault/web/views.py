@@ -6,13 +6,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pygit2.enums import SortMode
-
 from .. import pointers
 from ..history import _steps  # (id token, positional token, child) of a container
 from ..jsonmerge import is_id_array
 from ..provenance import parse_trailers
 from ..summary import render
+from ..timeline import newest_first
 from ..vault import Vault
 
 PAGE_ITEMS = 100  # array items shown at once on the document page
@@ -84,7 +83,7 @@ def activity(vault: Vault) -> dict[str, dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
     if head is None:
         return seen
-    for n, commit in enumerate(vault.store.repo.walk(head, SortMode.TOPOLOGICAL | SortMode.TIME)):
+    for n, commit in enumerate(newest_first(vault.store.commit(head))):
         if n >= ACTIVITY_COMMITS:
             break
         agent = parse_trailers(commit.message).get("Agent-Id", commit.author.name)
