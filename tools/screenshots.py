@@ -33,16 +33,24 @@ TOKEN = "screenshot-token"
 
 def build(path: Path) -> None:
     Vault.init(path, ROOT / "examples" / "legacy")
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                   check=True)
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+    )
     planner, coder, reviewer = (Vault.open(path) for _ in range(3))
     p = planner.checkout("planner", 3600).document
     c = coder.checkout("coder", 1800).document
     p["tasks"][0]["status"] = "doing"
     p["roadmap"]["vision"] = "One consistent memory, with its history, for every agent."
     c["tasks"][1]["status"] = "done"
-    c["bugs"].append({"id": "B-005", "title": "Merge keeps both agents' work", "open": False,
-                      "severity": "low", "reported_by": "coder"})
+    c["bugs"].append(
+        {
+            "id": "B-005",
+            "title": "Merge keeps both agents' work",
+            "open": False,
+            "severity": "low",
+            "reported_by": "coder",
+        }
+    )
     planner.checkin("planner", p, "planning-session", 0.9, "user confirmed the roadmap")
     coder.checkin("coder", c, "ci-logs", 0.7, "T-002 finished, found B-005")
     # the reviewer's lease was taken an hour ago for 10 minutes: the page shows it expired
@@ -59,7 +67,8 @@ def build(path: Path) -> None:
     try:
         coder.checkin("coder", c, "ci-logs", 0.6, "T-003 blocked on the parser")
     except ConflictError:
-        pass
+        return  # kept as coder/1: the Conflicts page has something to show
+    raise SystemExit("the coder's checkin should have conflicted with the reviewer's")
 
 
 def main() -> None:
@@ -69,23 +78,50 @@ def main() -> None:
     vault = work / "demo.git"
     build(vault)
     env = {**os.environ, "GITVAULT_SERVE_TOKEN": TOKEN, "GITVAULT_DAEMON": "0"}
-    server = subprocess.Popen([sys.executable, "-m", "gitvault", "serve", "--vault", str(vault),
-                               "--port", "0", "--json", "--name", "alice"], env=env,
-                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gitvault",
+            "serve",
+            "--vault",
+            str(vault),
+            "--port",
+            "0",
+            "--json",
+            "--name",
+            "alice",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert server.stdout is not None
     url = json.loads(server.stdout.readline())["url"].rstrip("/")
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                 "--window-size=1280,800", f"--user-data-dir={work / 'profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--window-size=1280,800",
+        f"--user-data-dir={work / 'profile'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
-        merge = subprocess.run(["git", "-C", str(vault), "log", "--merges", "--format=%H",
-                                "main"], capture_output=True, text=True, check=True
-                               ).stdout.split()[-1]
+        merge = subprocess.run(
+            ["git", "-C", str(vault), "log", "--merges", "--format=%H", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
 
         def shot(name: str, path: str) -> None:
             driver.get(url + path)
@@ -97,8 +133,9 @@ def main() -> None:
         driver.get(url + "/document?path=/tasks")
         row = driver.find_element(By.CSS_SELECTOR, '.row[data-path="/tasks/[id=T-001]/status"]')
         row.find_element(By.CSS_SELECTOR, "button.blame").click()
-        WebDriverWait(driver, 20).until(lambda d: row.find_elements(By.CSS_SELECTOR,
-                                                                    ".blame-entry"))
+        WebDriverWait(driver, 20).until(
+            lambda d: row.find_elements(By.CSS_SELECTOR, ".blame-entry")
+        )
         driver.save_screenshot(str(out / "document.png"))
         print(out / "document.png")
         driver.get(url + f"/login?token={TOKEN}")

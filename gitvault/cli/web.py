@@ -87,8 +87,8 @@ def register(app: typer.Typer) -> None:
         v = _open(ctx, vault, as_json)
         w = Watcher(v.store_for("watch"), Selection(key, path), since, interval)
         stop = threading.Event()
-        typer.echo(f"watching main from {str(w.last)[:12]} (Ctrl-C to stop)", err=True)
         with _until_stopped(stop), contextlib.suppress(BrokenPipeError):
+            typer.echo(f"watching main from {str(w.last)[:12]} (Ctrl-C to stop)", err=True)
             for change in w.follow(stop, limit):
                 text = (
                     json.dumps(change.to_json(), ensure_ascii=False, sort_keys=True)

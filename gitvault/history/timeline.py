@@ -8,9 +8,11 @@ each commit with what is cheapest first: its time, then its trailers, then its `
 lines, and the blobs only for a pointer the index cannot rule out. Entries are built only for
 the page shown; earlier pages are counted, not built.
 
-The order is commit time, newest first: a merge before what it merged, ties in the order git
-finds them. Filters mean what they mean for ``gitvault log``; the imported legacy events come
-after the last commit, as there.
+The order is commit time, newest first: a merge before what it merged, ties in the order they
+are found. With ``since`` the walk stops, as ``git log --since`` does, after a few commits in a
+row older than it (a commit whose clock was behind could hide an older-looking ancestor).
+Filters mean what they mean for ``gitvault log``; the imported legacy events come after the
+last commit, as there.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pygit2
-from pygit2.enums import SortMode
 
 from gitvault.core import codec
 from gitvault.core.jsonmerge import MISSING, json_equal
@@ -31,6 +32,8 @@ from gitvault.history.log import LogEntry, _overlaps, entry_of, legacy_events
 from gitvault.history.show import revision
 from gitvault.model import changes
 from gitvault.model.provenance import parse_trailers
+
+SLOP = 5  # commits older than --since seen in a row before the walk stops (git's own number)
 
 
 @dataclass(frozen=True)
@@ -163,10 +166,18 @@ def page(store: Store, filters: Filters, offset: int, count: int, rev: str = MAI
     root: pygit2.Commit | None = None
     exhausted = True
     unfiltered = not filters.any
+    older = 0  # commits in a row older than --since
     for commit in newest_first(head):
         if found >= want:
             exhausted = False
             break
+        if match.lo is not None and commit.commit_time < match.lo:
+            older += 1
+            if older > SLOP:  # like `git log --since`: the rest is older still
+                exhausted = False  # (the legacy events predate the import, older still)
+                break
+            continue
+        older = 0
         if not commit.parent_ids:
             root = commit
         if unfiltered and found < offset:
@@ -188,18 +199,18 @@ def page(store: Store, filters: Filters, offset: int, count: int, rev: str = MAI
 
 def revision_at(store: Store, rev: str | None, at: str | None) -> pygit2.Commit:
     """What :func:`gitvault.history.revision` answers (main, or along its first parents the
-    newest commit at or before ``at``), walking the first parents in libgit2 as it goes
-    instead of sorting the whole history first."""
+    newest commit at or before ``at``), stepping back parent by parent: libgit2's walker
+    prepares the whole history first (~0.1 s on 10,000 commits), the steps find their commits
+    in the object cache of a long-lived handle (~2 ms for 5,000)."""
     commit = store.resolve(rev or MAIN)
     if at is None:
         return commit
     when = parse_time(at)
-    walker = store.repo.walk(commit.id, SortMode.NONE)
-    walker.simplify_first_parent()
-    for c in walker:
-        if c.commit_time <= when:
-            return c
-    return revision(store, rev, at)  # none: its error says where the history starts
+    while commit.commit_time > when:
+        if not commit.parents:
+            return revision(store, rev, at)  # its error says where history starts
+        commit = commit.parents[0]
+    return commit
 
 
 __all__ = ["Filters", "Page", "page", "revision_at"]

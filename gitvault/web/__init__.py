@@ -21,6 +21,7 @@ import sys
 
 from gitvault.api.vault import Vault
 from gitvault.model.provenance import check_agent
+from gitvault.web.security import is_loopback
 
 __all__ = ["serve"]
 
@@ -68,33 +69,6 @@ def serve(
     settings = Settings(path, Guard(secret, host, actual), person, read_only)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{actual}/"
-    if as_json:
-        info = {
-            "url": url,
-            "port": actual,
-            "host": host,
-            "read_only": read_only,
-            "name": person,
-            "vault": path,
-            "token": secret if generated else None,
-        }
-        print(json.dumps(info), flush=True)
-    print(
-        f"gitvault serve: {url} ({path}){' read-only' if read_only else ''}",
-        file=sys.stderr,
-        flush=True,
-    )
-    if not read_only:
-        where = "printed below" if generated else "from --token / $GITVAULT_SERVE_TOKEN"
-        print(
-            f"writes are recorded as Agent-Id {person}, Source review-ui; token {where}",
-            file=sys.stderr,
-            flush=True,
-        )
-        if generated:
-            print(
-                f"token: {secret}\nsign in: {url}login?token={secret}", file=sys.stderr, flush=True
-            )
     config = uvicorn.Config(
         wrapped(settings),
         log_level="warning",
@@ -104,14 +78,59 @@ def serve(
     )
     server = uvicorn.Server(config)
     settings.stopping = lambda: bool(server.should_exit)
-    # uvicorn re-raises the signal that stopped it once it has shut down: with these
-    # handlers that ends the command quietly (exit 0) instead of killing it or printing a
-    # KeyboardInterrupt traceback
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    # Before anything is printed (whoever reads the address may stop the server at once): a
+    # signal that comes before uvicorn has installed its own handlers stops it as soon as it
+    # has started, and the signal uvicorn re-raises once it has shut down lands here, so the
+    # command ends quietly with exit 0 instead of being killed or printing KeyboardInterrupt.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        _announce(url, path, person, read_only, secret if generated else None, as_json)
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sock.close()
+
+
+def _announce(
+    url: str, path: str, person: str, read_only: bool, token: str | None, as_json: bool
+) -> None:
+    """Where the server listens (JSON on stdout with --json), and the token if it made one."""
+    if as_json:
+        info = {
+            "url": url,
+            "port": int(url.rsplit(":", 1)[1].strip("/")),
+            "host": url.split("//", 1)[1].rsplit(":", 1)[0].strip("[]"),
+            "read_only": read_only,
+            "name": person,
+            "vault": path,
+            "token": token,
+        }
+        print(json.dumps(info), flush=True)
+    print(
+        f"gitvault serve: {url} ({path}){' read-only' if read_only else ''}",
+        file=sys.stderr,
+        flush=True,
+    )
+    host = url.split("//", 1)[1].rsplit(":", 1)[0].strip("[]")
+    if not is_loopback(host):
+        print(
+            f"gitvault serve: listening on {host}, beyond this machine: whoever reaches it "
+            "reads the whole memory",
+            file=sys.stderr,
+            flush=True,
+        )
+    if read_only:
+        return
+    where = "printed below" if token else "from --token / $GITVAULT_SERVE_TOKEN"
+    print(
+        f"writes are recorded as Agent-Id {person}, Source review-ui; token {where}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if token:
+        print(f"token: {token}\nsign in: {url}login?token={token}", file=sys.stderr, flush=True)

@@ -106,6 +106,18 @@ class Guarded:
         await self.app(scope, receive, headed)
 
 
+MAX_PATCH_CHARS = 200_000  # a larger patch (an import) is cut on the page; the file is whole
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= MAX_PATCH_CHARS:
+        return text
+    return (
+        text[:MAX_PATCH_CHARS] + f"\n… ({len(text) - MAX_PATCH_CHARS:,} more characters: "
+        "see the file)"
+    )
+
+
 def _status_of(e: GitVaultError) -> int:
     if isinstance(e, ConflictError):
         return 409
@@ -221,7 +233,7 @@ def create_app(settings: Settings) -> Starlette:
             lines=lines[: summary.MAX_LINES],
             more=max(0, len(lines) - summary.MAX_LINES),
             sides=sides,
-            patch=json.dumps(patch, indent=2, ensure_ascii=False),
+            patch=_shortened(json.dumps(patch, indent=2, ensure_ascii=False)),
             message=c.message,
             pointers=changes.raw_lines(c.message),
         )

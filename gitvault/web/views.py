@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pygit2.enums import SortMode
-
 from gitvault.api.vault import Vault
 from gitvault.core import pointers
+from gitvault.core.jsonmerge import is_id_array
 from gitvault.history.blame import _steps  # (id token, positional token, child) of a container
 from gitvault.history.summary import render
+from gitvault.history.timeline import newest_first
 from gitvault.model.provenance import parse_trailers
 
 PAGE_ITEMS = 100  # array items shown at once on the document page
@@ -47,9 +47,8 @@ def _walk(rows: list[Row], value: Any, path: str, label: str, depth: int, offset
         kind = "object" if isinstance(value, dict) else "array"
         size = f"{{{len(value)} keys}}" if isinstance(value, dict) else f"[{len(value)} items]"
         rows.append(Row(depth, label, path, kind, size))
-        steps = _steps(value)
         start = offset if isinstance(value, list) else 0
-        shown = steps[start : start + PAGE_ITEMS] if isinstance(value, list) else steps
+        shown = _window(value, start) if isinstance(value, list) else _steps(value)
         for token, _pos, child in shown:
             _walk(rows, child, path + pointers.join([token]), token, depth + 1, 0)
         end = start + len(shown)
@@ -68,13 +67,23 @@ def _walk(rows: list[Row], value: Any, path: str, label: str, depth: int, offset
     rows.append(Row(depth, label, path, "leaf", render(value, 200)))
 
 
+def _window(items: list[Any], start: int) -> list[tuple[str, str, Any]]:
+    """``_steps`` of one page of an array (id steps when the whole array has unique ids),
+    without building the steps of the other items."""
+    window = items[start : start + PAGE_ITEMS]
+    by_id = is_id_array(items) and len({str(x["id"]) for x in items}) == len(items)
+    return [
+        (f"[id={x['id']}]" if by_id else str(i), str(i), x) for i, x in enumerate(window, start)
+    ]
+
+
 def activity(vault: Vault) -> dict[str, dict[str, Any]]:
     """Each agent's latest commit on main among the newest ``ACTIVITY_COMMITS`` (trailers only)."""
     head = vault.store.ref("refs/heads/main")
     seen: dict[str, dict[str, Any]] = {}
     if head is None:
         return seen
-    for n, commit in enumerate(vault.store.repo.walk(head, SortMode.TOPOLOGICAL | SortMode.TIME)):
+    for n, commit in enumerate(newest_first(vault.store.commit(head))):
         if n >= ACTIVITY_COMMITS:
             break
         agent = parse_trailers(commit.message).get("Agent-Id", commit.author.name)

@@ -41,13 +41,21 @@ def ids(entries: list[Any]) -> list[str | None]:
     return [e.commit or e.legacy_file for e in entries]
 
 
-@pytest.mark.parametrize("filters", [
-    {}, {"agent": "coder"}, {"source": "src1"}, {"key": "bugs"},
-    {"path": "/tasks/[id=T-002]/status"}, {"path": "/tasks/[id=T-002]"},
-    {"agent": "planner", "key": "tasks"},
-])
-def test_a_page_holds_what_log_finds_with_the_same_filters(history_vault: Vault,
-                                                          filters: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"agent": "coder"},
+        {"source": "src1"},
+        {"key": "bugs"},
+        {"path": "/tasks/[id=T-002]/status"},
+        {"path": "/tasks/[id=T-002]"},
+        {"agent": "planner", "key": "tasks"},
+    ],
+)
+def test_a_page_holds_what_log_finds_with_the_same_filters(
+    history_vault: Vault, filters: dict[str, str]
+) -> None:
     everything = page(history_vault.store, Filters(**filters), 0, 1000)
     assert ids(everything.entries) == ids(history_vault.log(**filters))  # type: ignore[arg-type]
     assert not everything.more
@@ -62,8 +70,7 @@ def test_pages_follow_each_other_without_overlap(history_vault: Vault) -> None:
 
 def test_a_filtered_page_counts_only_matches(history_vault: Vault) -> None:
     coder = ids(history_vault.log(agent="coder"))
-    first, second = (page(history_vault.store, Filters(agent="coder"), n * 3, 3)
-                     for n in range(2))
+    first, second = (page(history_vault.store, Filters(agent="coder"), n * 3, 3) for n in range(2))
     assert ids(first.entries) + ids(second.entries) == coder[:6]
     assert first.more
 
@@ -87,7 +94,9 @@ def test_revision_at_a_time_is_what_show_at_means(history_vault: Vault) -> None:
     middle = entries[len(entries) // 2]
     assert middle.time is not None
     for at in (str(middle.time), str(middle.time + 30)):
-        assert revision_at(history_vault.store, None, at).id == revision(
-            history_vault.store, None, at).id
+        assert (
+            revision_at(history_vault.store, None, at).id
+            == revision(history_vault.store, None, at).id
+        )
     with pytest.raises(InputError, match="history starts"):
         revision_at(history_vault.store, None, "2001-01-01")

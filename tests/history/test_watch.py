@@ -107,6 +107,12 @@ def test_a_merge_is_reported_once_as_the_merge_commit(vault: Vault, vault_path: 
     assert changes[-1].pointers == ("/tasks/[id=T-002]",)
 
 
+def test_vault_watch_is_the_same_watcher(vault: Vault, vault_path: Path) -> None:
+    w = vault.watch(key="tasks")
+    head = set_status(vault_path, "planner", "T-004", "in-review")
+    assert [c.commit for c in w.poll()] == [head]
+
+
 def test_since_replays_what_landed_after_a_revision(vault: Vault, vault_path: Path) -> None:
     start = vault.head()
     head = set_status(vault_path, "planner", "T-004", "in-review")
