@@ -18,9 +18,9 @@ without ``Changed:`` lines counts as changing every key whose blob differs from 
 So two hits in one task rank alike, and a hit in a key without ids ranks by the key's last
 change.
 
-There is no derived index: a sharded key is read chunk by chunk, and a chunk whose text
-contains none of the words is skipped unparsed (for ``regex``, every chunk is parsed). On
-100,000 items that is fast enough (see bench/query.py), and nothing can go stale.
+A sharded key is read chunk by chunk. A chunk that holds none of the words is skipped: the
+word index (:mod:`gitvault.wordindex`, derived and checked) rules it out without inflating it,
+and otherwise its text is tested before it is parsed. For ``regex`` every chunk is parsed.
 """
 
 from __future__ import annotations

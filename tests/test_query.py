@@ -319,3 +319,30 @@ def test_a_slice_of_a_sharded_key_gives_no_id_step_to_a_repeated_id(
     )
     paths = [m.path for m in query(v.store, "tasks[99990:].id", with_pointers=True).matches]
     assert paths[5] == "/tasks/99995/id" and paths[4] == "/tasks/[id=T-099994]/id"
+
+
+HOSTILE = [
+    "(" * 5000 + "a" + ")" * 5000,
+    "[" * 3000,
+    "tasks[?priority > 'x']",
+    "&foo",
+    "[&foo]",
+    "tasks[::0]",
+    "tasks[?status=='done'] | [::0]",
+    "abs('x')",
+    "sort_by(tasks, &tags)",
+    "\x00",
+    "`{bad json`.x",
+]
+
+
+@pytest.mark.parametrize("expression", HOSTILE)
+def test_a_hostile_expression_is_an_answer_or_a_one_line_error(
+    vault: Vault, expression: str
+) -> None:
+    try:
+        r = query(vault.store, expression, with_pointers=True, max_bytes=300)
+    except InputError as e:
+        assert e.exit_code == 1 and "\n" not in str(e)
+    else:
+        json.dumps(r.to_json(True))
