@@ -38,6 +38,10 @@ import pygit2
 MAGIC = b"GVW2"
 _ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
 _WORD = re.compile(r"\w+")
+_ESCAPE_BYTES = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|.)")
+_NOT_WORD = bytes(
+    c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 32 for c in range(256)
+)  # lowered ASCII: word bytes stay, the rest is a space
 ITEM_ID = re.compile(rb'\n    "id": ([^,\n]*)')  # an item's own id in a canonical array
 
 
@@ -56,9 +60,16 @@ class Entry:
 
     @classmethod
     def of(cls, chunk: bytes) -> Entry:
-        found = sorted(set(words(_ESCAPE.sub(" ", chunk.decode()))))
         ids = sorted(set(ITEM_ID.findall(chunk)))
-        return cls(("\n" + "\n".join(found) + "\n").encode(), b"\n" + b"\n".join(ids) + b"\n")
+        if chunk.isascii():  # the common case, at C speed: ASCII \w is [a-z0-9_] once lowered
+            text = _ESCAPE_BYTES.sub(b" ", chunk) if b"\\" in chunk else chunk
+            found = sorted(set(text.lower().translate(_NOT_WORD).split()))
+            listed = b"\n" + b"\n".join(found) + b"\n"
+        else:
+            listed = (
+                "\n" + "\n".join(sorted(set(words(_ESCAPE.sub(" ", chunk.decode()))))) + "\n"
+            ).encode()
+        return cls(listed, b"\n" + b"\n".join(ids) + b"\n")
 
     def dump(self) -> bytes:
         body = len(self.words).to_bytes(4, "big") + self.words + self.ids

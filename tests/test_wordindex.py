@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gitvault import Vault, codec, shards
 from gitvault.search import _Matcher
-from gitvault.wordindex import Entry, Want, words
+from gitvault.wordindex import _ESCAPE, Entry, Want, words
 
 from .conftest import fast
 
@@ -72,3 +72,10 @@ def test_a_word_in_a_string_is_never_ruled_out(values: list[str], word: str) -> 
         assert matcher.want is not None and matcher.want.maybe(entry)
     for v in values:  # a string equal to a query literal is never ruled out either
         assert Want([words(v)]).maybe(entry)
+
+
+@given(st.lists(st.text(st.characters(max_codepoint=127), max_size=30), min_size=1, max_size=8))
+def test_the_fast_ascii_word_list_is_the_unicode_one(values: list[str]) -> None:
+    chunk = shards.encode(shards.items(codec.dumps([{"k": v} for v in values])))
+    slow = sorted(set(words(_ESCAPE.sub(" ", chunk.decode()))))
+    assert Entry.of(chunk).words == ("\n" + "\n".join(slow) + "\n").encode()
