@@ -116,6 +116,10 @@ class WordIndex:
         self.root = os.path.join(vault_path, "gitvault-cache", "words")
         self.writable = True
         self.built = 0
+        try:
+            self.mode = os.stat(os.path.join(vault_path, "objects")).st_mode & 0o666
+        except OSError:
+            self.mode = 0o644
 
     def _path(self, oid: pygit2.Oid) -> str:
         hexid = str(oid)
@@ -137,6 +141,7 @@ class WordIndex:
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+                os.fchmod(fd, self.mode)  # as readable as the objects it is derived from
                 with os.fdopen(fd, "wb") as f:
                     f.write(entry.dump())
                 os.replace(tmp, path)  # whole or not at all; the check catches the rest
