@@ -108,8 +108,11 @@ def gc(vault: Vault) -> dict[str, Any]:
     r = subprocess.run(["git", "-C", vault.path, "gc", "--quiet"], capture_output=True, text=True)
     if r.returncode != 0:
         raise StorageError(f"git gc failed: {r.stderr.strip()}")
+    from .wordindex import prune
+
     return {"pruned_leases": pruned, "loose_before": before,
-            "loose_after": loose_objects(vault.path, exact=True)}
+            "loose_after": loose_objects(vault.path, exact=True),
+            "pruned_word_index": prune(vault.store)}
 
 
 def doctor(vault: Vault, fix: bool = False) -> Report:

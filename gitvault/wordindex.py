@@ -26,6 +26,7 @@ bytes write them (so that a skipped chunk's ids still count for id steps, see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -34,6 +35,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pygit2
+
+from . import shards
+from .storage import MAIN, Store
 
 MAGIC = b"GVW2"
 _ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
@@ -148,3 +152,31 @@ class WordIndex:
             except OSError:
                 self.writable = False
         return entry
+
+
+def prune(store: Store) -> int:
+    """Drop the entries of chunks that main no longer holds (``gitvault gc``); how many.
+
+    The index is a cache: an entry of an older revision's chunk is rebuilt if that revision is
+    read again, so keeping only main's bounds the folder by main's size.
+    """
+    root = os.path.join(store.path, "gitvault-cache", "words")
+    if not os.path.isdir(root):
+        return 0
+    keep: set[str] = set()
+    main = store.ref(MAIN)
+    if main is not None:
+        for oid in store.key_blobs(store.commit(main).tree).values():
+            if store.is_tree(oid):
+                tree = store.repo[oid]
+                assert isinstance(tree, pygit2.Tree)
+                keep.update(str(o) for _, o in shards.entries(tree))
+    removed = 0
+    for fan in os.listdir(root):
+        folder = os.path.join(root, fan)
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if fan + name not in keep:
+                with contextlib.suppress(FileNotFoundError):  # a concurrent gc took it
+                    os.remove(os.path.join(folder, name))
+                    removed += 1
+    return removed
