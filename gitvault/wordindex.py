@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -144,6 +143,8 @@ class WordIndex:
             path = self._path(oid)
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                import tempfile  # only when writing (a few ms of imports otherwise)
+
                 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
                 os.fchmod(fd, self.mode)  # as readable as the objects it is derived from
                 with os.fdopen(fd, "wb") as f:
