@@ -132,10 +132,13 @@ def gc(vault: Vault) -> dict[str, Any]:
     r = subprocess.run(["git", "-C", vault.path, *GC_ARGS], capture_output=True, text=True)
     if r.returncode != 0:
         raise StorageError(f"git gc failed: {r.stderr.strip()}")
+    from gitvault.history.wordindex import prune
+
     head = vault.store.ref(MAIN)
     indexed = pathindex.build(vault.store, head) if head is not None else 0
     return {"pruned_leases": pruned, "path_index_commits": indexed, "loose_before": before,
-            "loose_after": loose_objects(vault.path, exact=True)}
+            "loose_after": loose_objects(vault.path, exact=True),
+            "pruned_word_index": prune(vault.store)}
 
 
 def doctor(vault: Vault, fix: bool = False) -> Report:

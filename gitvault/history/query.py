@@ -32,8 +32,9 @@ with id steps (``/tasks/[id=T-004]/status``), which ``show``, ``blame`` and ``lo
 key itself (``tasks[?cond]``, ``tasks[?cond].field``, ``tasks[?cond] | [:N]``, ``tasks[:N]``,
 ``tasks[5]``), keeping one chunk in memory besides the matches, and stopping at the last chunk
 needed when the answer is cut (``limit``, ``| [:N]``). A condition that requires a field to equal
-a string (``status=='blocked'``, also inside ``&&``) skips, unparsed, every chunk whose bytes do
-not contain that string. Any other expression reads the sharded key whole.
+a string (``status=='blocked'``, also inside ``&&``) skips every chunk that cannot hold it: the
+word index (:mod:`gitvault.wordindex`) rules most out without inflating them, the others'
+bytes are tested before parsing. Any other expression reads the sharded key whole.
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ def compile_expression(expression: str) -> Node:
     """The AST of a JMESPath expression; a bad one is a :class:`QueryError` with its position."""
     try:
         ast: Node = cast(Node, jparser.Parser().parse(expression).parsed)
+    except RecursionError:
+        raise QueryError(
+            f"the expression nests too deeply ({len(expression)} characters); write it flatter"
+        ) from None
     except jexc.JMESPathError as e:
         pos = getattr(e, "lex_position", getattr(e, "lexer_position", None))
         detail = str(e).split("\n")[0].rstrip(": ")
@@ -294,8 +299,10 @@ class _Run:
     def visit(self, node: Node, value: Any) -> Any:
         try:
             return self.interp.visit(cast(Any, node), value)
-        except jexc.JMESPathError as e:
+        except (jexc.JMESPathError, TypeError, ValueError) as e:  # e.g. 1 > 'x', [::0]
             raise InputError(f"the expression fails on the data: {e}") from None
+        except RecursionError:
+            raise InputError("the expression nests too deeply for the data") from None
 
     def hit(self, item: Any, tokens: list[str], id_tokens: list[str]) -> Match | None:
         """The match an item of the projected array gives (None: filtered out, or null)."""
@@ -534,6 +541,22 @@ def _value(run: _Run) -> list[Match]:
     return _post(run, value, [here])
 
 
+def _check_json(value: Any) -> None:
+    """Refuse a result that is not JSON: an expression reference (``&field``) on its own."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack += v.values()
+        elif isinstance(v, list):
+            stack += v
+        elif not (v is None or isinstance(v, str | int | float | bool)):
+            raise InputError(
+                "the expression returns an expression reference (&...), which is "
+                "not a value; use it inside sort_by(), max_by() or min_by()"
+            )
+
+
 def query(
     store: Store,
     expression: str,
@@ -570,6 +593,8 @@ def query(
             matches = _value(run)
     more = upto is not None and len(matches) > upto
     window = matches[offset:upto]
+    for m in window:
+        _check_json(m.value)
     fit = page([m.to_json() if with_pointers else m.value for m in window], max_bytes)
     shown = window[: len(fit.items)]
     cut = len(shown) < len(window)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,34 @@ class Snapshot:
             if hi is not None and starts[k] >= hi:
                 break
             yield starts[k], self.store.repo.odb.read(entries[k][1])[1]  # no Blob object
+
+    def find_id(self, key: str, ident: str) -> int | None:
+        """The index of the item an id step ``[id=ident]`` names in a sharded key (a string
+        id first, else an integer one, as :func:`gitvault.pointers.step`), reading only the
+        chunks whose item ids (from the word index, else their bytes) hold it."""
+        tree = self.sharded(key)
+        assert tree is not None
+        wants: list[str | int] = [ident]
+        if re.fullmatch(r"-?\d+", ident):
+            wants.append(int(ident))
+        for want in wants:
+            raw = b"\n" + orjson.dumps(want).split(b",", 1)[0] + b"\n"
+            for name, oid in shards.entries(tree):
+                entry = self.index.get(oid)
+                if entry is None:
+                    data = self.store.repo.odb.read(oid)[1]
+                    entry = (
+                        self.index.put(oid, data)
+                        if self.index.writable
+                        else Entry(b"", b"\n" + b"\n".join(ITEM_ID.findall(data)) + b"\n")
+                    )
+                if raw not in entry.ids:
+                    continue
+                for j, item in enumerate(self.parse_chunk(self.store.repo.odb.read(oid)[1])):
+                    found = item.get("id") if isinstance(item, dict) else None
+                    if type(found) is type(want) and found == want:
+                        return int(name[:8]) + j
+        return None
 
     def ids_before(self, key: str, lo: int) -> Iterator[list[bytes]]:
         """The item ids (as the chunks write them) of each chunk before the one that holds

@@ -18,9 +18,9 @@ without ``Changed:`` lines counts as changing every key whose blob differs from 
 So two hits in one task rank alike, and a hit in a key without ids ranks by the key's last
 change.
 
-There is no derived index: a sharded key is read chunk by chunk, and a chunk whose text
-contains none of the words is skipped unparsed (for ``regex``, every chunk is parsed). On
-100,000 items that is fast enough (see bench/query.py), and nothing can go stale.
+A sharded key is read chunk by chunk. A chunk that holds none of the words is skipped: the
+word index (:mod:`gitvault.wordindex`, derived and checked) rules it out without inflating it,
+and otherwise its text is tested before it is parsed. For ``regex`` every chunk is parsed.
 """
 
 from __future__ import annotations
@@ -293,27 +293,37 @@ class _Scan:
         """The hits under the value at pointer ``path`` (id steps allowed)."""
         snap = self.snap
         tokens = pointers.split(path)
+        given, asked = list(tokens), path
         key = tokens[0]
         snap.require(key)
         if len(tokens) == 1:
             self.key(key)
             return
-        sparse = snap.sharded(key) is not None and tokens[1].isdigit()
-        if sparse:  # read the one chunk that holds the item
+        sparse = snap.sharded(key) is not None and (
+            tokens[1].isdigit() or tokens[1].startswith("[id=")
+        )
+        if sparse and not tokens[1].isdigit():  # an id step: the chunk whose ids hold it
+            found = snap.find_id(key, tokens[1][4:-1])
+            tokens[1] = str(found) if found is not None else "-"  # "-": no item
+            path = pointers.join(tokens)
+        if sparse and not tokens[1].isdigit():
+            doc: dict[str, Any] = {key: []}  # no such id: "does not exist" below
+        elif sparse:  # read the one chunk that holds the item
             item = snap.item(key, int(tokens[1]))
-            doc: dict[str, Any] = {key: [None] * int(tokens[1]) + [item]}
+            doc = {key: [None] * int(tokens[1]) + [item]}
         else:
             doc = {key: snap.value(key)}
         value = pointers.get(doc, path)
         where = history.positional(doc, path)
         if value is MISSING or where is None:
             raise InputError(
-                f"{path} does not exist at {snap.name}; check the pointer "
+                f"{asked} does not exist at {snap.name}; check the pointer "
                 "(e.g. /tasks/[id=T-004]) against `gitvault show`"
             )
         at = pointers.split(where)
-        if sparse:  # the other items were not read: no id step at that level
-            prefix = [*at[:2], *pointers.split(IdPaths(item).path(at[2:]))]
+        if sparse:  # the other items were not read: the step as given, or the index
+            step = given[1] if given[1].startswith("[id=") else at[1]
+            prefix = [at[0], step, *pointers.split(IdPaths(item).path(at[2:]))]
         else:
             prefix = pointers.split(IdPaths(doc).path(at))
         self.add(value, at, IdPaths(value), prefix)

@@ -26,18 +26,25 @@ bytes write them (so that a skipped chunk's ids still count for id steps, see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pygit2
 
+from gitvault.git import shards
+from gitvault.git.storage import MAIN, Store
+
 MAGIC = b"GVW2"
 _ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
 _WORD = re.compile(r"\w+")
+_ESCAPE_BYTES = re.compile(rb"\\(?:u[0-9a-fA-F]{4}|.)")
+_NOT_WORD = bytes(
+    c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 32 for c in range(256)
+)  # lowered ASCII: word bytes stay, the rest is a space
 ITEM_ID = re.compile(rb'\n    "id": ([^,\n]*)')  # an item's own id in a canonical array
 
 
@@ -56,9 +63,16 @@ class Entry:
 
     @classmethod
     def of(cls, chunk: bytes) -> Entry:
-        found = sorted(set(words(_ESCAPE.sub(" ", chunk.decode()))))
         ids = sorted(set(ITEM_ID.findall(chunk)))
-        return cls(("\n" + "\n".join(found) + "\n").encode(), b"\n" + b"\n".join(ids) + b"\n")
+        if chunk.isascii():  # the common case, at C speed: ASCII \w is [a-z0-9_] once lowered
+            text = _ESCAPE_BYTES.sub(b" ", chunk) if b"\\" in chunk else chunk
+            found = sorted(set(text.lower().translate(_NOT_WORD).split()))
+            listed = b"\n" + b"\n".join(found) + b"\n"
+        else:
+            listed = (
+                "\n" + "\n".join(sorted(set(words(_ESCAPE.sub(" ", chunk.decode()))))) + "\n"
+            ).encode()
+        return cls(listed, b"\n" + b"\n".join(ids) + b"\n")
 
     def dump(self) -> bytes:
         body = len(self.words).to_bytes(4, "big") + self.words + self.ids
@@ -105,6 +119,10 @@ class WordIndex:
         self.root = os.path.join(vault_path, "gitvault-cache", "words")
         self.writable = True
         self.built = 0
+        try:
+            self.mode = os.stat(os.path.join(vault_path, "objects")).st_mode & 0o666
+        except OSError:
+            self.mode = 0o644
 
     def _path(self, oid: pygit2.Oid) -> str:
         hexid = str(oid)
@@ -125,10 +143,41 @@ class WordIndex:
             path = self._path(oid)
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                import tempfile  # only when writing (a few ms of imports otherwise)
+
                 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+                os.fchmod(fd, self.mode)  # as readable as the objects it is derived from
                 with os.fdopen(fd, "wb") as f:
                     f.write(entry.dump())
                 os.replace(tmp, path)  # whole or not at all; the check catches the rest
             except OSError:
                 self.writable = False
         return entry
+
+
+def prune(store: Store) -> int:
+    """Drop the entries of chunks that main no longer holds (``gitvault gc``); how many.
+
+    The index is a cache: an entry of an older revision's chunk is rebuilt if that revision is
+    read again, so keeping only main's bounds the folder by main's size.
+    """
+    root = os.path.join(store.path, "gitvault-cache", "words")
+    if not os.path.isdir(root):
+        return 0
+    keep: set[str] = set()
+    main = store.ref(MAIN)
+    if main is not None:
+        for oid in store.key_blobs(store.commit(main).tree).values():
+            if store.is_tree(oid):
+                tree = store.repo[oid]
+                assert isinstance(tree, pygit2.Tree)
+                keep.update(str(o) for _, o in shards.entries(tree))
+    removed = 0
+    for fan in os.listdir(root):
+        folder = os.path.join(root, fan)
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if fan + name not in keep:
+                with contextlib.suppress(FileNotFoundError):  # a concurrent gc took it
+                    os.remove(os.path.join(folder, name))
+                    removed += 1
+    return removed

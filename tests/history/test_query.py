@@ -12,13 +12,15 @@ from typing import Any
 
 import jmespath
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gitvault import Vault
 from gitvault.core import pointers
 from gitvault.errors import InputError, QueryError
 from gitvault.history.query import query
 
-from ..conftest import Cli, fast
+from ..conftest import EXAMPLE, Cli, fast
 
 
 def expected(doc: Any, expression: str) -> list[Any]:
@@ -320,3 +322,82 @@ def test_a_slice_of_a_sharded_key_gives_no_id_step_to_a_repeated_id(
     )
     paths = [m.path for m in query(v.store, "tasks[99990:].id", with_pointers=True).matches]
     assert paths[5] == "/tasks/99995/id" and paths[4] == "/tasks/[id=T-099994]/id"
+
+
+HOSTILE = [
+    "(" * 5000 + "a" + ")" * 5000,
+    "[" * 3000,
+    "tasks[?priority > 'x']",
+    "&foo",
+    "[&foo]",
+    "tasks[::0]",
+    "tasks[?status=='done'] | [::0]",
+    "abs('x')",
+    "sort_by(tasks, &tags)",
+    "\x00",
+    "`{bad json`.x",
+]
+
+
+@pytest.mark.parametrize("expression", HOSTILE)
+def test_a_hostile_expression_is_an_answer_or_a_one_line_error(
+    vault: Vault, expression: str
+) -> None:
+    try:
+        r = query(vault.store, expression, with_pointers=True, max_bytes=300)
+    except InputError as e:
+        assert e.exit_code == 1 and "\n" not in str(e)
+    else:
+        json.dumps(r.to_json(True))
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Vault:
+    path = tmp_path_factory.mktemp("example") / "v.git"
+    Vault.init(path, EXAMPLE)
+    return Vault.open(path)
+
+
+JMES_BITS = st.sampled_from(
+    [
+        "tasks",
+        "[?",
+        "status",
+        "==",
+        "'done'",
+        "]",
+        ".",
+        "id",
+        "|",
+        "[0]",
+        "[:2]",
+        "@",
+        "*",
+        "length(",
+        ")",
+        "&",
+        "{a: ",
+        "}",
+        "`1`",
+        "[-1]",
+        "&&",
+        "||",
+        "!",
+        " ",
+        "roadmap",
+        "milestones",
+        "'",
+    ]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.lists(JMES_BITS, max_size=12).map("".join)))
+def test_any_expression_is_an_answer_or_a_one_line_error(example: Vault, expression: str) -> None:
+    try:
+        r = query(example.store, expression, with_pointers=True, limit=5, max_bytes=500)
+    except InputError as e:
+        assert e.exit_code == 1 and "\n" not in str(e)
+    else:
+        json.dumps(r.to_json(True))
+        assert r.values == expected(example.read(), expression)[: len(r.values)] or r.cut

@@ -169,3 +169,14 @@ def test_a_path_into_a_sharded_key_reads_one_chunk(big100k: Path) -> None:
 def test_words_outside_the_sharded_key_rank_with_their_own_recency(big100k: Path) -> None:
     r = search(Vault.open(big100k).store, "sqlite queue")
     assert r.hits[0].pointer == "/notes/db" and r.hits[0].score == 2
+
+
+def test_an_id_step_into_a_sharded_key_reads_only_the_chunk_with_that_id(big100k: Path) -> None:
+    store = Vault.open(big100k).store
+    r = search(store, "ship", path="/tasks/[id=T-077777]")
+    assert [(h.pointer, h.path) for h in r.hits] == [
+        ("/tasks/77777/title", "/tasks/[id=T-077777]/title")
+    ]
+    assert r.read == "chunks" and r.chunks_read <= 2
+    with pytest.raises(InputError, match=r"/tasks/\[id=T-999999\] does not exist"):
+        search(store, "ship", path="/tasks/[id=T-999999]")

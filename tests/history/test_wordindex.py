@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pygit2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +16,7 @@ from gitvault import Vault
 from gitvault.core import codec
 from gitvault.git import shards
 from gitvault.history.search import _Matcher
-from gitvault.history.wordindex import Entry, Want, words
+from gitvault.history.wordindex import _ESCAPE, Entry, Want, words
 
 from ..conftest import fast
 
@@ -74,3 +75,27 @@ def test_a_word_in_a_string_is_never_ruled_out(values: list[str], word: str) -> 
         assert matcher.want is not None and matcher.want.maybe(entry)
     for v in values:  # a string equal to a query literal is never ruled out either
         assert Want([words(v)]).maybe(entry)
+
+
+@given(st.lists(st.text(st.characters(max_codepoint=127), max_size=30), min_size=1, max_size=8))
+def test_the_fast_ascii_word_list_is_the_unicode_one(values: list[str]) -> None:
+    chunk = shards.encode(shards.items(codec.dumps([{"k": v} for v in values])))
+    slow = sorted(set(words(_ESCAPE.sub(" ", chunk.decode()))))
+    assert Entry.of(chunk).words == ("\n" + "\n".join(slow) + "\n").encode()
+
+
+def test_gc_keeps_only_the_entries_of_mains_chunks(copy: Path) -> None:
+    v = Vault.open(copy)
+    v.search("zanzibar")  # entries for every chunk of main
+    v.checkout("editor", 60)
+    v.checkin_patch(
+        "editor", [{"op": "replace", "path": "/tasks/3/title", "value": "moved"}], "edit", 0.5
+    )
+    Vault.open(copy).search("zanzibar")  # the new chunk's entry too
+    cache = copy / "gitvault-cache" / "words"
+    before = {p.parent.name + p.name for p in cache.rglob("*") if p.is_file()}
+    pruned = Vault.open(copy).gc()["pruned_word_index"]
+    after = {p.parent.name + p.name for p in cache.rglob("*") if p.is_file()}
+    tree = Vault.open(copy).store.repo.revparse_single("main:tasks")
+    assert isinstance(tree, pygit2.Tree)
+    assert after == {str(e.id) for e in tree} and pruned == len(before - after) >= 1
