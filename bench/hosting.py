@@ -13,7 +13,9 @@ the local checkin, and how long the servers took to set up.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +61,30 @@ def summary(name: str, times: list[float], local: float | None) -> str:
     )
 
 
+def multiplexed(ssh: Any, work: Path, n: int, local: float) -> str:
+    """The same over SSH with a client keeping one connection open (``ControlMaster``), as
+    docs/hosting.md suggests: only gitolite and git still start per command."""
+    assert ssh.ssh_config is not None
+    config = work / "ssh_config_mux"
+    config.write_text(
+        ssh.ssh_config.read_text()
+        + f"Host *\n  ControlMaster auto\n  ControlPath {work}/mux-%r@%h-%p\n"
+        "  ControlPersist 60\n"
+    )
+    old = os.environ["GIT_SSH_COMMAND"]
+    os.environ["GIT_SSH_COMMAND"] = f"ssh -F {config}"
+    try:
+        ssh.vault("bench-mux")
+        vault = RemoteVault(ssh.url(ADMIN, "bench-mux"), str(work / "cache-mux"))
+        row = summary("ssh, ControlMaster", checkins(vault, n), local)
+    finally:
+        subprocess.run(
+            ["ssh", "-F", str(config), "-O", "exit", f"{ADMIN}.gitvault.test"], capture_output=True
+        )
+        os.environ["GIT_SSH_COMMAND"] = old
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20)
@@ -82,6 +108,7 @@ def main() -> None:
                     times = checkins(RemoteVault(url, str(work / "cache")), args.n)
                     host = "gitolite" if server.kind == "ssh" else "apache"
                     rows.append(summary(f"{server.kind} ({host})", times, statistics.median(local)))
+                rows.append(multiplexed(ssh, work, args.n, statistics.median(local)))
     print(f"checkins of one agent, n={args.n} each, fsync off, servers on 127.0.0.1")
     for row in rows:
         print(row)

@@ -20,6 +20,10 @@ def main() -> None:
         code = via_daemon(sys.argv)
         if code is not None:
             raise SystemExit(code)
+    if args[:1] == ["hook"] and len(args) > 1 and not args[1].startswith("-"):
+        from gitvault.hooks import main as run_hook  # the shims: no typer start-up per push
+
+        run_hook(args[1:])
     from gitvault.cli import main as run_here
 
     run_here()

@@ -21,6 +21,7 @@ a host push plain commits.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -73,7 +74,7 @@ class Integrator:
 
     def __post_init__(self) -> None:
         self.path = cache_path(self.url + "#integrate", self.workdir)
-        if not pygit2.discover_repository(self.path):
+        if not os.path.isdir(self.path):
             _git("init", "--quiet", "--bare", self.path)
             _git("-C", self.path, "config", "gitvault.fsync", "false")  # a cache, refetched
 

@@ -336,3 +336,30 @@ def test_an_access_file_with_a_section_this_gitvault_does_not_know_is_refused() 
     with pytest.raises(InputError, match="unknown section"):
         Rules.from_json(bad)
     assert Rules.from_json({"admins": [], "grants": {}}).present
+
+
+def test_identity_from_env_reads_only_the_variables_the_vault_names(
+    hosted: Vault, git: Git, tmp_path: Path
+) -> None:
+    """A host of one's own (a forced ssh command setting GITVAULT_USER, say): the vault names
+    the variable; REMOTE_USER, which that host never sets, is ignored."""
+    g = git_in(Path(hosted.path))
+    g("config", "gitvault.identityFrom", "env")
+    g("config", "gitvault.identityVariables", "GITVAULT_TEST_USER")
+    c = work(hosted, tmp_path, "alice")
+    edit(c, "roadmap.json", '"vision": "Every', '"vision": "Alice: every')
+    commit(c, "alice", "Agent-Id=alice", "Source=s")
+    before = refs(git)
+    r = push_as("alice", c, "refs/heads/agents/alice")  # REMOTE_USER only
+    assert r.returncode != 0 and report_of(r.stderr)["rule"] == "gitvault.requireIdentity"
+    assert refs(git) == before
+    top = c("rev-parse", "--show-toplevel").strip()
+    env = {**os.environ, "GITVAULT_TEST_USER": "alice"}
+    r = subprocess.run(
+        ["git", "-C", top, "push", "origin", "HEAD:refs/heads/agents/alice"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert hosted.read()["roadmap"]["vision"].startswith("Alice")
