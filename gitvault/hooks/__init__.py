@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ import pygit2
 from pygit2.enums import SortMode
 
 from gitvault.core import codec
-from gitvault.errors import CodecError, GitVaultError, InputError, LeaseError
+from gitvault.errors import CodecError, GitVaultError, InputError, LeaseError, from_os_error
 from gitvault.git import shards
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Store
@@ -392,9 +393,10 @@ def main(argv: list[str]) -> None:
     except GitVaultError as e:
         say(f"gitvault: {e}")
         code = e.exit_code
-    except OSError as e:
-        say("gitvault: " + f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
-        code = 1
+    except OSError as e:  # the same mapping as the CLI's and the MCP server's
+        mapped = from_os_error(e)
+        say(f"gitvault: {mapped}")
+        code = mapped.exit_code
     sys.stderr.flush()
     raise SystemExit(code)
 
