@@ -20,7 +20,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
-from . import changes, codec, integrate, schemas, settings, shards, upkeep
+from . import changes, codec, integrate, quarantine, schemas, settings, shards, upkeep
 from .codec import Document
 from .conflicts import ConflictStore
 from .errors import (
@@ -108,6 +108,7 @@ class Status:
     leases: list[Lease]
     conflicts: list[str]
     now: float = field(repr=False)
+    quarantined: list[quarantine.Entry] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,6 +118,7 @@ class Status:
             "keys": {k.key: {"size": k.size, "blob": k.blob} for k in self.keys},
             "leases": [x.to_json(self.now) for x in self.leases],
             "conflicts": self.conflicts,
+            "quarantined": [q.to_json() for q in self.quarantined],
         }
 
 
@@ -273,11 +275,12 @@ class Vault:
             commits = self.store.count_commits(head)
         conflicts = sorted(self.store.refs_under("refs/conflicts/"))
         return Status(self.path, str(head) if head else None, commits, keys, self.leases.all(),
-                      conflicts, self.clock())
+                      conflicts, self.clock(), list(quarantine.on_main(self.store).values()))
 
     # -- the four commands -----------------------------------------------------------------
     def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False) -> Checkout:
         """Take or renew ``agent``'s lease on the current main and return the document there."""
+        quarantine.check(self.store, agent)
         lease = self.leases.acquire(agent, ttl, exclusive)
         return Checkout(self.read(lease.base) if lease.base else {}, lease)
 
@@ -346,6 +349,7 @@ class Vault:
 
     def _checkin_files(self, agent: str, files: Mapping[str, bytes | pygit2.Oid],
                        prov: Provenance, policy: str, lease: int | None) -> CheckinResult:
+        quarantine.check(self.store, agent)
         made: tuple[tuple[int, str], list[str], pygit2.Commit | None] | None = None
         for _attempt in range(CHECKIN_ATTEMPTS):
             current = self.leases.get(agent)
@@ -578,6 +582,8 @@ class Vault:
         prov = Provenance(kept.agent, t.get("Source") or "resolve",
                           parse_confidence(t.get("Confidence")), t.get("Justification", ""))
         resolver = check_agent(agent or kept.agent)
+        quarantine.check(self.store, resolver)
+        quarantine.check(self.store, kept.agent)
         extra = [("Resolved-By", resolver), ("Conflict", kept.id)]
         for _attempt in range(CHECKIN_ATTEMPTS):
             main = self.store.commit(self._main())
@@ -714,6 +720,7 @@ class Vault:
         tip_oid = self.store.ref(ref)
         if agent is None or tip_oid is None:
             raise InputError(f"{ref} is not a pushed agent branch of this vault")
+        quarantine.check(self.store, agent)
         tip = self.store.commit(tip_oid)
         t = parse_trailers(tip.message)
         prov = Provenance(agent, t.get("Source") or "push", parse_confidence(t.get("Confidence")),
@@ -781,6 +788,49 @@ class Vault:
         from . import history
 
         return history.blame(self.store, path, rev or MAIN)
+
+    # -- undo (see gitvault.undo and gitvault.exposure) ------------------------------------
+    def revert(self, revs: list[str], by: str, source: str,
+               confidence: float | str | None = None, justification: str = "",
+               path: str | None = None, on_conflict: str | None = None,
+               dry_run: bool = False) -> Any:
+        """Undo the changes of ``revs`` as one new commit on main (a 3-way merge)."""
+        from . import undo
+
+        return undo.revert(self, revs, by, source, confidence, justification, path,
+                           on_conflict, dry_run)
+
+    def restore(self, rev: str | None = None, *, at: str | None = None, by: str, source: str,
+                confidence: float | str | None = None, justification: str = "",
+                path: str | None = None, dry_run: bool = False) -> Any:
+        """Put the document (or the value at ``path``) back as it was at ``rev``/``at``."""
+        from . import undo
+
+        return undo.restore(self, rev, at, by, source, confidence, justification, path,
+                            dry_run)
+
+    def quarantine(self, agent: str, *, by: str, source: str, since: str | None = None,
+                   until: str | None = None, justification: str = "", dry_run: bool = False,
+                   with_derived: bool = False, on_conflict: str | None = None) -> Any:
+        """Undo what ``agent`` wrote in the window and refuse its writes until lifted."""
+        from . import undo
+
+        return undo.quarantine_agent(self, agent, by, source, since, until, justification,
+                                     dry_run, with_derived, on_conflict)
+
+    def lift_quarantine(self, agent: str, *, by: str, source: str = "quarantine",
+                        justification: str = "") -> Any:
+        """End ``agent``'s quarantine; None when it was not quarantined."""
+        from . import undo
+
+        return undo.lift(self, agent, by, source, justification)
+
+    def exposure(self, rev: str | None = None, *, agent: str | None = None,
+                 since: str | None = None, until: str | None = None) -> list[Any]:
+        """Later commits whose writers had the bad change in their lease base."""
+        from . import exposure
+
+        return exposure.report(self.store, self._main(), rev, agent, since, until)
 
     def checkin_patch(self, agent: str, patch: list[dict[str, Any]], source: str,
                       confidence: float | str | None = None, justification: str = "",

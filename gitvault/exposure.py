@@ -1,0 +1,154 @@
+"""What a bad write reached: the later commits whose writers had it in their lease base.
+
+A checkin records in ``Base:`` the commit its agent had checked out (a pushed branch's merge
+records the merge base), so a later commit whose base contains the bad commit was written by
+someone who may have read the bad values. Each such commit is listed with the pointers it
+changed (its ``Changed:`` index, or a blob diff when it has none) and classified:
+
+- ``derived``: it changed a value the bad change had written (or one inside or around it), so
+  it may have built on it; ``quarantine --with-derived`` reverts these too;
+- ``exposed``: it only changed other values; a person decides.
+
+Only main's first-parent chain is walked: each checkin, merge or push is on it exactly once,
+and a merge's index is what it brought in. One walk, then a dictionary probe per pointer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pygit2
+
+from . import changes, pointers
+from .errors import GitVaultError, InputError
+from .history import _iso
+from .provenance import parse_trailers, trailer_values
+from .storage import Store
+
+
+@dataclass(frozen=True)
+class Exposed:
+    commit: str
+    agent: str
+    time: int
+    iso: str
+    base: str
+    kind: str  # "derived" | "exposed"
+    pointers: list[str]  # what it changed
+    touched: list[str]  # of those, the ones overlapping what the bad change wrote
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commit": self.commit, "agent": self.agent, "time": self.time, "iso": self.iso,
+                "base": self.base, "kind": self.kind, "pointers": self.pointers,
+                "touched": self.touched}
+
+
+def changed_pointers(store: Store, commit: pygit2.Commit) -> list[str]:
+    """The commit's ``Changed:`` index, or the same computed from its blobs."""
+    found = list(trailer_values(commit.message, changes.TRAILER))
+    if found:
+        return found
+    parent = commit.parents[0].tree if commit.parents else None
+    return changes.between(store, parent, commit.tree)
+
+
+def _overlap(a: list[str], b: list[str]) -> bool:
+    """One names a value inside (or equal to) the other. A positional step and an id step of
+    the same array cannot be told apart from the index alone: counted as overlapping."""
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            return x.startswith("[id=") != y.startswith("[id=")
+    return True
+
+
+def _base_of(store: Store, commit: pygit2.Commit) -> pygit2.Oid | None:
+    raw = parse_trailers(commit.message).get("Base", "")
+    try:
+        oid = pygit2.Oid(hex=raw)
+        store.commit(oid)
+        return oid
+    except (ValueError, GitVaultError):  # "none", or not a commit of this vault
+        pass
+    if len(commit.parents) > 1:
+        return store.repo.merge_base(commit.parent_ids[0], commit.parent_ids[1])
+    return commit.parent_ids[0] if commit.parent_ids else None
+
+
+def _is_undo(commit: pygit2.Commit) -> bool:
+    t = parse_trailers(commit.message)
+    return "Reverts" in t or "Restores" in t
+
+
+def exposure(store: Store, head: pygit2.Oid, bad: Sequence[pygit2.Commit]) -> list[Exposed]:
+    """Later commits of main (oldest first) whose writer's base held a commit of ``bad``."""
+    from .undo import agent_of, first_parents
+
+    chain = list(reversed(first_parents(store, head)))  # oldest first
+    pos = {c.id: i for i, c in enumerate(chain)}
+    bad_ids = {c.id for c in bad}
+    anchors: set[int] = set()
+    first_at: dict[str, list[tuple[list[str], int]]] = {}  # key -> (tokens, first position)
+    for c in bad:
+        at = pos.get(c.id)
+        if at is None:  # merged from a side branch: it reached main with the first merge of it
+            lo, hi = 0, len(chain) - 1
+            if not chain or not store.repo.descendant_of(chain[hi].id, c.id):
+                continue
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if store.repo.descendant_of(chain[mid].id, c.id):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            at = lo
+        anchors.add(at)
+        for p in changed_pointers(store, c):
+            tokens = pointers.split(p)
+            if tokens:
+                first_at.setdefault(tokens[0], []).append((tokens, at))
+    if not anchors:
+        return []
+    start = min(anchors)
+    out = []
+    for i in range(start + 1, len(chain)):
+        commit = chain[i]
+        if i in anchors or commit.id in bad_ids:
+            continue
+        base = _base_of(store, commit)
+        if base is None:
+            continue
+        base_pos = pos.get(base)
+        if base_pos is None:  # a base off the chain: ask git which bad commits it holds
+            held = [a for a in anchors if store.repo.descendant_of(base, chain[a].id)
+                    or base == chain[a].id]
+            base_pos = max(held, default=-1)
+        if base_pos < start:
+            continue
+        changed = changed_pointers(store, commit)
+        if not changed or _is_undo(commit):
+            continue  # nothing of the memory, or itself an undo (never withdraw an undo)
+        touched = []
+        for p in changed:
+            tokens = pointers.split(p)
+            if tokens and any(at <= base_pos and _overlap(t, tokens)
+                              for t, at in first_at.get(tokens[0], ())):
+                touched.append(p)
+        who = agent_of(commit)
+        out.append(Exposed(str(commit.id), who, commit.commit_time,
+                           _iso(commit.commit_time, commit.commit_time_offset), str(base),
+                           "derived" if touched else "exposed", changed, touched))
+    return out
+
+
+def report(store: Store, head: pygit2.Oid, rev: str | None = None, agent: str | None = None,
+           since: str | None = None, until: str | None = None) -> list[Exposed]:
+    """Exposure of one commit (``rev``), or of everything ``agent`` wrote in a window."""
+    from .undo import commits_by
+
+    if (rev is None) == (agent is None):
+        raise InputError("give a revision or --agent AGENT (with --since TIME), not both")
+    bad = [store.resolve(rev)] if rev is not None else commits_by(store, head, agent or "",
+                                                                   since, until)
+    return exposure(store, head, bad)
