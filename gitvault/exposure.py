@@ -40,9 +40,16 @@ class Exposed:
     touched: list[str]  # of those, the ones overlapping what the bad change wrote
 
     def to_json(self) -> dict[str, Any]:
-        return {"commit": self.commit, "agent": self.agent, "time": self.time, "iso": self.iso,
-                "base": self.base, "kind": self.kind, "pointers": self.pointers,
-                "touched": self.touched}
+        return {
+            "commit": self.commit,
+            "agent": self.agent,
+            "time": self.time,
+            "iso": self.iso,
+            "base": self.base,
+            "kind": self.kind,
+            "pointers": self.pointers,
+            "touched": self.touched,
+        }
 
 
 def changed_pointers(store: Store, commit: pygit2.Commit) -> list[str]:
@@ -121,8 +128,11 @@ def exposure(store: Store, head: pygit2.Oid, bad: Sequence[pygit2.Commit]) -> li
             continue
         base_pos = pos.get(base)
         if base_pos is None:  # a base off the chain: ask git which bad commits it holds
-            held = [a for a in anchors if store.repo.descendant_of(base, chain[a].id)
-                    or base == chain[a].id]
+            held = [
+                a
+                for a in anchors
+                if store.repo.descendant_of(base, chain[a].id) or base == chain[a].id
+            ]
             base_pos = max(held, default=-1)
         if base_pos < start:
             continue
@@ -132,23 +142,42 @@ def exposure(store: Store, head: pygit2.Oid, bad: Sequence[pygit2.Commit]) -> li
         touched = []
         for p in changed:
             tokens = pointers.split(p)
-            if tokens and any(at <= base_pos and _overlap(t, tokens)
-                              for t, at in first_at.get(tokens[0], ())):
+            if tokens and any(
+                at <= base_pos and _overlap(t, tokens) for t, at in first_at.get(tokens[0], ())
+            ):
                 touched.append(p)
         who = agent_of(commit)
-        out.append(Exposed(str(commit.id), who, commit.commit_time,
-                           _iso(commit.commit_time, commit.commit_time_offset), str(base),
-                           "derived" if touched else "exposed", changed, touched))
+        out.append(
+            Exposed(
+                str(commit.id),
+                who,
+                commit.commit_time,
+                _iso(commit.commit_time, commit.commit_time_offset),
+                str(base),
+                "derived" if touched else "exposed",
+                changed,
+                touched,
+            )
+        )
     return out
 
 
-def report(store: Store, head: pygit2.Oid, rev: str | None = None, agent: str | None = None,
-           since: str | None = None, until: str | None = None) -> list[Exposed]:
+def report(
+    store: Store,
+    head: pygit2.Oid,
+    rev: str | None = None,
+    agent: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> list[Exposed]:
     """Exposure of one commit (``rev``), or of everything ``agent`` wrote in a window."""
     from .undo import commits_by
 
     if (rev is None) == (agent is None):
         raise InputError("give a revision or --agent AGENT (with --since TIME), not both")
-    bad = [store.resolve(rev)] if rev is not None else commits_by(store, head, agent or "",
-                                                                   since, until)
+    bad = (
+        [store.resolve(rev)]
+        if rev is not None
+        else commits_by(store, head, agent or "", since, until)
+    )
     return exposure(store, head, bad)

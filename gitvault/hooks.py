@@ -34,7 +34,7 @@ from typing import Any, TextIO
 import pygit2
 from pygit2.enums import SortMode
 
-from . import changes, codec, schemas, shards
+from . import changes, codec, quarantine, schemas, shards
 from .errors import CodecError, GitVaultError, InputError
 from .provenance import (
     TRAILERS,
@@ -206,6 +206,7 @@ def check_push(store: Store, updates: list[Update]) -> list[str]:
             continue
         if u.new == ZERO:
             continue  # deleting one's own branch
+        problems += quarantine.push_problems(store, u.ref, agent, pygit2.Oid(hex=u.new))
         walker = repo.walk(pygit2.Oid(hex=u.new), SortMode.TOPOLOGICAL)
         for name in list(repo.references):
             if name.startswith("refs/heads/"):
@@ -353,7 +354,8 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
             say(line)
         if problems:
             lease_problem = any("lease" in p for p in problems)
-            _report(say, {"error": "PushRefused", "exit_code": 4 if lease_problem else 1,
+            code = 5 if any(quarantine.MARK in p for p in problems) else 4 if lease_problem else 1
+            _report(say, {"error": "PushRefused", "exit_code": code,
                           "message": "; ".join(problems)})
         return 1 if problems else 0
     if name == "post-receive":

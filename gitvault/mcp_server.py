@@ -29,7 +29,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import __version__, codec
+from . import __version__, codec, quarantine
 from .errors import GitVaultError, InputError, StorageError
 from .leases import Lease
 from .provenance import check_agent
@@ -178,7 +178,8 @@ def _plain(value: Any) -> Any:
 
 
 # -- the server ------------------------------------------------------------------------------
-def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
+def build_server(vault_path: str, agent: str | None = None,
+                 allow_quarantine: bool = False) -> MCPServer:
     """An MCP server for the vault at ``vault_path``, acting as ``agent`` when given.
 
     Opens the vault once up front so a wrong path fails at start, not at the first call.
@@ -188,7 +189,10 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
     configured = check_agent(agent) if agent is not None else None
 
     def vault() -> Vault:
-        return Vault.open(path)
+        v = Vault.open(path)
+        if configured is not None:  # a quarantined agent's server refuses every call
+            quarantine.check(v.store, configured)
+        return v
 
     def who(given: str | None) -> str:
         if configured is None:
@@ -368,6 +372,10 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
                                  agent=who(agent))
         return CheckinOutcome.of(result)
 
+    from .mcp_undo import register
+
+    register(tool, vault, who, AgentArg, PathArg, allow_quarantine)
+
     @server.resource("gitvault://main", name="main", title="The whole memory",
                      description="The current document on main, as canonical JSON.",
                      mime_type="application/json")
@@ -393,9 +401,9 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
 
 
 def run(vault_path: str, agent: str | None = None, transport: Transport = "stdio",
-        host: str = "127.0.0.1", port: int = 8765) -> None:
+        host: str = "127.0.0.1", port: int = 8765, allow_quarantine: bool = False) -> None:
     """Serve until the client hangs up (stdio) or the process is stopped (HTTP)."""
-    server = build_server(vault_path, agent)
+    server = build_server(vault_path, agent, allow_quarantine)
     if transport == "stdio":
         server.run("stdio")
     elif transport == "streamable-http":

@@ -17,13 +17,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pygit2
-from pygit2.enums import FileMode
+from pygit2.enums import FileMode, SortMode
 
 from . import codec
 from .errors import NotAllowed
+from .provenance import parse_trailers
 from .storage import MAIN, Store
 
 PATH = ".gitvault/quarantine.json"
+MARK = "is quarantined since"  # in every refusal's text (pre-receive maps it to exit code 5)
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,15 @@ def read(store: Store, tree: pygit2.Tree) -> dict[str, Entry]:
     out = {}
     for agent, row in data.items():
         if isinstance(row, dict):
-            out[agent] = Entry(agent, str(row.get("since", "")), str(row.get("by", "")),
-                               str(row.get("source", "")), str(row.get("justification", "")),
-                               row.get("window_since"), row.get("window_until"))
+            out[agent] = Entry(
+                agent,
+                str(row.get("since", "")),
+                str(row.get("by", "")),
+                str(row.get("source", "")),
+                str(row.get("justification", "")),
+                row.get("window_since"),
+                row.get("window_until"),
+            )
     return out
 
 
@@ -70,7 +78,11 @@ def refusal(entry: Entry) -> NotAllowed:
         f"agent {entry.agent!r} is quarantined since {entry.since} by {entry.by} "
         f"({entry.source}); nothing it writes is accepted until "
         f"`gitvault quarantine --lift {entry.agent}`",
-        rule="quarantine", agent=entry.agent, since=entry.since, by=entry.by)
+        rule="quarantine",
+        agent=entry.agent,
+        since=entry.since,
+        by=entry.by,
+    )
 
 
 def check(store: Store, agent: str) -> None:
@@ -88,6 +100,7 @@ def check(store: Store, agent: str) -> None:
 
 def changed_by(store: Store, old: pygit2.Tree | None, new: pygit2.Tree) -> bool:
     """Whether a commit changes the record (pushes may not)."""
+
     def oid(tree: pygit2.Tree | None) -> pygit2.Oid | None:
         try:
             return tree[PATH].id if tree is not None else None
@@ -102,9 +115,38 @@ def write(store: Store, tree: pygit2.Tree, entries: dict[str, Entry]) -> pygit2.
     index = pygit2.Index()
     index.read_tree(tree)
     if entries:
-        body = {a: {k: v for k, v in e.to_json().items() if k != "agent"}
-                for a, e in sorted(entries.items())}
+        body = {
+            a: {k: v for k, v in e.to_json().items() if k != "agent"}
+            for a, e in sorted(entries.items())
+        }
         index.add(pygit2.IndexEntry(PATH, store.write_blob(codec.dumps(body)), FileMode.BLOB))
     elif PATH in index:
         index.remove(PATH)
     return store.objects(functools.partial(index.write_tree, store.repo))
+
+
+def push_problems(store: Store, ref: str, agent: str | None, tip: pygit2.Oid) -> list[str]:
+    """Why pre-receive refuses a push for quarantine's sake: the branch's agent, or the writer
+    of a commit pushed to main, is quarantined; or a pushed commit changes the record."""
+    entries = on_main(store)
+    if agent is not None and agent in entries:
+        return [f"{ref}: {refusal(entries[agent])}"]
+    problems = []
+    walker = store.repo.walk(tip, SortMode.TOPOLOGICAL)
+    head = store.ref(MAIN)
+    if head is not None:
+        walker.hide(head)
+    for commit in walker:
+        writer = parse_trailers(commit.message).get("Agent-Id", commit.author.name)
+        if writer in entries:
+            problems.append(f"{ref} {str(commit.id)[:12]}: {refusal(entries[writer])}")
+        if (
+            all(changed_by(store, p.tree, commit.tree) for p in commit.parents)
+            if commit.parents
+            else changed_by(store, None, commit.tree)
+        ):
+            problems.append(
+                f"{ref} {str(commit.id)[:12]}: {PATH} changes only through "
+                "`gitvault quarantine`; leave it as it is"
+            )
+    return problems

@@ -189,3 +189,19 @@ class RemoteVault(Vault):
 
     def install_hooks(self) -> list[str]:
         raise InputError("install hooks on the machine that holds the vault")
+
+    def _local_only(self, what: str) -> Any:
+        raise InputError(f"{what} runs on the machine that holds the vault (a path, not a "
+                         "URL); `exposure` works from here")
+
+    def revert(self, *args: Any, **kwargs: Any) -> Any:
+        return self._local_only("revert")
+
+    def restore(self, *args: Any, **kwargs: Any) -> Any:
+        return self._local_only("restore")
+
+    def quarantine(self, *args: Any, **kwargs: Any) -> Any:
+        return self._local_only("quarantine")
+
+    def lift_quarantine(self, *args: Any, **kwargs: Any) -> Any:
+        return self._local_only("quarantine --lift")

@@ -41,7 +41,7 @@ from .errors import ConflictError, InputError, VaultBusy
 from .history import _Blobs, diff_documents, parse_time, revision, value_at
 from .jsonmerge import MISSING, Conflict
 from .leases import NOTES, iso, lease_ref
-from .merge import merge_trees
+from .merge import Decide, merge_trees
 from .provenance import (
     Provenance,
     check_agent,
@@ -90,10 +90,18 @@ class UndoResult:
         return self.commit is None
 
     def to_json(self) -> dict[str, Any]:
-        return {"commit": self.commit, "reverted": self.reverted, "changed": self.changed,
-                "patch": self.patch, "conflicts": self.conflicts, "resolved": self.resolved,
-                "dry_run": self.dry_run, "kept": self.kept, "quarantine": self.quarantine,
-                "noop": self.noop}
+        return {
+            "commit": self.commit,
+            "reverted": self.reverted,
+            "changed": self.changed,
+            "patch": self.patch,
+            "conflicts": self.conflicts,
+            "resolved": self.resolved,
+            "dry_run": self.dry_run,
+            "kept": self.kept,
+            "quarantine": self.quarantine,
+            "noop": self.noop,
+        }
 
 
 @dataclass
@@ -148,8 +156,7 @@ def _key_value(store: Store, tree: pygit2.Tree | None, key: str) -> Any:
     return value_at(store, tree, pointers.join([key]))
 
 
-def _with_values(store: Store, tree: pygit2.Tree,
-                 edits: Iterable[tuple[str, Any]]) -> pygit2.Oid:
+def _with_values(store: Store, tree: pygit2.Tree, edits: Iterable[tuple[str, Any]]) -> pygit2.Oid:
     """``tree`` with each (pointer, value) of ``edits`` put in, in order."""
     docs: dict[str, Any] = {}
     for path, value in edits:
@@ -187,8 +194,9 @@ def _theirs(store: Store, step: Step) -> pygit2.Tree:
     return _tree(store, _with_values(store, ctree, [(step.path, old)]))
 
 
-def _run(store: Store, main: pygit2.Commit, steps: Sequence[Step], policy: str,
-         confidence: float) -> _Outcome:
+def _run(
+    store: Store, main: pygit2.Commit, steps: Sequence[Step], policy: str, confidence: float
+) -> _Outcome:
     """Every step merged into the result of the ones before; undecided conflicts keep the
     current value and are reported, so that one pass finds them all."""
     acc = main.tree
@@ -197,8 +205,11 @@ def _run(store: Store, main: pygit2.Commit, steps: Sequence[Step], policy: str,
         policy_decide = integrate.decider(store, policy, step.commit.id, main.id, confidence)
         undecided: list[Conflict] = []
 
-        def decide(c: Conflict, policy_decide: Any = policy_decide,
-                   undecided: list[Conflict] = undecided) -> tuple[str, str]:
+        def decide(
+            c: Conflict,
+            policy_decide: Decide | None = policy_decide,
+            undecided: list[Conflict] = undecided,
+        ) -> tuple[str, str]:
             choice = policy_decide(c) if policy_decide is not None else None
             if choice is None:
                 undecided.append(c)
@@ -207,11 +218,14 @@ def _run(store: Store, main: pygit2.Commit, steps: Sequence[Step], policy: str,
 
         outcome = merge_trees(store, step.commit.tree, acc, _theirs(store, step), decide)
         if outcome.tree is None:  # only .gitvault/ files conflict without asking; we keep them
-            raise InputError(f"cannot undo {str(step.commit.id)[:12]}: its .gitvault/ files "
-                             "conflict; undo touches memory keys only")
+            raise InputError(
+                f"cannot undo {str(step.commit.id)[:12]}: its .gitvault/ files "
+                "conflict; undo touches memory keys only"
+            )
         acc = _tree(store, outcome.tree)
-        out.decisions += [f"{c.path} -> {side} ({why})" for c, side, why in outcome.decisions
-                          if why != _UNDECIDED]
+        out.decisions += [
+            f"{c.path} -> {side} ({why})" for c, side, why in outcome.decisions if why != _UNDECIDED
+        ]
         for row in integrate.conflict_entries(store, step.commit.id, main.id, undecided):
             out.entries.append({**row, "reverting": str(step.commit.id)})
         out.undecided += [(c, step.commit) for c in undecided]
@@ -219,11 +233,18 @@ def _run(store: Store, main: pygit2.Commit, steps: Sequence[Step], policy: str,
     return out
 
 
-def _message(prov: Provenance, main: pygit2.Commit, verb: str, keys: list[str],
-             trailers: Iterable[tuple[str, str]], index: list[str]) -> str:
-    return message(subject_for(prov.agent, verb, keys),
-                   [*checkin_trailers(prov, "none", str(main.id)), *trailers,
-                    *changes.trailers(index)])
+def _message(
+    prov: Provenance,
+    main: pygit2.Commit,
+    verb: str,
+    keys: list[str],
+    trailers: Iterable[tuple[str, str]],
+    index: list[str],
+) -> str:
+    return message(
+        subject_for(prov.agent, verb, keys),
+        [*checkin_trailers(prov, "none", str(main.id)), *trailers, *changes.trailers(index)],
+    )
 
 
 def _keys_changed(store: Store, old: pygit2.Tree, new: pygit2.Tree) -> list[str]:
@@ -243,7 +264,9 @@ def _schema_gate(store: Store, tree: pygit2.Tree, keys: list[str]) -> None:
     if problems:
         raise schemas.SchemaError(
             f"the undone document fails its schema at {problems[0]['pointer']}: "
-            f"{problems[0]['message']}; nothing changed", problems)
+            f"{problems[0]['message']}; nothing changed",
+            problems,
+        )
 
 
 class _Undo:
@@ -255,12 +278,14 @@ class _Undo:
     def main(self) -> pygit2.Commit:
         return self.store.commit(self.vault._main())
 
-    def land(self, main: pygit2.Commit, tree: pygit2.Tree, msg: str,
-             revoke: str | None = None) -> pygit2.Oid | None:
+    def land(
+        self, main: pygit2.Commit, tree: pygit2.Tree, msg: str, revoke: str | None = None
+    ) -> pygit2.Oid | None:
         """A commit of ``tree`` on main, if main is still ``main``; revokes a lease with it."""
         store = self.store
-        commit = store.write_commit(tree.id, [main.id], identity(self.prov.agent), msg,
-                                    self.vault.clock())
+        commit = store.write_commit(
+            tree.id, [main.id], identity(self.prov.agent), msg, self.vault.clock()
+        )
 
         def fn(rtx: RefTx) -> bool:
             if rtx.get(MAIN) != main.id:
@@ -273,8 +298,13 @@ class _Undo:
         names = [MAIN, NOTES, lease_ref(revoke)] if revoke is not None else [MAIN]
         return commit if store.transact(names, fn, msg.split("\n", 1)[0]) else None
 
-    def keep(self, main: pygit2.Commit, steps: Sequence[Step], out: _Outcome,
-             reverts: list[tuple[str, str]]) -> ConflictError:
+    def keep(
+        self,
+        main: pygit2.Commit,
+        steps: Sequence[Step],
+        out: _Outcome,
+        reverts: list[tuple[str, str]],
+    ) -> ConflictError:
         """Keep the conflicting undo for ``resolve`` and describe it (see the module doc)."""
         store, prov = self.store, self.prov
         if len(steps) == 1:
@@ -290,36 +320,62 @@ class _Undo:
                         seen.add(c.path)
                         expected.append((c.path, c.base))
                 btree = _tree(store, _with_values(store, main.tree, expected))
-                theirs = _tree(store, _with_values(store, out.tree,
-                                                   [(c.path, c.theirs) for c, _ in out.undecided]))
+                theirs = _tree(
+                    store,
+                    _with_values(store, out.tree, [(c.path, c.theirs) for c, _ in out.undecided]),
+                )
             except InputError as e:
-                return ConflictError(f"{len(out.entries)} conflict(s) undoing; not kept ({e})",
-                                     {"conflicts": out.entries})
-            bmsg = message(subject_for(prov.agent, "revert base", _keys_changed(
-                store, main.tree, btree)), [*checkin_trailers(prov, "none", str(main.id)),
-                ("Undo-Base", "what the revert expected to find")])
-            base = store.commit(store.write_commit(btree.id, [main.id], identity(prov.agent),
-                                                   bmsg, self.vault.clock()))
+                return ConflictError(
+                    f"{len(out.entries)} conflict(s) undoing; not kept ({e})",
+                    {"conflicts": out.entries},
+                )
+            bmsg = message(
+                subject_for(prov.agent, "revert base", _keys_changed(store, main.tree, btree)),
+                [
+                    *checkin_trailers(prov, "none", str(main.id)),
+                    ("Undo-Base", "what the revert expected to find"),
+                ],
+            )
+            base = store.commit(
+                store.write_commit(
+                    btree.id, [main.id], identity(prov.agent), bmsg, self.vault.clock()
+                )
+            )
         keys = _keys_changed(store, base.tree, theirs)
-        msg = _message(prov, main, "revert", keys, reverts,
-                       changes.between(store, base.tree, theirs))
-        proposal = store.write_commit(theirs.id, [base.id], identity(prov.agent), msg,
-                                      self.vault.clock())
+        msg = _message(
+            prov, main, "revert", keys, reverts, changes.between(store, base.tree, theirs)
+        )
+        proposal = store.write_commit(
+            theirs.id, [base.id], identity(prov.agent), msg, self.vault.clock()
+        )
         kept = self.vault.conflicts.keep(prov.agent, proposal)
-        report = {"id": kept.id, "ref": kept.ref, "agent": prov.agent, "proposal": str(proposal),
-                  "base": str(base.id), "main": str(main.id), "conflicts": out.entries}
+        report = {
+            "id": kept.id,
+            "ref": kept.ref,
+            "agent": prov.agent,
+            "proposal": str(proposal),
+            "base": str(base.id),
+            "main": str(main.id),
+            "conflicts": out.entries,
+        }
         what = ", ".join(e["path"] for e in out.entries[:3])
         more = f" and {len(out.entries) - 3} more" if len(out.entries) > 3 else ""
         return ConflictError(
             f"undo conflicts at {what}{more} (changed since); main keeps them, the undo is kept "
             f"as {kept.ref}; finish with `gitvault resolve {kept.id} --take ours|theirs|FILE`",
-            report)
+            report,
+        )
 
 
-def _provenance(by: str, source: str, confidence: float | str | None,
-                justification: str) -> Provenance:
-    return Provenance(check_agent(by), source, parse_confidence(
-        1.0 if confidence is None else confidence), justification).check()
+def _provenance(
+    by: str, source: str, confidence: float | str | None, justification: str
+) -> Provenance:
+    return Provenance(
+        check_agent(by),
+        source,
+        parse_confidence(1.0 if confidence is None else confidence),
+        justification,
+    ).check()
 
 
 def _policy(vault: Vault, on_conflict: str | None) -> str:
@@ -346,10 +402,16 @@ def step_of(commit: pygit2.Commit, path: str | None = None) -> Step:
     return Step(commit, commit.parents[0].tree if commit.parents else None, path)
 
 
-def undo_steps(vault: Vault, steps: Callable[[pygit2.Commit], list[Step]], prov: Provenance,
-               policy: str, dry_run: bool, what: str,
-               record: Callable[[pygit2.Tree], pygit2.Oid] | None = None,
-               revoke: str | None = None) -> UndoResult:
+def undo_steps(
+    vault: Vault,
+    steps: Callable[[pygit2.Commit], list[Step]],
+    prov: Provenance,
+    policy: str,
+    dry_run: bool,
+    what: str,
+    record: Callable[[pygit2.Tree], pygit2.Oid] | None = None,
+    revoke: str | None = None,
+) -> UndoResult:
     """The loop every undo shares: steps against the current main, then one commit."""
     u = _Undo(vault, prov, policy)
     store = vault.store
@@ -361,8 +423,15 @@ def undo_steps(vault: Vault, steps: Callable[[pygit2.Commit], list[Step]], prov:
         keys = _keys_changed(store, main.tree, out.tree)
         reverted = [str(s.commit.id) for s in todo]
         if dry_run:
-            return UndoResult(None, reverted, keys, _patch(store, main.tree, out.tree),
-                              out.entries, out.decisions, True)
+            return UndoResult(
+                None,
+                reverted,
+                keys,
+                _patch(store, main.tree, out.tree),
+                out.entries,
+                out.decisions,
+                True,
+            )
         if out.entries:
             if record is not None:  # the quarantine holds even though its undo waits
                 tree = _tree(store, record(main.tree))
@@ -377,20 +446,29 @@ def undo_steps(vault: Vault, steps: Callable[[pygit2.Commit], list[Step]], prov:
             return UndoResult(None, reverted, [], [], [], out.decisions)
         _schema_gate(store, tree, keys)
         index = changes.between(store, main.tree, tree)
-        msg = _message(prov, main, what, keys,
-                       [*reverts, *(("Resolved", d) for d in out.decisions)], index)
+        msg = _message(
+            prov, main, what, keys, [*reverts, *(("Resolved", d) for d in out.decisions)], index
+        )
         commit = u.land(main, tree, msg, revoke)
         if commit is not None:
-            return UndoResult(str(commit), reverted, keys, _patch(store, main.tree, tree), [],
-                              out.decisions)
+            return UndoResult(
+                str(commit), reverted, keys, _patch(store, main.tree, tree), [], out.decisions
+            )
     raise VaultBusy(what, ATTEMPTS)
 
 
 # -- the commands -------------------------------------------------------------------------
-def revert(vault: Vault, revs: Sequence[str], by: str, source: str,
-           confidence: float | str | None = None, justification: str = "",
-           path: str | None = None, on_conflict: str | None = None,
-           dry_run: bool = False) -> UndoResult:
+def revert(
+    vault: Vault,
+    revs: Sequence[str],
+    by: str,
+    source: str,
+    confidence: float | str | None = None,
+    justification: str = "",
+    path: str | None = None,
+    on_conflict: str | None = None,
+    dry_run: bool = False,
+) -> UndoResult:
     """Undo the changes of ``revs`` (only at ``path`` if given) as one new commit on main."""
     if not revs:
         raise InputError("name at least one commit to revert (e.g. main~1 or a commit id)")
@@ -402,16 +480,26 @@ def revert(vault: Vault, revs: Sequence[str], by: str, source: str,
     main = vault.store.commit(vault._main())
     for c in commits:
         if c.id != main.id and not vault.store.repo.descendant_of(main.id, c.id):
-            raise InputError(f"{str(c.id)[:12]} is not in main's history; only what reached "
-                             "main can be reverted")
+            raise InputError(
+                f"{str(c.id)[:12]} is not in main's history; only what reached main can be reverted"
+            )
 
-    return undo_steps(vault, lambda _main: [step_of(c, path) for c in commits], prov, policy,
-                      dry_run, "revert")
+    return undo_steps(
+        vault, lambda _main: [step_of(c, path) for c in commits], prov, policy, dry_run, "revert"
+    )
 
 
-def restore(vault: Vault, rev: str | None, at: str | None, by: str, source: str,
-            confidence: float | str | None = None, justification: str = "",
-            path: str | None = None, dry_run: bool = False) -> UndoResult:
+def restore(
+    vault: Vault,
+    rev: str | None,
+    at: str | None,
+    by: str,
+    source: str,
+    confidence: float | str | None = None,
+    justification: str = "",
+    path: str | None = None,
+    dry_run: bool = False,
+) -> UndoResult:
     """Put the document (or the value at ``path``) back as it was at ``rev`` or time ``at``.
 
     A deliberate overwrite, not a merge: what others wrote since at that place is replaced.
@@ -429,15 +517,22 @@ def restore(vault: Vault, rev: str | None, at: str | None, by: str, source: str,
         if path is None:
             tree = _tree(store, store.build_tree(main.tree, dict(store.key_blobs(past.tree))))
         else:
-            tree = _tree(store, _with_values(store, main.tree,
-                                             [(path, value_at(store, past.tree, path))]))
+            tree = _tree(
+                store, _with_values(store, main.tree, [(path, value_at(store, past.tree, path))])
+            )
         keys = _keys_changed(store, main.tree, tree)
         patch = _patch(store, main.tree, tree)
         if dry_run or not keys:
             return UndoResult(None, [], keys, patch, dry_run=dry_run)
         _schema_gate(store, tree, keys)
-        msg = _message(prov, main, "restore", keys, [("Restores", str(past.id))],
-                       changes.between(store, main.tree, tree))
+        msg = _message(
+            prov,
+            main,
+            "restore",
+            keys,
+            [("Restores", str(past.id))],
+            changes.between(store, main.tree, tree),
+        )
         commit = u.land(main, tree, msg)
         if commit is not None:
             return UndoResult(str(commit), [], keys, patch)
@@ -455,8 +550,9 @@ def agent_of(commit: pygit2.Commit) -> str:
     return parse_trailers(commit.message).get("Agent-Id", commit.author.name)
 
 
-def commits_by(store: Store, head: pygit2.Oid, agent: str, since: str | None = None,
-               until: str | None = None) -> list[pygit2.Commit]:
+def commits_by(
+    store: Store, head: pygit2.Oid, agent: str, since: str | None = None, until: str | None = None
+) -> list[pygit2.Commit]:
     """``agent``'s commits along main's first parents in the window, newest first.
 
     A merge counts with what it brought in (its diff from its first parent): that is the
@@ -464,15 +560,28 @@ def commits_by(store: Store, head: pygit2.Oid, agent: str, since: str | None = N
     """
     lo = parse_time(since) if since is not None else None
     hi = parse_time(until) if until is not None else None
-    return [c for c in first_parents(store, head)
-            if c.parents and agent_of(c) == agent
-            and (lo is None or c.commit_time >= lo) and (hi is None or c.commit_time <= hi)]
+    return [
+        c
+        for c in first_parents(store, head)
+        if c.parents
+        and agent_of(c) == agent
+        and (lo is None or c.commit_time >= lo)
+        and (hi is None or c.commit_time <= hi)
+    ]
 
 
-def quarantine_agent(vault: Vault, agent: str, by: str, source: str, since: str | None = None,
-                     until: str | None = None, justification: str = "",
-                     dry_run: bool = False, with_derived: bool = False,
-                     on_conflict: str | None = None) -> UndoResult:
+def quarantine_agent(
+    vault: Vault,
+    agent: str,
+    by: str,
+    source: str,
+    since: str | None = None,
+    until: str | None = None,
+    justification: str = "",
+    dry_run: bool = False,
+    with_derived: bool = False,
+    on_conflict: str | None = None,
+) -> UndoResult:
     """Undo ``agent``'s writes in the window, record the quarantine and revoke its lease."""
     from .exposure import exposure
 
@@ -482,17 +591,21 @@ def quarantine_agent(vault: Vault, agent: str, by: str, source: str, since: str 
     store = vault.store
     held = quarantine.on_main(store).get(agent)
     if held is not None:
-        raise InputError(f"{agent!r} is already quarantined since {held.since} by {held.by}; "
-                         f"lift it first with `gitvault quarantine --lift {agent}`")
-    entry = quarantine.Entry(agent, iso(vault.clock()), prov.agent, source, justification,
-                             since, until)
+        raise InputError(
+            f"{agent!r} is already quarantined since {held.since} by {held.by}; "
+            f"lift it first with `gitvault quarantine --lift {agent}`"
+        )
+    entry = quarantine.Entry(
+        agent, iso(vault.clock()), prov.agent, source, justification, since, until
+    )
 
     def steps(main: pygit2.Commit) -> list[Step]:
         bad = commits_by(store, main.id, agent, since, until)
         todo = list(bad)
         if with_derived and bad:
-            todo += [store.commit(e.commit) for e in exposure(store, main.id, bad)
-                     if e.kind == "derived"]
+            todo += [
+                store.commit(e.commit) for e in exposure(store, main.id, bad) if e.kind == "derived"
+            ]
         return [step_of(c) for c in _newest_first(store, todo)]
 
     def record(tree: pygit2.Tree) -> pygit2.Oid:
@@ -501,18 +614,30 @@ def quarantine_agent(vault: Vault, agent: str, by: str, source: str, since: str 
         return quarantine.write(store, tree, entries)
 
     try:
-        result = undo_steps(vault, steps, prov, policy, dry_run, f"quarantine {agent}", record,
-                            revoke=agent)
+        result = undo_steps(
+            vault, steps, prov, policy, dry_run, f"quarantine {agent}", record, revoke=agent
+        )
     except ConflictError as e:
-        raise ConflictError(f"{agent} is quarantined (its writes are refused from now on), but "
-                            f"its {e}", {**e.report, "quarantine": entry.to_json()}) from None
-    return UndoResult(result.commit, result.reverted, result.changed, result.patch,
-                      result.conflicts, result.resolved, result.dry_run, result.kept,
-                      entry.to_json())
+        raise ConflictError(
+            f"{agent} is quarantined (its writes are refused from now on), but its {e}",
+            {**e.report, "quarantine": entry.to_json()},
+        ) from None
+    return UndoResult(
+        result.commit,
+        result.reverted,
+        result.changed,
+        result.patch,
+        result.conflicts,
+        result.resolved,
+        result.dry_run,
+        result.kept,
+        entry.to_json(),
+    )
 
 
-def lift(vault: Vault, agent: str, by: str, source: str = "quarantine",
-         justification: str = "") -> quarantine.Entry | None:
+def lift(
+    vault: Vault, agent: str, by: str, source: str = "quarantine", justification: str = ""
+) -> quarantine.Entry | None:
     """End ``agent``'s quarantine (a commit on main); None when it was not quarantined."""
     check_agent(agent)
     prov = _provenance(by, source, None, justification or f"lift quarantine of {agent}")
