@@ -842,6 +842,7 @@ class Vault:
         The checkin is pinned to the lease the patch was applied to: if the agent renews its
         lease meanwhile (moving the base), it is fenced rather than applied to the wrong base.
         """
+        quarantine.check(self.store, agent)
         held = self._held(agent, lease)
         if held.base is not None:
             from . import patching

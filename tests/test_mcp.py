@@ -31,7 +31,7 @@ from .conftest import EXAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = {"checkout", "checkin", "release", "status", "log", "show", "diff", "blame",
-         "conflicts", "resolve"}
+         "conflicts", "resolve", "revert", "restore", "exposure"}
 Scenario = Callable[..., Awaitable[None]]
 
 

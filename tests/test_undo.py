@@ -184,7 +184,7 @@ def test_revert_of_a_sharded_key_change(empty_vault: Vault, git: Git) -> None:
 def test_restore_at_a_time_brings_the_whole_document_back(vault: Vault, cli: Cli) -> None:
     before = vault.read()
     when = vault.store.commit(vault.head() or "").commit_time
-    vault.clock = lambda: when + 100.0
+    vault = Vault.open(vault.path, clock=lambda: when + 100.0)
     change(vault, "coder", set_status("T-001", "later"))
     r = cli("restore", "--at", str(when + 50), "--by", "admin", "--source", "s", "--json")
     assert r.exit_code == 0, r.output
