@@ -27,6 +27,7 @@ the value before.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -38,10 +39,10 @@ from pygit2.enums import SortMode
 
 from . import changes, codec, integrate, pointers, quarantine, schemas
 from .errors import ConflictError, InputError, VaultBusy
-from .history import _Blobs, diff_documents, parse_time, revision, value_at
-from .jsonmerge import MISSING, Conflict
+from .history import _Blobs, diff_documents, parse_time, positional, revision, value_at
+from .jsonmerge import MISSING, Conflict, json_equal, merge3
 from .leases import NOTES, iso, lease_ref
-from .merge import Decide, merge_trees
+from .merge import merge_trees
 from .provenance import (
     Provenance,
     check_agent,
@@ -194,42 +195,182 @@ def _theirs(store: Store, step: Step) -> pygit2.Tree:
     return _tree(store, _with_values(store, ctree, [(step.path, old)]))
 
 
+class _Acc:
+    """The running result: a tree, plus keys changed in memory since (encoded on demand).
+
+    Most steps of a long undo touch one element each; keeping the parsed keys between steps
+    makes such a step a few dictionary operations instead of a tree merge (see :func:`_fast`).
+    """
+
+    def __init__(self, store: Store, tree: pygit2.Tree) -> None:
+        self.store, self._tree = store, tree
+        self.values: dict[str, Any] = {}  # parsed keys of the result (MISSING: deleted)
+        self.dirty: set[str] = set()
+
+    def value(self, key: str) -> Any:
+        if key not in self.values:
+            self.values[key] = _key_value(self.store, self._tree, key)
+        return self.values[key]
+
+    @property
+    def tree(self) -> pygit2.Tree:
+        if self.dirty:
+            files: dict[str, bytes | pygit2.Oid] = dict(self.store.key_blobs(self._tree))
+            for key in self.dirty:
+                files.pop(key + codec.BLOB_SUFFIX, None)
+                if self.values[key] is not MISSING:
+                    files[key + codec.BLOB_SUFFIX] = codec.dumps(self.values[key])
+            self._tree = _tree(self.store, self.store.build_tree(self._tree, files))
+            self.dirty.clear()
+        return self._tree
+
+    @tree.setter
+    def tree(self, tree: pygit2.Tree) -> None:
+        self._tree, self.values, self.dirty = tree, {}, set()
+
+
+class _Decider:
+    """The policy's decisions for one step; undecided conflicts keep the current value and
+    are noted, so that one pass over every step finds every conflict."""
+
+    def __init__(
+        self, store: Store, policy: str, step: Step, main: pygit2.Commit, confidence: float
+    ) -> None:
+        self.policy = integrate.decider(store, policy, step.commit.id, main.id, confidence)
+        self.undecided: list[Conflict] = []
+        self.decisions: list[str] = []
+
+    def decide(self, c: Conflict) -> tuple[str, str]:
+        choice = self.policy(c) if self.policy is not None else None
+        if choice is None:
+            self.undecided.append(c)
+            return "ours", _UNDECIDED
+        self.decisions.append(f"{c.path} -> {choice[0]} ({choice[1]})")
+        return choice
+
+    def value(self, c: Conflict) -> Any:
+        return c.ours if self.decide(c)[0] == "ours" else c.theirs
+
+
+def _fast(store: Store, blobs: _Blobs, acc: _Acc, step: Step, d: _Decider) -> bool:
+    """Undo a step element by element, when that is certainly what the tree merge gives.
+
+    The commit's ``Changed:`` index names the elements it changed (object members, or items
+    of an array of objects by id); nothing else differs between the commit and its parent.
+    So the 3-way merge of the whole tree changes only those elements, and for each of them it
+    is the structural merge of (base: the commit's element, ours: the result's, theirs: the
+    parent's), conflicts decided by the same policy. That is done here, on the parsed values
+    kept between steps. When anything is less clear (a whole key named, a positional item, an
+    element the commit or someone since deleted), False: the step goes through the tree merge.
+    """
+    index = changes.index_of(step.commit.message)
+    if index is None or step.path is not None or step.parent is None:
+        return False
+    todo: list[tuple[str, str, Any]] = []
+    found: list[Conflict] = []
+    for key, steps in index.keys.items():
+        if steps is None:
+            return False
+        cvalue = blobs.at(step.commit.tree, pointers.join([key]))
+        pvalue = blobs.at(step.parent, pointers.join([key]))
+        avalue = acc.value(key)
+        for token in steps:
+            for v in (cvalue, pvalue, avalue):
+                if not (isinstance(v, dict) or (isinstance(v, list) and token.startswith("[id="))):
+                    return False
+            ce, ae = pointers.step(cvalue, token), pointers.step(avalue, token)
+            if ce is MISSING or ae is MISSING:
+                return False
+            path = pointers.join([key, token])
+            merged = merge3(ce, ae, pointers.step(pvalue, token), prefix=path)
+            where = positional({key: avalue}, path) or path
+            found += [
+                dataclasses.replace(c, pointer=where + c.pointer[len(path) :])
+                for c in merged.conflicts
+            ]
+            todo.append((key, token, merged))
+    for key, token, merged in todo:  # certain now: decide (as the merge would) and apply
+        value = merged.value
+        if merged.conflicts:
+            path = pointers.join([key, token])
+            again = merge3(
+                pointers.step(blobs.at(step.commit.tree, pointers.join([key])), token),
+                pointers.step(acc.value(key), token),
+                pointers.step(blobs.at(step.parent, pointers.join([key])), token),
+                lambda c: d.value(_at(found, c)),
+                prefix=path,
+            )
+            value = again.value
+        put({key: acc.value(key)}, pointers.join([key, token]), value)
+        acc.dirty.add(key)
+    return True
+
+
+def _at(found: list[Conflict], c: Conflict) -> Conflict:
+    """The conflict as reported (positional pointer) for one found again while deciding."""
+    return next((f for f in found if f.path == c.path), c)
+
+
 def _run(
     store: Store, main: pygit2.Commit, steps: Sequence[Step], policy: str, confidence: float
 ) -> _Outcome:
     """Every step merged into the result of the ones before; undecided conflicts keep the
     current value and are reported, so that one pass finds them all."""
-    acc = main.tree
-    out = _Outcome(acc, [], [], [])
+    acc = _Acc(store, main.tree)
+    blobs = _Blobs(store)
+    out = _Outcome(main.tree, [], [], [])
     for step in steps:
-        policy_decide = integrate.decider(store, policy, step.commit.id, main.id, confidence)
-        undecided: list[Conflict] = []
+        d = _Decider(store, policy, step, main, confidence)
+        if not _fast(store, blobs, acc, step, d):
+            outcome = merge_trees(store, step.commit.tree, acc.tree, _theirs(store, step), d.decide)
+            if outcome.tree is None:  # only .gitvault/ files conflict unasked; undo keeps them
+                raise InputError(
+                    f"cannot undo {str(step.commit.id)[:12]}: its .gitvault/ files "
+                    "conflict; undo touches memory keys only"
+                )
+            acc.tree = _tree(store, outcome.tree)
+        out.decisions += d.decisions
+        out.undecided += [(c, step.commit) for c in d.undecided]
+    out.tree = acc.tree
+    out.entries = _rows(store, main, out.undecided)
+    return out
 
-        def decide(
-            c: Conflict,
-            policy_decide: Decide | None = policy_decide,
-            undecided: list[Conflict] = undecided,
-        ) -> tuple[str, str]:
-            choice = policy_decide(c) if policy_decide is not None else None
-            if choice is None:
-                undecided.append(c)
-                return "ours", _UNDECIDED
-            return choice
 
-        outcome = merge_trees(store, step.commit.tree, acc, _theirs(store, step), decide)
-        if outcome.tree is None:  # only .gitvault/ files conflict without asking; we keep them
-            raise InputError(
-                f"cannot undo {str(step.commit.id)[:12]}: its .gitvault/ files "
-                "conflict; undo touches memory keys only"
-            )
-        acc = _tree(store, outcome.tree)
-        out.decisions += [
-            f"{c.path} -> {side} ({why})" for c, side, why in outcome.decisions if why != _UNDECIDED
-        ]
-        for row in integrate.conflict_entries(store, step.commit.id, main.id, undecided):
-            out.entries.append({**row, "reverting": str(step.commit.id)})
-        out.undecided += [(c, step.commit) for c in undecided]
-    out.tree = acc
+def _rows(
+    store: Store, main: pygit2.Commit, undecided: list[tuple[Conflict, pygit2.Commit]]
+) -> list[dict[str, Any]]:
+    """Report rows as a checkin's, with each value's current writer found in one walk."""
+    writers = _writers(store, main, {c.path for c, _ in undecided if c.kind != "file"})
+    rows = []
+    for c, commit in undecided:
+        row: dict[str, Any] = {"pointer": c.pointer, "path": c.path, "kind": c.kind}
+        for name, v in (("base", c.base), ("current", c.ours), ("proposed", c.theirs)):
+            if v is not MISSING:
+                row[name] = v
+        w = writers.get(c.path)
+        row["current_writer"], row["current_commit"] = w if w else (None, None)
+        row["reverting"] = str(commit.id)
+        rows.append(row)
+    return rows
+
+
+def _writers(store: Store, main: pygit2.Commit, paths: set[str]) -> dict[str, tuple[str, str]]:
+    """Who last changed each value along main's first parents (one walk for all of them)."""
+    out: dict[str, tuple[str, str]] = {}
+    probes = {p: changes.Probe(pointers.split(p)) for p in paths}
+    blobs = _Blobs(store)
+    for commit in first_parents(store, main.id):
+        if not probes:
+            break
+        parent = commit.parents[0].tree if commit.parents else None
+        for path, probe in list(probes.items()):
+            if commit.parents and probe.rules_out(commit.message):
+                continue
+            now = blobs.at(commit.tree, path)
+            before = blobs.at(parent, path) if parent is not None else MISSING
+            if parent is None or not json_equal(now, before):
+                out[path] = (agent_of(commit), str(commit.id))
+                del probes[path]
     return out
 
 
