@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pygit2
+from pygit2.enums import FileMode
+
 from gitvault import Vault, changes, codec
 from gitvault.provenance import Provenance, checkin_trailers, identity, message, subject_for
 from gitvault.storage import MAIN
@@ -31,32 +34,40 @@ AGENTS = ["alice", "bob", "carol", "mallory"]
 
 
 def build(path: Path, commits: int, items: int, seed: int) -> tuple[Vault, str]:
-    """A vault with ``commits`` checkins; returns it and mallory's first commit."""
+    """A vault with ``commits`` checkins; returns it and an early commit of mallory's."""
     Vault.init(path)
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                   check=True)
-    vault = Vault.open(path)
-    store = vault.store
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+    )
+    repo = pygit2.Repository(str(path))
     rng = random.Random(seed)
     tasks = [{"id": f"T-{i:05d}", "status": "todo", "owner": "", "n": 0} for i in range(items)]
-    head = store.commit(store.ref(MAIN) or "")
+    head = repo[repo.references[MAIN].target].peel(pygit2.Commit)
+    old: bytes | None = None
     first_bad = ""
-    now = time.time() - commits
+    now = int(time.time()) - commits
     for i in range(commits + 1):
         agent = "seed" if i == 0 else rng.choice(AGENTS)
         if i:
             item = tasks[rng.randrange(items)]
             item[rng.choice(["status", "owner", "n"])] = f"{agent} {i}"
-        tree = store.repo[store.build_tree(head.tree, {"tasks.json": codec.dumps(tasks)})]
-        index = changes.between(store, head.tree, tree)  # type: ignore[arg-type]
+        data = codec.dumps(tasks)
+        tb = repo.TreeBuilder(head.tree)
+        tb.insert("tasks.json", repo.create_blob(data), FileMode.BLOB)
+        index = changes.key_changes("tasks", old, data)
+        old = data
         prov = Provenance(agent, "bench", 0.5, f"step {i}")
-        msg = message(subject_for(agent, "checkin", ["tasks"]),
-                      checkin_trailers(prov, i, str(head.id)) + changes.trailers(index))
-        oid = store.write_commit(tree.id, [head.id], identity(agent), msg, now + i)
-        head = store.commit(oid)
+        msg = message(
+            subject_for(agent, "checkin", ["tasks"]),
+            checkin_trailers(prov, i, str(head.id)) + changes.trailers(index),
+        )
+        who = identity(agent)
+        sig = pygit2.Signature(who.name, who.email, now + i, 0)
+        oid = repo.create_commit(None, sig, sig, msg, tb.write(), [head.id])
+        head = repo[oid].peel(pygit2.Commit)
         if agent == "mallory" and not first_bad and i > commits // 10:
             first_bad = str(oid)
-    store.repo.references.create(MAIN, head.id, force=True)
+    repo.references.create(MAIN, head.id, force=True)
     subprocess.run(["git", "--git-dir", str(path), "gc", "-q"], check=True)
     return Vault.open(path), first_bad
 
@@ -72,8 +83,12 @@ def timed(fn: Any, runs: int) -> tuple[float, Any]:
 
 def cli(path: Path, *args: str) -> Any:
     env = {**os.environ, "GITVAULT_DAEMON": "0"}
-    r = subprocess.run([sys.executable, "-m", "gitvault", "--vault", str(path), *args, "--json"],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "gitvault", "--vault", str(path), *args, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if r.returncode not in (0, 3):
         raise SystemExit(f"gitvault {' '.join(args)} failed: {r.stderr}")
     return json.loads(r.stdout)
@@ -90,32 +105,39 @@ def main() -> None:
         path = Path(tmp) / "v.git"
         t = time.perf_counter()
         vault, bad = build(path, args.commits, args.items, 17)
-        print(f"built {args.commits} commits in {time.perf_counter() - t:.1f} s",
-              file=sys.stderr)
+        print(f"built {args.commits} commits in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         results: dict[str, float] = {}
 
         def record(name: str, ms: float, detail: str) -> None:
             results[name] = ms
             print(json.dumps({"measure": name, "ms": round(ms, 1), "detail": detail}))
 
-        ms, r = timed(lambda: vault.quarantine("mallory", by="admin", source="bench",
-                                               dry_run=True), args.runs)
-        record("library quarantine --dry-run", ms,
-               f"{len(r.reverted)} commits undone, {len(r.conflicts)} conflicts")
+        ms, r = timed(
+            lambda: vault.quarantine("mallory", by="admin", source="bench", dry_run=True), args.runs
+        )
+        record(
+            "library quarantine --dry-run",
+            ms,
+            f"{len(r.reverted)} commits undone, {len(r.conflicts)} conflicts",
+        )
         ms, r = timed(lambda: vault.exposure(bad), args.runs)
         record("library exposure REV", ms, f"{len(r)} commits listed")
         ms, r = timed(lambda: vault.exposure(agent="mallory", since="2000-01-01"), args.runs)
         record("library exposure --agent", ms, f"{len(r)} commits listed")
-        ms, r = timed(lambda: cli(path, "quarantine", "mallory", "--by", "admin", "--dry-run"),
-                      args.runs)
+        ms, r = timed(
+            lambda: cli(path, "quarantine", "mallory", "--by", "admin", "--dry-run"), args.runs
+        )
         record("CLI quarantine --dry-run", ms, f"{len(r['reverted'])} commits undone")
         ms, r = timed(lambda: cli(path, "exposure", bad), args.runs)
         record("CLI exposure REV", ms, f"{len(r)} commits listed")
-        ms, r = timed(lambda: cli(path, "exposure", "--agent", "mallory", "--since",
-                                  "2000-01-01"), args.runs)
+        ms, r = timed(
+            lambda: cli(path, "exposure", "--agent", "mallory", "--since", "2000-01-01"), args.runs
+        )
         record("CLI exposure --agent", ms, f"{len(r)} commits listed")
-        print(f"\n{args.commits} commits, {args.items} items (median of {args.runs}):",
-              file=sys.stderr)
+        print(
+            f"\n{args.commits} commits, {args.items} items (median of {args.runs}):",
+            file=sys.stderr,
+        )
         for name, value in results.items():
             print(f"  {name:<32} {value:>10.0f} ms", file=sys.stderr)
 

@@ -382,8 +382,10 @@ def _message(
     trailers: Iterable[tuple[str, str]],
     index: list[str],
 ) -> str:
+    # "revert alice: tasks"; "quarantine mallory by alice: tasks"
+    subject = subject_for(f"by {prov.agent}" if " " in verb else prov.agent, verb, keys)
     return message(
-        subject_for(prov.agent, verb, keys),
+        subject,
         [*checkin_trailers(prov, "none", str(main.id)), *trailers, *changes.trailers(index)],
     )
 

@@ -74,14 +74,18 @@ def test_exposure_of_an_agent_since_a_time_through_the_cli(
     assert r.exit_code == 0, r.output
     rows = json.loads(r.output)
     assert [(x["commit"], x["kind"]) for x in rows] == [
-        (ids["carol"], "derived"), (ids["dave"], "exposed"), (ids["bob2"], "exposed"),
-        (ids["frank"], "derived")]
+        (ids["carol"], "derived"),
+        (ids["dave"], "exposed"),
+        (ids["bob2"], "exposed"),
+        (ids["frank"], "derived"),
+    ]
     text = cli("exposure", ids["bad"]).output
     assert ids["carol"][:12] in text and "derived" in text and "touched:" in text
 
 
-def test_exposure_needs_a_revision_or_an_agent(known: tuple[Vault, dict[str, str]],
-                                               cli: Cli) -> None:
+def test_exposure_needs_a_revision_or_an_agent(
+    known: tuple[Vault, dict[str, str]], cli: Cli
+) -> None:
     assert cli("exposure").exit_code == 1
     assert cli("exposure", "main", "--agent", "alice").exit_code == 1
 

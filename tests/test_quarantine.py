@@ -46,8 +46,9 @@ def test_quarantine_undoes_the_agents_writes_and_keeps_the_others(quarantined: V
     assert status_of(doc, "T-001") == "todo" and status_of(doc, "T-002") == "honest"
 
 
-def test_quarantine_is_recorded_on_main_and_shown_by_status(quarantined: Vault, git: Git,
-                                                            cli: Cli) -> None:
+def test_quarantine_is_recorded_on_main_and_shown_by_status(
+    quarantined: Vault, git: Git, cli: Cli
+) -> None:
     record = json.loads(git("show", "main:.gitvault/quarantine.json"))
     assert record["mallory"]["by"] == "admin" and record["mallory"]["source"] == "incident-9"
     st = json.loads(cli("status", "--json").output)
@@ -90,8 +91,9 @@ def test_a_quarantined_agent_is_refused_a_patch_checkin(quarantined: Vault, cli:
     assert json.loads(r.stdout)["rule"] == "quarantine"
 
 
-def test_a_quarantined_agent_cannot_push_until_lifted(vault: Vault, git: Git,
-                                                      tmp_path: Path) -> None:
+def test_a_quarantined_agent_cannot_push_until_lifted(
+    vault: Vault, git: Git, tmp_path: Path
+) -> None:
     clone = work(vault, tmp_path, "mallory")
     vault.quarantine("mallory", by="admin", source="incident-9")
     clone("pull", "-q", "origin", "main")
@@ -108,8 +110,9 @@ def test_a_quarantined_agent_cannot_push_until_lifted(vault: Vault, git: Git,
     assert vault.read()["roadmap"]["vision"].startswith("Mallory says")
 
 
-def test_a_push_may_not_change_the_quarantine_record(quarantined: Vault, git: Git,
-                                                     tmp_path: Path) -> None:
+def test_a_push_may_not_change_the_quarantine_record(
+    quarantined: Vault, git: Git, tmp_path: Path
+) -> None:
     clone = work(quarantined, tmp_path, "planner")
     top = Path(clone("rev-parse", "--show-toplevel").strip())
     (top / ".gitvault" / "quarantine.json").write_text("{}\n")
@@ -119,12 +122,15 @@ def test_a_push_may_not_change_the_quarantine_record(quarantined: Vault, git: Gi
     assert json.loads(git("show", "main:.gitvault/quarantine.json"))["mallory"]
 
 
-def test_a_quarantined_agents_mcp_server_refuses_every_call(tmp_path: Path,
-                                                            quarantined: Vault) -> None:
+def test_a_quarantined_agents_mcp_server_refuses_every_call(
+    tmp_path: Path, quarantined: Vault
+) -> None:
     async def scenario(bad: ClientSession, admin: ClientSession) -> None:
-        for tool, args in (("checkout", {}), ("status", {}),
-                           ("checkin", {"source": "s", "confidence": 0.5,
-                                        "justification": "", "patch": []})):
+        for tool, args in (
+            ("checkout", {}),
+            ("status", {}),
+            ("checkin", {"source": "s", "confidence": 0.5, "justification": "", "patch": []}),
+        ):
             error = await fail(bad, tool, **args)
             assert error["exit_code"] == 5 and error["rule"] == "quarantine", tool
         tools = {t.name for t in (await admin.list_tools()).tools}
@@ -134,8 +140,7 @@ def test_a_quarantined_agents_mcp_server_refuses_every_call(tmp_path: Path,
     run_with(tmp_path, Path(quarantined.path), "mallory", "admin")(scenario)
 
 
-def test_quarantine_over_mcp_needs_the_server_flag_and_lifts(tmp_path: Path,
-                                                             vault: Vault) -> None:
+def test_quarantine_over_mcp_needs_the_server_flag_and_lifts(tmp_path: Path, vault: Vault) -> None:
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     from .test_mcp import ROOT
@@ -143,9 +148,20 @@ def test_quarantine_over_mcp_needs_the_server_flag_and_lifts(tmp_path: Path,
     async def scenario() -> None:
         import sys
 
-        params = StdioServerParameters(command=sys.executable, cwd=ROOT, args=[
-            "-m", "gitvault", "mcp", "--vault", vault.path, "--agent", "admin",
-            "--allow-quarantine"])
+        params = StdioServerParameters(
+            command=sys.executable,
+            cwd=ROOT,
+            args=[
+                "-m",
+                "gitvault",
+                "mcp",
+                "--vault",
+                vault.path,
+                "--agent",
+                "admin",
+                "--allow-quarantine",
+            ],
+        )
         async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
             await s.initialize()
             out = await call(s, "quarantine", target="mallory", source="incident-9")
@@ -159,8 +175,7 @@ def test_quarantine_over_mcp_needs_the_server_flag_and_lifts(tmp_path: Path,
     assert Vault.open(vault.path).status().quarantined == []
 
 
-def test_quarantine_dry_run_prints_the_patch_and_changes_nothing(vault: Vault,
-                                                                 cli: Cli) -> None:
+def test_quarantine_dry_run_prints_the_patch_and_changes_nothing(vault: Vault, cli: Cli) -> None:
     change(vault, "mallory", "T-001", "poisoned")
     head = vault.head()
     r = cli("quarantine", "mallory", "--by", "admin", "--dry-run")

@@ -34,15 +34,16 @@ def set_status(task_id: str, value: str) -> Any:
     return lambda d: task(d, task_id).update(status=value)
 
 
-def test_revert_of_the_last_commit_restores_the_document_before_it(vault: Vault,
-                                                                   git: Git) -> None:
+def test_revert_of_the_last_commit_restores_the_document_before_it(vault: Vault, git: Git) -> None:
     before = vault.read()
     bad = change(vault, "coder", set_status("T-001", "wrong"))
     r = vault.revert([bad], by="admin", source="review")
     assert vault.read() == before and r.commit == vault.head()
     assert git("log", "-1", "--format=%(trailers:key=Reverts,valueonly)", "main").strip() == bad
     assert git("log", "-1", "--format=%an %(trailers:key=Agent-Id,valueonly)").split() == [
-        "admin", "admin"]
+        "admin",
+        "admin",
+    ]
     assert git("rev-list", "--count", f"{bad}..main").strip() == "1"  # history kept, one commit
     git("fsck", "--full")
 
@@ -106,8 +107,9 @@ def test_revert_with_a_path_undoes_only_that_value(vault: Vault) -> None:
     assert task(doc, "T-002")["status"] == "y"
 
 
-def test_several_revisions_become_one_commit_with_a_reverts_trailer_each(vault: Vault,
-                                                                         git: Git) -> None:
+def test_several_revisions_become_one_commit_with_a_reverts_trailer_each(
+    vault: Vault, git: Git
+) -> None:
     before = vault.read()
     first = change(vault, "coder", set_status("T-001", "a"))
     second = change(vault, "planner", set_status("T-001", "b"))  # on top of the first
@@ -132,8 +134,9 @@ def test_a_multi_commit_conflict_is_kept_so_resolve_sees_exactly_it(vault: Vault
     assert task(doc, "T-002")["status"] != "b"
 
 
-def test_blame_after_a_revert_names_the_reverter_and_log_shows_reverts(vault: Vault,
-                                                                       cli: Cli) -> None:
+def test_blame_after_a_revert_names_the_reverter_and_log_shows_reverts(
+    vault: Vault, cli: Cli
+) -> None:
     bad = change(vault, "coder", set_status("T-001", "wrong"))
     vault.revert([bad], by="reviewer-2", source="review")
     assert vault.blame("/tasks/[id=T-001]/status")[0].agent == "reviewer-2"
@@ -210,15 +213,19 @@ def test_restore_needs_exactly_one_of_rev_or_time(vault: Vault) -> None:
 
 
 # -- properties --------------------------------------------------------------------------
-values = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=4),
-                      lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
-                      max_leaves=6)
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abc"), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 docs = st.dictionaries(st.sampled_from(["k1", "k2", "k3"]), values, max_size=3)
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(first=docs, second=docs)
 def test_revert_of_the_last_commit_restores_the_previous_document_and_twice_is_identity(
     empty_vault: Vault, first: dict[str, Any], second: dict[str, Any]

@@ -95,8 +95,9 @@ class Agent:
 def history(tmp_path: Path) -> tuple[Vault, list[tuple[str, Op]]]:
     path = tmp_path / "v.git"
     Vault.init(path)
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                   check=True)
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+    )
     vault = Vault.open(path)
     vault.checkout("setup")
     vault.checkin("setup", seed(), "seed", 1.0)
@@ -166,6 +167,10 @@ def test_a_clean_quarantine_is_one_commit_that_reverts_and_records(
     assert r.commit == vault.head()
     assert len(r.reverted) >= sum(1 for who, _ in landed if who == BAD) // 2
     assert vault.read() == replay(landed, without=BAD)
-    out = subprocess.run(["git", "-C", vault.path, "show", "main:.gitvault/quarantine.json"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "-C", vault.path, "show", "main:.gitvault/quarantine.json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert '"by": "admin"' in out and BAD in out
