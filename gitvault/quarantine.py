@@ -126,8 +126,9 @@ def write(store: Store, tree: pygit2.Tree, entries: dict[str, Entry]) -> pygit2.
 
 
 def push_problems(store: Store, ref: str, agent: str | None, tip: pygit2.Oid) -> list[str]:
-    """Why pre-receive refuses a push for quarantine's sake: the branch's agent, or the writer
-    of a commit pushed to main, is quarantined; or a pushed commit changes the record."""
+    """Why pre-receive refuses a push for undo's sake: the branch's agent, or the writer of a
+    commit pushed to main, is quarantined; a pushed commit changes the record; or it claims
+    to be an undo (``exposure`` never lists undo commits, so the claim must not be forgeable)."""
     entries = on_main(store)
     if agent is not None and agent in entries:
         return [f"{ref}: {refusal(entries[agent])}"]
@@ -137,7 +138,13 @@ def push_problems(store: Store, ref: str, agent: str | None, tip: pygit2.Oid) ->
     if head is not None:
         walker.hide(head)
     for commit in walker:
-        writer = parse_trailers(commit.message).get("Agent-Id", commit.author.name)
+        trailers = parse_trailers(commit.message)
+        writer = trailers.get("Agent-Id", commit.author.name)
+        if "Reverts" in trailers or "Restores" in trailers:
+            problems.append(
+                f"{ref} {str(commit.id)[:12]}: Reverts:/Restores: are written by "
+                "`gitvault revert`/`restore` only; drop them"
+            )
         if writer in entries:
             problems.append(f"{ref} {str(commit.id)[:12]}: {refusal(entries[writer])}")
         if (

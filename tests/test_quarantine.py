@@ -200,3 +200,32 @@ def test_quarantine_since_undoes_only_the_window(vault: Vault) -> None:
 def test_quarantine_twice_is_refused(quarantined: Vault, cli: Cli) -> None:
     r = cli("quarantine", "mallory", "--by", "admin")
     assert r.exit_code == 1 and "already quarantined" in r.output
+
+
+def test_a_push_may_not_claim_to_be_an_undo(vault: Vault, tmp_path: Path) -> None:
+    clone = work(vault, tmp_path, "mallory")
+    edit(clone, "roadmap.json", '"vision": "Every', '"vision": "Hidden: every')
+    commit(
+        clone,
+        "mallory",
+        "Agent-Id=mallory",
+        "Source=s",
+        "Confidence=0.5",
+        "Justification=j",
+        "Lease=none",
+        "Base=none",
+        f"Reverts={vault.head()}",
+    )
+    r = push(clone, "refs/heads/agents/mallory")
+    assert r.returncode != 0 and "Reverts:/Restores: are written by" in r.stderr
+
+
+def test_nobody_can_land_a_quarantined_agents_kept_conflict(vault: Vault) -> None:
+    stale = copy.deepcopy(vault.checkout("mallory").document)
+    change(vault, "planner", "T-001", "planner's")
+    next(t for t in stale["tasks"] if t["id"] == "T-001")["status"] = "mallory's"
+    with pytest.raises(Exception, match="conflict"):
+        vault.checkin("mallory", stale, "s")
+    vault.quarantine("mallory", by="admin", source="s")
+    with pytest.raises(NotAllowed):
+        vault.resolve("mallory/1", take="theirs", agent="planner")

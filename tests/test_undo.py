@@ -242,3 +242,24 @@ def test_revert_of_the_last_commit_restores_the_previous_document_and_twice_is_i
     assert first_revert.commit is not None
     empty_vault.revert([first_revert.commit], by="admin", source="prop")
     assert empty_vault.read() == after
+
+
+def test_a_revert_that_loses_the_race_for_main_recomputes_on_the_new_main(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitvault import undo
+
+    bad = change(vault, "coder", set_status("T-001", "wrong"))
+    land = undo._Undo.land
+    raced: list[str] = []
+
+    def racing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not raced:  # another writer moves main between planning and landing
+            raced.append(change(Vault.open(vault.path), "planner", set_status("T-002", "raced")))
+        return land(self, *args, **kwargs)
+
+    monkeypatch.setattr(undo._Undo, "land", racing)
+    r = vault.revert([bad], by="admin", source="review")
+    doc = vault.read()
+    assert task(doc, "T-002")["status"] == "raced" and task(doc, "T-001")["status"] != "wrong"
+    assert [str(p) for p in vault.store.commit(r.commit or "").parent_ids] == raced
