@@ -1,6 +1,6 @@
 """Time `quarantine --dry-run` and `exposure` on a long history (library and CLI).
 
-    python bench/undo.py [--commits 10000] [--items 1000] [--runs 3] [--dir TMPDIR]
+    python bench/undo.py [--commits 10000] [--items 300] [--runs 3] [--dir TMPDIR] [--keep DIR]
 
 The history is written directly through pygit2 (fsync off) with the commits gitvault itself
 writes: one key ``tasks`` of ITEMS items with ids, four agents taking turns at random, each
@@ -29,6 +29,7 @@ from pygit2.enums import FileMode
 from gitvault import Vault, changes, codec
 from gitvault.provenance import Provenance, checkin_trailers, identity, message, subject_for
 from gitvault.storage import MAIN
+from gitvault.undo import commits_by
 
 AGENTS = ["alice", "bob", "carol", "mallory"]
 
@@ -97,14 +98,22 @@ def cli(path: Path, *args: str) -> Any:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--commits", type=int, default=10_000)
-    ap.add_argument("--items", type=int, default=1000)
+    ap.add_argument("--items", type=int, default=300)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--keep", default=None, help="Build into (or reuse from) this folder.")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        path = Path(tmp) / "v.git"
+        path = Path(args.keep or tmp) / f"v-{args.commits}-{args.items}.git"
         t = time.perf_counter()
-        vault, bad = build(path, args.commits, args.items, 17)
+        if path.exists():  # --keep: measure again on the history built before
+            vault = Vault.open(path)
+            head = vault.store.ref(MAIN)
+            assert head is not None
+            early = commits_by(vault.store, head, "mallory")
+            bad = str(early[len(early) * 9 // 10].id)
+        else:
+            vault, bad = build(path, args.commits, args.items, 17)
         print(f"built {args.commits} commits in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         results: dict[str, float] = {}
 

@@ -61,13 +61,51 @@ def changed_pointers(store: Store, commit: pygit2.Commit) -> list[str]:
     return changes.between(store, parent, commit.tree)
 
 
-def _overlap(a: list[str], b: list[str]) -> bool:
-    """One names a value inside (or equal to) the other. A positional step and an id step of
-    the same array cannot be told apart from the index alone: counted as overlapping."""
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            return x.startswith("[id=") != y.startswith("[id=")
-    return True
+_NEVER = 1 << 62
+
+
+def _array_step(token: str) -> bool | None:
+    """True for an id step, False for a positional one, None for an object member."""
+    if token.startswith("[id="):
+        return True
+    return False if token.isdigit() else None
+
+
+class _Written:
+    """Where the bad commits wrote, each place with the earliest chain position that wrote it:
+    a pointer overlaps when one names a value inside (or equal to) the other. A positional
+    step and an id step of one array cannot be told apart from the index: they overlap."""
+
+    def __init__(self) -> None:
+        self.exact: dict[tuple[str, ...], int] = {}
+        self.under: dict[tuple[str, ...], int] = {}  # some write strictly inside this
+        self.kind: dict[tuple[tuple[str, ...], bool], int] = {}  # (prefix, id step?) written
+
+    @staticmethod
+    def _min(table: dict[Any, int], key: Any, at: int) -> None:
+        if at < table.get(key, _NEVER):
+            table[key] = at
+
+    def add(self, tokens: list[str], at: int) -> None:
+        t = tuple(tokens)
+        self._min(self.exact, t, at)
+        for j, token in enumerate(t):
+            if j:
+                self._min(self.under, t[:j], at)
+            kind = _array_step(token)
+            if kind is not None:
+                self._min(self.kind, (t[:j], kind), at)
+
+    def first(self, tokens: list[str]) -> int:
+        """The earliest position of a write overlapping ``tokens`` (_NEVER when none)."""
+        t = tuple(tokens)
+        best = self.under.get(t, _NEVER)
+        for j, token in enumerate(t):
+            best = min(best, self.exact.get(t[: j + 1], _NEVER))
+            kind = _array_step(token)
+            if kind is not None:
+                best = min(best, self.kind.get((t[:j], not kind), _NEVER))
+        return best
 
 
 def _base_of(store: Store, commit: pygit2.Commit) -> pygit2.Oid | None:
@@ -96,7 +134,7 @@ def exposure(store: Store, head: pygit2.Oid, bad: Sequence[pygit2.Commit]) -> li
     pos = {c.id: i for i, c in enumerate(chain)}
     bad_ids = {c.id for c in bad}
     anchors: set[int] = set()
-    first_at: dict[str, list[tuple[list[str], int]]] = {}  # key -> (tokens, first position)
+    written = _Written()
     for c in bad:
         at = pos.get(c.id)
         if at is None:  # merged from a side branch: it reached main with the first merge of it
@@ -114,7 +152,7 @@ def exposure(store: Store, head: pygit2.Oid, bad: Sequence[pygit2.Commit]) -> li
         for p in changed_pointers(store, c):
             tokens = pointers.split(p)
             if tokens:
-                first_at.setdefault(tokens[0], []).append((tokens, at))
+                written.add(tokens, at)
     if not anchors:
         return []
     start = min(anchors)
@@ -139,13 +177,7 @@ def exposure(store: Store, head: pygit2.Oid, bad: Sequence[pygit2.Commit]) -> li
         changed = changed_pointers(store, commit)
         if not changed or _is_undo(commit):
             continue  # nothing of the memory, or itself an undo (never withdraw an undo)
-        touched = []
-        for p in changed:
-            tokens = pointers.split(p)
-            if tokens and any(
-                at <= base_pos and _overlap(t, tokens) for t, at in first_at.get(tokens[0], ())
-            ):
-                touched.append(p)
+        touched = [p for p in changed if (t := pointers.split(p)) and written.first(t) <= base_pos]
         who = agent_of(commit)
         out.append(
             Exposed(

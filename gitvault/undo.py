@@ -355,22 +355,43 @@ def _rows(
 
 
 def _writers(store: Store, main: pygit2.Commit, paths: set[str]) -> dict[str, tuple[str, str]]:
-    """Who last changed each value along main's first parents (one walk for all of them)."""
+    """Who last changed each value along main's first parents, in one walk for all of them:
+    a commit's ``Changed:`` lines say which of the values it may have changed (the others are
+    not looked at), and only those are compared with its parent."""
     out: dict[str, tuple[str, str]] = {}
-    probes = {p: changes.Probe(pointers.split(p)) for p in paths}
+    by_key: dict[str, dict[str, list[str]]] = {}  # key -> second token -> paths ("": any)
+    for p in paths:
+        tokens = pointers.split(p)
+        step = tokens[1] if len(tokens) > 1 and tokens[1].startswith("[id=") else ""
+        by_key.setdefault(tokens[0], {}).setdefault(step, []).append(p)
+    left = set(paths)
     blobs = _Blobs(store)
     for commit in first_parents(store, main.id):
-        if not probes:
+        if not left:
             break
+        index = changes.index_of(commit.message) if commit.parents else None
+        if index is None:
+            candidates = list(left)
+        else:
+            candidates = []
+            for key, steps in index.keys.items():
+                table = by_key.get(key, {})
+                if steps is None:
+                    candidates += [p for ps in table.values() for p in ps]
+                else:
+                    candidates += table.get("", [])
+                    for s in steps:
+                        candidates += table.get(s, [])
+                        if not s.startswith("[id="):  # a positional line: any item may move
+                            candidates += [p for k, ps in table.items() if k for p in ps]
         parent = commit.parents[0].tree if commit.parents else None
-        for path, probe in list(probes.items()):
-            if commit.parents and probe.rules_out(commit.message):
+        for path in candidates:
+            if path not in left:
                 continue
             now = blobs.at(commit.tree, path)
-            before = blobs.at(parent, path) if parent is not None else MISSING
-            if parent is None or not json_equal(now, before):
+            if parent is None or not json_equal(now, blobs.at(parent, path)):
                 out[path] = (agent_of(commit), str(commit.id))
-                del probes[path]
+                left.discard(path)
     return out
 
 
