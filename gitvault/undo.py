@@ -39,7 +39,7 @@ from pygit2.enums import SortMode
 
 from . import changes, codec, integrate, pointers, quarantine, schemas
 from .errors import ConflictError, InputError, VaultBusy
-from .history import _Blobs, diff_documents, parse_time, positional, revision, value_at
+from .history import _Blobs, diff_documents, parse_time, revision, value_at
 from .jsonmerge import MISSING, Conflict, json_equal, merge3
 from .leases import NOTES, iso, lease_ref
 from .merge import merge_trees
@@ -252,7 +252,45 @@ class _Decider:
         return c.ours if self.decide(c)[0] == "ours" else c.theirs
 
 
-def _fast(store: Store, blobs: _Blobs, acc: _Acc, step: Step, d: _Decider) -> bool:
+class _Ids:
+    """Where each id sits in the result's arrays, which a long undo looks up at every step (a
+    scan of a large array per step was most of its time). Holds the arrays it indexed, so an
+    entry never describes another list that reused the address; ``forget`` after a change
+    that moves items or changes an id."""
+
+    def __init__(self) -> None:
+        self.maps: dict[int, tuple[list[Any], dict[tuple[type, Any], int]]] = {}
+
+    def forget(self, items: list[Any]) -> None:
+        self.maps.pop(id(items), None)
+
+    def find(self, items: list[Any], token: str) -> int | None:
+        """The index ``pointers.step`` would take for an id step (string id first)."""
+        entry = self.maps.get(id(items))
+        if entry is None or entry[0] is not items:
+            if len(self.maps) > 512:
+                self.maps.clear()
+            table: dict[tuple[type, Any], int] = {}
+            for i, item in enumerate(items):
+                if isinstance(item, dict) and "id" in item:
+                    v = item["id"]
+                    if isinstance(v, str | int) and not isinstance(v, bool):
+                        table.setdefault((type(v), v), i)
+            entry = self.maps[id(items)] = (items, table)
+        wanted = token[4:-1]
+        i = entry[1].get((str, wanted))
+        if i is None and re.fullmatch(r"-?\d+", wanted):
+            i = entry[1].get((int, int(wanted)))
+        return i
+
+    def step(self, value: Any, token: str) -> Any:
+        if isinstance(value, dict):
+            return value.get(token, MISSING)
+        i = self.find(value, token)
+        return MISSING if i is None else value[i]
+
+
+def _fast(store: Store, blobs: _Blobs, acc: _Acc, step: Step, d: _Decider, ids: _Ids) -> bool:
     """Undo a step element by element, when that is certainly what the tree merge gives.
 
     The commit's ``Changed:`` index names the elements it changed (object members, or items
@@ -266,7 +304,7 @@ def _fast(store: Store, blobs: _Blobs, acc: _Acc, step: Step, d: _Decider) -> bo
     index = changes.index_of(step.commit.message)
     if index is None or step.path is not None or step.parent is None:
         return False
-    todo: list[tuple[str, str, Any]] = []
+    todo: list[tuple[Any, str, Any, str]] = []
     found: list[Conflict] = []
     for key, steps in index.keys.items():
         if steps is None:
@@ -278,30 +316,40 @@ def _fast(store: Store, blobs: _Blobs, acc: _Acc, step: Step, d: _Decider) -> bo
             for v in (cvalue, pvalue, avalue):
                 if not (isinstance(v, dict) or (isinstance(v, list) and token.startswith("[id="))):
                     return False
-            ce, ae = pointers.step(cvalue, token), pointers.step(avalue, token)
+            ce, ae = pointers.step(cvalue, token), ids.step(avalue, token)
             if ce is MISSING or ae is MISSING:
                 return False
+            pe = pointers.step(pvalue, token)
             path = pointers.join([key, token])
-            merged = merge3(ce, ae, pointers.step(pvalue, token), prefix=path)
-            where = positional({key: avalue}, path) or path
-            found += [
-                dataclasses.replace(c, pointer=where + c.pointer[len(path) :])
-                for c in merged.conflicts
-            ]
-            todo.append((key, token, merged))
-    for key, token, merged in todo:  # certain now: decide (as the merge would) and apply
-        value = merged.value
-        if merged.conflicts:
-            path = pointers.join([key, token])
-            again = merge3(
-                pointers.step(blobs.at(step.commit.tree, pointers.join([key])), token),
-                pointers.step(acc.value(key), token),
-                pointers.step(blobs.at(step.parent, pointers.join([key])), token),
-                lambda c: d.value(_at(found, c)),
-                prefix=path,
-            )
-            value = again.value
-        put({key: acc.value(key)}, pointers.join([key, token]), value)
+            merged = merge3(ce, ae, pe, prefix=path)
+            if merged.conflicts:
+                at = token if isinstance(avalue, dict) else str(ids.find(avalue, token))
+                where = pointers.join([key, at])
+                found.extend(
+                    dataclasses.replace(c, pointer=where + c.pointer[len(path) :])
+                    for c in merged.conflicts
+                )
+                merged = merge3(ce, ae, pe, lambda c: d.value(_at(found, c)), prefix=path)
+            todo.append((avalue, token, merged.value, key))
+    for avalue, token, value, key in todo:  # certain now: apply
+        if isinstance(avalue, dict):
+            if value is MISSING:
+                avalue.pop(token, None)
+            else:
+                avalue[token] = value
+        else:
+            i = ids.find(avalue, token)
+            assert i is not None
+            if (
+                value is MISSING
+                or not isinstance(value, dict)
+                or value.get("id") != avalue[i]["id"]
+            ):
+                ids.forget(avalue)  # indices or ids move: index again when next asked
+            if value is MISSING:
+                del avalue[i]
+            else:
+                avalue[i] = value
         acc.dirty.add(key)
     return True
 
@@ -318,10 +366,12 @@ def _run(
     current value and are reported, so that one pass finds them all."""
     acc = _Acc(store, main.tree)
     blobs = _Blobs(store)
+    ids = _Ids()
     out = _Outcome(main.tree, [], [], [])
     for step in steps:
         d = _Decider(store, policy, step, main, confidence)
-        if not _fast(store, blobs, acc, step, d):
+        if not _fast(store, blobs, acc, step, d, ids):
+            d = _Decider(store, policy, step, main, confidence)  # what _fast noted is void
             outcome = merge_trees(store, step.commit.tree, acc.tree, _theirs(store, step), d.decide)
             if outcome.tree is None:  # only .gitvault/ files conflict unasked; undo keeps them
                 raise InputError(
@@ -765,12 +815,11 @@ def quarantine_agent(
 
     def steps(main: pygit2.Commit) -> list[Step]:
         bad = commits_by(store, main.id, agent, since, until)
-        todo = list(bad)
-        if with_derived and bad:
-            todo += [
-                store.commit(e.commit) for e in exposure(store, main.id, bad) if e.kind == "derived"
-            ]
-        return [step_of(c) for c in _newest_first(store, todo)]
+        if with_derived and bad:  # (all on main's first-parent chain, like ``bad``)
+            derived = {e.commit for e in exposure(store, main.id, bad) if e.kind == "derived"}
+            derived |= {str(c.id) for c in bad}
+            bad = [c for c in first_parents(store, main.id) if str(c.id) in derived]
+        return [step_of(c) for c in bad]  # newest first, as the chain
 
     def record(tree: pygit2.Tree) -> pygit2.Oid:
         entries = quarantine.read(store, tree)

@@ -135,9 +135,13 @@ def test_a_quarantined_agents_mcp_server_refuses_every_call(
             assert error["exit_code"] == 5 and error["rule"] == "quarantine", tool
         tools = {t.name for t in (await admin.list_tools()).tools}
         assert {"revert", "restore", "exposure"} <= tools and "quarantine" not in tools
-        await call(admin, "status")
+        listed = await call(admin, "exposure", writer="mallory")
+        assert [c["agent"] for c in listed["commits"]] == ["planner"]
+        undone = await call(admin, "revert", revisions=["main~1"], source="review")
+        assert undone["changed"] == ["tasks"] and undone["commit"]
 
     run_with(tmp_path, Path(quarantined.path), "mallory", "admin")(scenario)
+    assert status_of(quarantined.read(), "T-002") == "todo"  # planner's change undone
 
 
 def test_quarantine_over_mcp_needs_the_server_flag_and_lifts(tmp_path: Path, vault: Vault) -> None:
