@@ -278,10 +278,10 @@ class _Ids:
                         table.setdefault((type(v), v), i)
             entry = self.maps[id(items)] = (items, table)
         wanted = token[4:-1]
-        i = entry[1].get((str, wanted))
-        if i is None and re.fullmatch(r"-?\d+", wanted):
-            i = entry[1].get((int, int(wanted)))
-        return i
+        found = entry[1].get((str, wanted))
+        if found is None and re.fullmatch(r"-?\d+", wanted):
+            found = entry[1].get((int, int(wanted)))
+        return found
 
     def step(self, value: Any, token: str) -> Any:
         if isinstance(value, dict):
