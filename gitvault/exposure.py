@@ -108,8 +108,8 @@ class _Written:
         return best
 
 
-def _base_of(store: Store, commit: pygit2.Commit) -> pygit2.Oid | None:
-    raw = parse_trailers(commit.message).get("Base", "")
+def _base_of(store: Store, commit: pygit2.Commit, t: dict[str, str]) -> pygit2.Oid | None:
+    raw = t.get("Base", "")
     try:
         oid = pygit2.Oid(hex=raw)
         store.commit(oid)
@@ -121,14 +121,9 @@ def _base_of(store: Store, commit: pygit2.Commit) -> pygit2.Oid | None:
     return commit.parent_ids[0] if commit.parent_ids else None
 
 
-def _is_undo(commit: pygit2.Commit) -> bool:
-    t = parse_trailers(commit.message)
-    return "Reverts" in t or "Restores" in t
-
-
 def exposure(store: Store, head: pygit2.Oid, bad: Sequence[pygit2.Commit]) -> list[Exposed]:
     """Later commits of main (oldest first) whose writer's base held a commit of ``bad``."""
-    from .undo import agent_of, first_parents
+    from .undo import first_parents
 
     chain = list(reversed(first_parents(store, head)))  # oldest first
     pos = {c.id: i for i, c in enumerate(chain)}
@@ -161,7 +156,10 @@ def exposure(store: Store, head: pygit2.Oid, bad: Sequence[pygit2.Commit]) -> li
         commit = chain[i]
         if i in anchors or commit.id in bad_ids:
             continue
-        base = _base_of(store, commit)
+        t = parse_trailers(commit.message)
+        if "Reverts" in t or "Restores" in t:
+            continue  # itself an undo: never withdraw an undo
+        base = _base_of(store, commit, t)
         if base is None:
             continue
         base_pos = pos.get(base)
@@ -175,10 +173,12 @@ def exposure(store: Store, head: pygit2.Oid, bad: Sequence[pygit2.Commit]) -> li
         if base_pos < start:
             continue
         changed = changed_pointers(store, commit)
-        if not changed or _is_undo(commit):
-            continue  # nothing of the memory, or itself an undo (never withdraw an undo)
-        touched = [p for p in changed if (t := pointers.split(p)) and written.first(t) <= base_pos]
-        who = agent_of(commit)
+        if not changed:
+            continue  # nothing of the memory (a quarantine, a schema)
+        touched = [
+            p for p in changed if (tk := pointers.split(p)) and written.first(tk) <= base_pos
+        ]
+        who = t.get("Agent-Id", commit.author.name)
         out.append(
             Exposed(
                 str(commit.id),
