@@ -29,7 +29,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import random
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -612,6 +614,12 @@ def _newest_first(store: Store, commits: list[pygit2.Commit]) -> list[pygit2.Com
     return sorted(unique, key=functools.cmp_to_key(cmp))
 
 
+def _wait(attempt: int) -> None:
+    """After a lost race for main, a short jittered wait (none before the first try)."""
+    if attempt:
+        time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.05)))
+
+
 def step_of(commit: pygit2.Commit, path: str | None = None) -> Step:
     return Step(commit, commit.parents[0].tree if commit.parents else None, path)
 
@@ -629,7 +637,8 @@ def undo_steps(
     """The loop every undo shares: steps against the current main, then one commit."""
     u = _Undo(vault, prov, policy)
     store = vault.store
-    for _attempt in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
+        _wait(attempt)
         main = u.main()
         todo = steps(main)
         out = _run(store, main, todo, policy, prov.confidence)
@@ -726,7 +735,8 @@ def restore(
     if path is not None:
         codec.check_key(pointers.top_key(path))
     u = _Undo(vault, prov, "fail")
-    for _attempt in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
+        _wait(attempt)
         main = u.main()
         if path is None:
             tree = _tree(store, store.build_tree(main.tree, dict(store.key_blobs(past.tree))))
@@ -856,7 +866,8 @@ def lift(
     prov = _provenance(by, source, None, justification or f"lift quarantine of {agent}")
     u = _Undo(vault, prov, "fail")
     store = vault.store
-    for _attempt in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
+        _wait(attempt)
         main = u.main()
         entries = quarantine.read(store, main.tree)
         entry = entries.pop(agent, None)
