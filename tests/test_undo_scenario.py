@@ -174,3 +174,18 @@ def test_a_clean_quarantine_is_one_commit_that_reverts_and_records(
         check=True,
     ).stdout
     assert '"by": "admin"' in out and BAD in out
+
+
+def test_the_element_wise_undo_gives_what_the_tree_merge_gives(
+    history: tuple[Vault, list[tuple[str, Op]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitvault import undo
+
+    vault, _landed = history
+    fast = vault.quarantine(BAD, by="admin", source="s", dry_run=True)
+    monkeypatch.setattr(undo, "_fast", lambda *args: False)  # every step through merge_trees
+    slow = vault.quarantine(BAD, by="admin", source="s", dry_run=True)
+    assert fast.patch == slow.patch
+    assert sorted(
+        (c["path"], c["pointer"], c["reverting"], c.get("current")) for c in fast.conflicts
+    ) == sorted((c["path"], c["pointer"], c["reverting"], c.get("current")) for c in slow.conflicts)
