@@ -250,6 +250,18 @@ class RemoteVault:
         return co, reading.parts_of(co.document, paths)
 
     # -- writes a push cannot carry: refused before anything is written ------------------------
+    def revert(self, *args: Any, **kwargs: Any) -> Any:
+        raise RemoteUnsupported("revert", self.url)
+
+    def restore(self, *args: Any, **kwargs: Any) -> Any:
+        raise RemoteUnsupported("restore", self.url)
+
+    def quarantine(self, *args: Any, **kwargs: Any) -> Any:
+        raise RemoteUnsupported("quarantine", self.url)
+
+    def lift_quarantine(self, *args: Any, **kwargs: Any) -> Any:
+        raise RemoteUnsupported("quarantine --lift", self.url)
+
     def set_schema(self, key: str, schema: Any, agent: str = "gitvault") -> str:
         raise RemoteUnsupported("schema set", self.url)
 
@@ -278,6 +290,10 @@ class RemoteVault:
         raise RemoteUnsupported("watch", self.url)
 
     # -- reads: from the cache, as fetched -----------------------------------------------------
+    def exposure(self, rev: str | None = None, *, agent: str | None = None,
+                 since: str | None = None, until: str | None = None) -> list[Any]:
+        return self.cache.exposure(rev, agent=agent, since=since, until=until)
+
     def query(self, expression: str, rev: str | None = None, at: str | float | None = None,
               limit: int | None = None, with_pointers: bool = False,
               max_bytes: int | None = None, offset: int = 0) -> Any:

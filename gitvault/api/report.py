@@ -31,6 +31,10 @@ def status_text(st: Status) -> str:
                      f"expired {_ago(st.now - x.expires)} ago")
     lines.append(f"conflicts: {len(st.conflicts)} pending")
     lines += [f"  {c}" for c in st.conflicts]
+    if st.quarantined:
+        lines.append(f"quarantined: {len(st.quarantined)}")
+        lines += [f"  {q.agent:<24} since {q.since} by {q.by} ({q.source})"
+                  for q in st.quarantined]
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +92,7 @@ def log_text(entries: list[LogEntry]) -> str:
         if e.changed:
             lines.append(f"    changed: {', '.join(e.changed)}")
         lines += [f"    resolved: {r}" for r in e.resolved]
+        lines += [f"    reverts: {r}" for r in e.reverts]
     return "\n".join(lines) + ("\n" if lines else "")
 
 

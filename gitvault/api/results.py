@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from gitvault.core.codec import Document
 from gitvault.engine.checkin import CheckinResult
+from gitvault.model import quarantine
 from gitvault.model.leases import Lease
 
 
@@ -40,6 +41,7 @@ class Status:
     leases: list[Lease]
     conflicts: list[str]
     now: float = field(repr=False)
+    quarantined: list[quarantine.Entry] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,7 @@ class Status:
             "keys": {k.key: {"size": k.size, "blob": k.blob} for k in self.keys},
             "leases": [x.to_json(self.now) for x in self.leases],
             "conflicts": self.conflicts,
+            "quarantined": [q.to_json() for q in self.quarantined],
         }
 
 

@@ -36,7 +36,7 @@ from gitvault.errors import (
 )
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Identity, Store
-from gitvault.model import changes, schemas, settings
+from gitvault.model import changes, quarantine, schemas, settings
 from gitvault.model.branches import agent_of
 from gitvault.model.conflicts import ConflictStore
 from gitvault.model.leases import NOTES, Lease, LeaseBook, lease_ref
@@ -166,11 +166,12 @@ class Vault:
             commits = self.store.count_commits(head)
         conflicts = sorted(self.store.refs_under("refs/conflicts/"))
         return Status(self.path, str(head) if head else None, commits, keys, self.leases.all(),
-                      conflicts, self.clock())
+                      conflicts, self.clock(), list(quarantine.on_main(self.store).values()))
 
     # -- the four commands -----------------------------------------------------------------
     def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False) -> Checkout:
         """Take or renew ``agent``'s lease on the current main and return the document there."""
+        quarantine.check(self.store, agent)
         lease = self.leases.acquire(agent, ttl, exclusive)
         return Checkout(self.read(lease.base) if lease.base else {}, lease)
 
@@ -279,6 +280,8 @@ class Vault:
         prov = Provenance(kept.agent, t.get("Source") or "resolve",
                           parse_confidence(t.get("Confidence")), t.get("Justification", ""))
         resolver = check_agent(agent or kept.agent)
+        quarantine.check(self.store, resolver)
+        quarantine.check(self.store, kept.agent)
         if source is not None:  # the resolver's own write (the review page): its provenance
             prov = Provenance(resolver, source, 1.0, f"resolved {kept.id} of {kept.agent}"
                               ).check()
@@ -425,6 +428,7 @@ class Vault:
         tip_oid = self.store.ref(ref)
         if agent is None or tip_oid is None:
             raise InputError(f"{ref} is not a pushed agent branch of this vault")
+        quarantine.check(self.store, agent)
         tip = self.store.commit(tip_oid)
         t = parse_trailers(tip.message)
         prov = Provenance(agent, t.get("Source") or "push", parse_confidence(t.get("Confidence")),
@@ -541,6 +545,49 @@ class Vault:
         co = self.checkout(agent, ttl, exclusive)
         return co, reading.parts_of(co.document, paths)
 
+    # -- undo (engine.undo, history.exposure) ------------------------------------------------
+    def revert(self, revs: list[str], by: str, source: str,
+               confidence: float | str | None = None, justification: str = "",
+               path: str | None = None, on_conflict: str | None = None,
+               dry_run: bool = False) -> Any:
+        """Undo the changes of ``revs`` as one new commit on main (a 3-way merge)."""
+        from gitvault.engine import undo
+
+        return undo.revert(self, revs, by, source, confidence, justification, path,
+                           on_conflict, dry_run)
+
+    def restore(self, rev: str | None = None, *, at: str | None = None, by: str, source: str,
+                confidence: float | str | None = None, justification: str = "",
+                path: str | None = None, dry_run: bool = False) -> Any:
+        """Put the document (or the value at ``path``) back as it was at ``rev``/``at``."""
+        from gitvault.engine import undo
+
+        return undo.restore(self, rev, at, by, source, confidence, justification, path,
+                            dry_run)
+
+    def quarantine(self, agent: str, *, by: str, source: str, since: str | None = None,
+                   until: str | None = None, justification: str = "", dry_run: bool = False,
+                   with_derived: bool = False, on_conflict: str | None = None) -> Any:
+        """Undo what ``agent`` wrote in the window and refuse its writes until lifted."""
+        from gitvault.engine import undo
+
+        return undo.quarantine_agent(self, agent, by, source, since, until, justification,
+                                     dry_run, with_derived, on_conflict)
+
+    def lift_quarantine(self, agent: str, *, by: str, source: str = "quarantine",
+                        justification: str = "") -> Any:
+        """End ``agent``'s quarantine; None when it was not quarantined."""
+        from gitvault.engine import undo
+
+        return undo.lift(self, agent, by, source, justification)
+
+    def exposure(self, rev: str | None = None, *, agent: str | None = None,
+                 since: str | None = None, until: str | None = None) -> list[Any]:
+        """Later commits whose writers had the bad change in their lease base."""
+        from gitvault.history import exposure
+
+        return exposure.report(self.store, self._main(), rev, agent, since, until)
+
     def checkin_patch(self, agent: str, patch: list[dict[str, Any]], source: str,
                       confidence: float | str | None = None, justification: str = "",
                       lease: int | None = None, on_conflict: str | None = None
@@ -551,6 +598,7 @@ class Vault:
         The checkin is pinned to the lease the patch was applied to: if the agent renews its
         lease meanwhile (moving the base), it is fenced rather than applied to the wrong base.
         """
+        quarantine.check(self.store, agent)
         held = self.checkins.held(agent, lease)
         if held.base is not None:
             from gitvault.engine import patching

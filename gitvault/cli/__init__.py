@@ -25,12 +25,14 @@ from gitvault.cli import history  # noqa: F401
 from gitvault.cli import admin  # noqa: F401
 from gitvault.cli import web as web_commands
 from gitvault.cli import query as query_commands
+from gitvault.cli import undo as undo_commands
 from gitvault.cli import access as access_commands
 from gitvault.cli import integrate as integrate_commands
 # isort: on
 
 web_commands.register(app)
 query_commands.register(app)
+undo_commands.register(app)
 access_commands.register(app)
 integrate_commands.register(app)
 

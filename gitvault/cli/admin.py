@@ -84,13 +84,16 @@ def mcp(
     http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP on 127.0.0.1.")
                     ] = False,
     port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 8765,
+    allow_quarantine: Annotated[bool, typer.Option(
+        "--allow-quarantine", help="Offer the quarantine tool (an admin action; admin-only "
+        "once admin rules exist).")] = False,
     vault: VaultOpt = None,
 ) -> None:
     """Run an MCP server (stdio by default) exposing the vault's tools to an agent."""
     from gitvault.mcp.server import run
 
     run(_path(ctx, vault), agent=agent, transport="streamable-http" if http else "stdio",
-        port=port)
+        port=port, allow_quarantine=allow_quarantine)
 
 
 @app.command()

@@ -32,7 +32,7 @@ from gitvault.errors import (
 from gitvault.git import shards
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Store
-from gitvault.model import changes
+from gitvault.model import changes, quarantine
 from gitvault.model.conflicts import ConflictStore
 from gitvault.model.leases import NOTES, Lease, LeaseBook, lease_ref
 from gitvault.model.provenance import Provenance, checkin_trailers, identity, message, subject_for
@@ -147,6 +147,7 @@ class Checkins:
 
     def commit_files(self, agent: str, files: Mapping[str, bytes | pygit2.Oid],
                        prov: Provenance, policy: str, lease: int | None) -> CheckinResult:
+        quarantine.check(self.store, agent)
         made: tuple[tuple[int, str], list[str], pygit2.Commit | None] | None = None
         last: Landing | None = None  # the attempt whose step raised, for keeping its work
 

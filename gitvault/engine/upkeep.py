@@ -13,10 +13,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from gitvault.core import codec
 from gitvault.engine.install import install_server
+from gitvault.engine.parts import VaultParts as Vault
 from gitvault.errors import CodecError, StorageError
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN
@@ -25,11 +26,8 @@ from gitvault.model import schemas, settings
 from gitvault.model.leases import NOTES, PREFIX
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from gitvault.git.storage import Store
-    from gitvault.model.conflicts import ConflictStore
-    from gitvault.model.leases import LeaseBook
 
 
 @dataclass
@@ -70,21 +68,6 @@ def loose_objects(path: str, exact: bool = False) -> int:
                if len(d) == 2 and os.path.isdir(os.path.join(objects, d)))
 
 
-class Vault(Protocol):
-    """The parts of a vault that upkeep works on (the API's ``Vault`` is one; upkeep sits in
-    the engine, below the API, so it names only what it uses)."""
-
-    store: Store
-    leases: LeaseBook
-    conflicts: ConflictStore
-    clock: Callable[[], float]
-
-    @property
-    def path(self) -> str: ...
-
-
-# the commit-graph lets history walks stop early (gitvault/walk.py); git's default is on, but
-# a user's gc.writeCommitGraph=false must not silently make `log -n 50` read every commit
 GC_ARGS = ("-c", "gc.writeCommitGraph=true", "gc", "--quiet")
 GC_STAMP = "gitvault-gc"  # touched by the checkin that last started a gc
 GC_INTERVAL = 10.0  # seconds between two gcs that checkins start

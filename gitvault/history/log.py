@@ -52,6 +52,7 @@ class LogEntry:
     resolved: tuple[str, ...] = ()
     legacy: bool = False
     legacy_file: str | None = None  # the event's file under .gitvault/legacy-eventlog/
+    reverts: tuple[str, ...] = ()  # commits this one undid (gitvault revert, quarantine)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,7 +62,7 @@ class LogEntry:
             "parents": list(self.parents), "merged": self.merged, "changed": list(self.changed),
             "subject": self.subject, "merged_commit": self.merged_commit,
             "strategy": self.strategy, "resolved": list(self.resolved), "legacy": self.legacy,
-            "legacy_file": self.legacy_file,
+            "legacy_file": self.legacy_file, "reverts": list(self.reverts),
         }
 
 
@@ -90,6 +91,7 @@ def entry_of(store: Store, commit: pygit2.Commit,
         changed=_changed_keys(store, commit, index), subject=commit.message.split("\n", 1)[0],
         merged_commit=t.get("Merged-Commit"), strategy=t.get("Merge-Strategy"),
         resolved=trailer_values(commit.message, "Resolved"),
+        reverts=trailer_values(commit.message, "Reverts"),
     )
 
 

@@ -34,13 +34,15 @@ import pygit2
 from pygit2.enums import SortMode
 
 from gitvault.core import codec
-from gitvault.errors import CodecError, GitVaultError, InputError, LeaseError, from_os_error
+from gitvault.errors import CodecError, GitVaultError, InputError, from_os_error
 from gitvault.git import shards
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Store
 from gitvault.hooks import identity
-from gitvault.model import changes, schemas
+from gitvault.model import changes, quarantine, schemas
 from gitvault.model.branches import REQUESTS, agent_of
+from gitvault.model.problems import LeaseProblem, Problem
+from gitvault.model.problems import exit_code as problems_exit_code
 from gitvault.model.provenance import (
     escape,
     parse_confidence,
@@ -49,20 +51,6 @@ from gitvault.model.provenance import (
 )
 
 ZERO = "0" * 40
-class Problem(str):
-    """One reason a push is refused. It reads as text (the pusher sees it on stderr), and its
-    type carries the exit code of the error it stands for, so the report's code comes from the
-    kind of problem, never from matching words in its text."""
-
-    __slots__ = ()
-    exit_code = GitVaultError.exit_code
-
-
-class LeaseProblem(Problem):
-    __slots__ = ()
-    exit_code = LeaseError.exit_code
-
-
 REQUIRED_TRAILERS = ("Agent-Id", "Source")  # the rest of TRAILERS have defaults
 
 
@@ -188,6 +176,7 @@ def check_push(store: Store, updates: list[Update]) -> list[str]:
             continue
         if u.new == ZERO:
             continue  # deleting one's own branch
+        problems += quarantine.push_problems(store, u.ref, agent, pygit2.Oid(hex=u.new))
         walker = repo.walk(pygit2.Oid(hex=u.new), SortMode.TOPOLOGICAL)
         for name in list(repo.references):
             if name.startswith("refs/heads/"):
@@ -343,7 +332,7 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
         if refusals:
             _report(say, identity.report(refusals))
         elif problems:
-            code = max(getattr(p, "exit_code", GitVaultError.exit_code) for p in problems)
+            code = problems_exit_code(problems)
             _report(say, {"error": "PushRefused", "exit_code": code,
                           "message": "; ".join(problems)})
         return 1 if problems else 0

@@ -35,7 +35,9 @@ from gitvault.core import codec
 from gitvault.errors import GitVaultError, InputError, from_os_error
 from gitvault.history import reading
 from gitvault.mcp import query as mcp_query
+from gitvault.mcp.common import _READ_ONLY, _WRITE
 from gitvault.mcp.watch import Feed
+from gitvault.model import quarantine
 from gitvault.model.leases import Lease
 from gitvault.model.policy import ConflictPolicy
 from gitvault.model.provenance import check_agent
@@ -57,10 +59,6 @@ A large memory: read only what you need with `query` (JMESPath) and `search` (wo
 `max_bytes` to any read and continue a cut answer with its `next_offset`.
 """
 
-_READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                             open_world_hint=False)
-_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                         open_world_hint=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -196,7 +194,8 @@ def _plain(value: Any) -> Any:
 
 
 # -- the server ------------------------------------------------------------------------------
-def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
+def build_server(vault_path: str, agent: str | None = None,
+                 allow_quarantine: bool = False) -> MCPServer:
     """An MCP server for the vault at ``vault_path``, acting as ``agent`` when given.
 
     Opens the vault once up front so a wrong path fails at start, not at the first call.
@@ -206,7 +205,10 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
     configured = check_agent(agent) if agent is not None else None
 
     def vault() -> Vault:
-        return Vault.open(path)
+        v = Vault.open(path)
+        if configured is not None:  # a quarantined agent's server refuses every call
+            quarantine.check(v.store, configured)
+        return v
 
     def who(given: str | None) -> str:
         if configured is None:
@@ -419,6 +421,10 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
                                  agent=who(agent))
         return CheckinOutcome.of(result)
 
+    from gitvault.mcp.undo import register
+
+    register(tool, vault, who, AgentArg, PathArg, allow_quarantine)
+
     @server.resource("gitvault://main", name="main", title="The whole memory",
                      description="The current document on main, as canonical JSON.",
                      mime_type="application/json")
@@ -444,9 +450,9 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
 
 
 def run(vault_path: str, agent: str | None = None, transport: Transport = "stdio",
-        host: str = "127.0.0.1", port: int = 8765) -> None:
+        host: str = "127.0.0.1", port: int = 8765, allow_quarantine: bool = False) -> None:
     """Serve until the client hangs up (stdio) or the process is stopped (HTTP)."""
-    server = build_server(vault_path, agent)
+    server = build_server(vault_path, agent, allow_quarantine)
     if transport == "stdio":
         server.run("stdio")
     elif transport == "streamable-http":

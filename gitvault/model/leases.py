@@ -227,6 +227,20 @@ class LeaseBook:
 
         return self.store.transact([NOTES, ref], fn, f"release {agent}")
 
+    def revoke(self, rtx: RefTx, agent: str, why: str) -> Lease | None:
+        """Inside a caller's transaction (holding NOTES and the agent's ref): drop its lease,
+        so that a checkin already past its checks cannot land afterwards."""
+        ref = lease_ref(agent)
+        target = rtx.get(ref)
+        if target is None:
+            return None
+        notes = self._notes(rtx.get(NOTES))
+        lease = self._lease_at(target, notes)
+        notes.entries.pop(str(target), None)
+        self._commit_notes(rtx, notes, notes.counter, f"lease: revoke {agent} ({why})")
+        rtx.delete(ref)
+        return lease
+
     def release_if_expired(self, agent: str, token: int) -> bool:
         """Drop a lease only if it is still that (expired) token: a renewal meanwhile wins."""
         ref = lease_ref(agent)

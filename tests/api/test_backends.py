@@ -150,6 +150,10 @@ REFUSED: dict[str, Write] = {
     "doctor": lambda rv, real: rv.doctor(),
     "fold_branch": lambda rv, real: rv.fold_branch("refs/heads/agents/alice"),
     "install_hooks": lambda rv, real: rv.install_hooks(),
+    "revert": lambda rv, real: rv.revert([str(real.head())], by="alice", source="undo"),
+    "restore": lambda rv, real: rv.restore("main~1", by="alice", source="undo"),
+    "quarantine": lambda rv, real: rv.quarantine("mallory", by="alice", source="undo"),
+    "lift_quarantine": lambda rv, real: rv.lift_quarantine("mallory", by="alice"),
 }
 CARRIED: dict[str, Write] = {
     "checkout": _checkout, "release": _release, "checkin": _checkin,

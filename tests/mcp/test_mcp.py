@@ -32,7 +32,7 @@ from ..conftest import EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = {"checkout", "checkin", "release", "status", "log", "show", "diff", "blame",
-         "conflicts", "resolve", "query", "search"}
+         "conflicts", "resolve", "query", "search", "revert", "restore", "exposure"}
 Scenario = Callable[..., Awaitable[None]]
 
 
