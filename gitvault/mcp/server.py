@@ -17,33 +17,23 @@ Written for the MCP Python SDK 2.x (``MCPServer``, formerly ``FastMCP``). No
 registration, and they refer to names local to :func:`build_server`.
 """
 
-import functools
-import inspect
-import json
 import os
-from collections.abc import Callable
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from gitvault import __version__, history
-from gitvault.api.vault import CheckinResult, Vault
-from gitvault.core import codec
-from gitvault.errors import GitVaultError, InputError, from_os_error
-from gitvault.history import reading
+from gitvault import __version__
+from gitvault.api.vault import Vault
+from gitvault.errors import InputError
 from gitvault.mcp import query as mcp_query
-from gitvault.mcp.common import _READ_ONLY, _WRITE
+from gitvault.mcp import reads, resources, writes
+from gitvault.mcp import undo as mcp_undo
+from gitvault.mcp.common import _READ_ONLY, PathArg, Tools
 from gitvault.mcp.watch import Feed
-from gitvault.model import quarantine
-from gitvault.model.leases import Lease
-from gitvault.model.policy import ConflictPolicy
 from gitvault.model.provenance import check_agent
 
 Transport = Literal["stdio", "streamable-http"]
-Side = Literal["ours", "theirs"]
 
 INSTRUCTIONS = """\
 gitvault is shared, versioned JSON memory for a team of agents.
@@ -60,140 +50,7 @@ A large memory: read only what you need with `query` (JMESPath) and `search` (wo
 """
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
-
-# -- results (their JSON Schemas are the tools' outputSchema) -------------------------------
-class LeaseInfo(BaseModel):
-    agent: str
-    token: int = Field(description="Fencing token; pass it as `lease` to checkin to pin it.")
-    mode: Literal["shared", "exclusive"]
-    base: str = Field(description="Commit the document was checked out at.")
-    acquired: str
-    expires: str
-    ttl: int
-    live: bool
-    seconds_left: float
-
-    @classmethod
-    def of(cls, lease: Lease, now: float) -> "LeaseInfo":
-        return cls.model_validate(lease.to_json(now))
-
-
-class CheckoutResult(BaseModel):
-    document: dict[str, Any] | None = Field(description="The whole memory at the lease's "
-                                            "base; null when max_bytes cut it into parts.")
-    lease: LeaseInfo
-    parts: list[dict[str, Any]] | None = Field(default=None, description="When cut: whole "
-                                               "values as {pointer, value}.")
-    next_offset: int | None = Field(default=None, description="When cut: where the rest "
-                                    "starts (see note).")
-    note: str = ""
-
-
-class CheckinOutcome(BaseModel):
-    commit: str | None = Field(description="New head of main; null when nothing changed.")
-    changed: list[str] = Field(description="Top-level keys this checkin changed.")
-    merged: bool = Field(description="True when main had moved and the change was merged.")
-    noop: bool
-    strategy: dict[str, str] = Field(description="Per merged key: git or structural.")
-    resolved: list[str] = Field(description="Conflicts decided automatically (on_conflict).")
-    lease: int | None = Field(description="The lease token, still held after checkin.")
-    base: str | None = Field(description="The lease's base now (the new head).")
-
-    @classmethod
-    def of(cls, result: CheckinResult) -> "CheckinOutcome":
-        return cls.model_validate(result.to_json())
-
-
-class ReleaseResult(BaseModel):
-    agent: str
-    released: bool = Field(description="False when the agent held no lease.")
-    lease: LeaseInfo | None
-
-
-class KeySize(BaseModel):
-    size: int
-    blob: str
-
-
-class StatusResult(BaseModel):
-    vault: str
-    head: str | None
-    commits: int
-    keys: dict[str, KeySize]
-    leases: list[LeaseInfo]
-    conflicts: list[str] = Field(description="Refs of kept conflicting proposals.")
-
-
-class Entries(BaseModel):
-    entries: list[dict[str, Any]]
-
-
-class ShowResult(BaseModel):
-    value: Any = Field(default=None, description="The document, or the value at `path`; "
-                       "null when max_bytes cut it into parts.")
-    parts: list[dict[str, Any]] | None = Field(default=None, description="When cut: whole "
-                                               "values as {pointer (relative to path), "
-                                               "value}.")
-    next_offset: int | None = Field(default=None, description="When cut: pass as offset.")
-    note: str = ""
-
-
-class DiffResult(BaseModel):
-    patch: list[dict[str, Any]] = Field(description="RFC 6902 JSON Patch from rev1 to rev2.")
-    text: str = Field(description="Human-readable summary.")
-
-
-class ConflictList(BaseModel):
-    conflicts: list[dict[str, Any]]
-
-
-class PatchOperation(BaseModel):
-    """One RFC 6902 operation."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
-
-    op: Literal["add", "remove", "replace", "move", "copy", "test"]
-    path: str = Field(description="JSON Pointer of the target, e.g. /tasks/0/status.")
-    value: Any = Field(default=None, description="For add, replace, test.")
-    from_: str | None = Field(default=None, alias="from", description="For move, copy.")
-
-
-# -- plumbing --------------------------------------------------------------------------------
-def _error_result(e: GitVaultError) -> CallToolResult:
-    """An ``isError`` result whose text is the error's JSON, unprefixed, so clients parse it."""
-    text = json.dumps(e.to_json(), ensure_ascii=False, sort_keys=True)
-    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
-
-
-def _structured_errors(fn: Callable[P, R]) -> Callable[P, R | CallToolResult]:
-    """Turn vault errors into parseable ``isError`` results instead of SDK-prefixed text.
-
-    The SDK reads the signature through ``__wrapped__`` (so schemas come from ``fn``) and
-    passes a returned ``CallToolResult`` through unchanged.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | CallToolResult:
-        try:
-            return fn(*args, **kwargs)
-        except GitVaultError as e:
-            return _error_result(e)
-        except OSError as e:  # the disk refused: same shape, exit code 1
-            return _error_result(from_os_error(e))
-
-    return wrapper
-
-
-def _plain(value: Any) -> Any:
-    """History results are objects with ``to_json`` or plain JSON already."""
-    to_json = getattr(value, "to_json", None)
-    return to_json() if callable(to_json) else value
-
-
-# -- the server ------------------------------------------------------------------------------
 def build_server(vault_path: str, agent: str | None = None,
                  allow_quarantine: bool = False) -> MCPServer:
     """An MCP server for the vault at ``vault_path``, acting as ``agent`` when given.
@@ -203,32 +60,6 @@ def build_server(vault_path: str, agent: str | None = None,
     path = os.path.abspath(vault_path)
     Vault.open(path)
     configured = check_agent(agent) if agent is not None else None
-
-    def vault() -> Vault:
-        v = Vault.open(path)
-        if configured is not None:  # a quarantined agent's server refuses every call
-            quarantine.check(v.store, configured)
-        return v
-
-    def who(given: str | None) -> str:
-        if configured is None:
-            if not given:
-                raise InputError("no agent id: this server was started without --agent, "
-                                 "so pass `agent` (e.g. planner-1)")
-            return check_agent(given)
-        if given and given != configured:
-            raise InputError(f"this server acts as agent {configured!r} and cannot act as "
-                             f"{given!r}; leave `agent` out or start a server with --agent")
-        return configured
-
-    agent_help = (f"Leave out: this server acts as {configured!r}." if configured
-                  else "Your agent id, e.g. planner-1 (required: the server has no --agent).")
-    AgentArg = Annotated[str | None, Field(description=agent_help)]
-    RevArg = Annotated[str | None, Field(description="A git revision (default main), e.g. "
-                                                      "main~2 or a commit id.")]
-    PathArg = Annotated[str | None, Field(description="JSON Pointer, e.g. /tasks/0/status or "
-                                                       "/tasks/[id=T-004]/status.")]
-
     feed = Feed(path)  # resource subscriptions (gitvault.mcp.watch)
     server = MCPServer(
         name="gitvault", title="gitvault", version=__version__, instructions=INSTRUCTIONS,
@@ -236,216 +67,14 @@ def build_server(vault_path: str, agent: str | None = None,
         lifespan=feed.lifespan,
     )
     feed.install(server)
-
-    def tool(annotations: ToolAnnotations) -> Callable[[Callable[P, R]], Callable[P, R]]:
-        def register(fn: Callable[P, R]) -> Callable[P, R]:
-            server.add_tool(_structured_errors(fn), name=fn.__name__,
-                            description=inspect.cleandoc(fn.__doc__ or ""),
-                            annotations=annotations, structured_output=True)
-            return fn
-
-        return register
-
-    @tool(_WRITE)
-    def checkout(
-        agent: AgentArg = None,
-        ttl_sec: Annotated[int | None, Field(ge=1, description="Lease length in seconds "
-                                             "(default: the vault's, 900).")] = None,
-        exclusive: Annotated[bool, Field(description="Refuse while others hold leases and "
-                                         "block them while held.")] = False,
-        max_bytes: Annotated[int | None, Field(ge=200, description="Cut the document at a "
-                                               "whole value to fit about this many bytes.")
-                             ] = None,
-    ) -> CheckoutResult:
-        """Take or renew your lease and get the whole memory document.
-
-        Check out before every checkin; your edits are merged against this version.
-        Example for a large memory: max_bytes=20000 (or read parts with `query`/`search`).
-        """
-        v = vault()
-        co = v.checkout(who(agent), ttl_sec, exclusive)
-        lease = LeaseInfo.of(co.lease, v.clock())
-        if max_bytes is None or reading.size_of(co.document) <= max_bytes:
-            return CheckoutResult(document=co.document, lease=lease)
-        page = reading.cut_value(co.document, max_bytes)
-        return CheckoutResult(document=None, lease=lease, parts=page.items,
-                              next_offset=page.next_offset,
-                              note=page.note(f"call show with rev={co.lease.base}, "
-                                             f"max_bytes={max_bytes},"))
-
-    @tool(_WRITE)
-    def checkin(
-        source: Annotated[str, Field(min_length=1, description="Where the change comes from, "
-                                     "e.g. web-research, user, ci-logs.")],
-        confidence: Annotated[float, Field(ge=0, le=1, description="How sure you are, 0..1.")],
-        justification: Annotated[str, Field(description="Why; one line, may be empty.")],
-        document: Annotated[dict[str, Any] | None,
-                            Field(description="The whole new document (a JSON object).")] = None,
-        patch: Annotated[list[PatchOperation] | None,
-                         Field(description="RFC 6902 JSON Patch against the document you "
-                                           "checked out (instead of `document`).")] = None,
-        on_conflict: Annotated[ConflictPolicy | None,
-                               Field(description="Decide conflicts: ours = main wins, theirs = "
-                                     "you win, confidence = higher confidence wins; default "
-                                     "fail.")] = None,
-        lease: Annotated[int | None, Field(description="Lease token from checkout; refuses if "
-                                           "the lease was renewed since.")] = None,
-        agent: AgentArg = None,
-    ) -> CheckinOutcome:
-        """Commit your change to the memory: give `document` (whole) or `patch`.
-
-        Needs your lease (checkout first). If others checked in meanwhile, the change is
-        merged; a true conflict is refused (exit_code 3) with each conflicting pointer, and
-        main is left unchanged.
-        """
-        name = who(agent)
-        if (document is None) == (patch is None):
-            raise InputError("give exactly one of `document` (the whole new document) or "
-                             "`patch` (RFC 6902 operations)")
-        v = vault()
-        if patch is not None:
-            ops = [o.model_dump(by_alias=True, exclude_unset=True) for o in patch]
-            result = v.checkin_patch(name, ops, source, confidence, justification, lease,
-                                     on_conflict)
-        else:
-            assert document is not None
-            result = v.checkin(name, document, source, confidence, justification, lease=lease,
-                               on_conflict=on_conflict)
-        return CheckinOutcome.of(result)
-
-    @tool(_WRITE)
-    def release(agent: AgentArg = None) -> ReleaseResult:
-        """Drop your lease when you are done (no lease is fine)."""
-        name = who(agent)
-        v = vault()
-        dropped = v.release(name)
-        return ReleaseResult(agent=name, released=dropped is not None,
-                             lease=LeaseInfo.of(dropped, v.clock()) if dropped else None)
-
-    @tool(_READ_ONLY)
-    def status() -> StatusResult:
-        """Head, commit count, keys with sizes, leases, pending conflicts."""
-        return StatusResult.model_validate(vault().status().to_json())
-
-    @tool(_READ_ONLY)
-    def log(
-        agent: Annotated[str | None, Field(description="Only commits by this agent (a filter, "
-                                           "any agent).")] = None,
-        key: Annotated[str | None, Field(description="Only commits that changed this "
-                                         "top-level key.")] = None,
-        path: Annotated[str | None, Field(description="Only commits that changed the value at "
-                                          "this JSON Pointer.")] = None,
-        source: Annotated[str | None, Field(description="Only commits with this Source.")] = None,
-        since: Annotated[str | None, Field(description="Not before this time, e.g. "
-                                           "2025-01-31T12:00:00Z.")] = None,
-        until: Annotated[str | None, Field(description="Not after this time.")] = None,
-        rev: RevArg = None,
-        limit: Annotated[int, Field(ge=1, le=1000, description="At most this many.")] = 20,
-    ) -> Entries:
-        """Checkins and merges, newest first, with agent, source, confidence, justification."""
-        found = vault().log(rev, agent=agent, key=key, path=path, source=source, since=since,
-                            until=until, limit=limit)
-        return Entries(entries=[_plain(e) for e in found])
-
-    @tool(_READ_ONLY)
-    def show(
-        rev: RevArg = None,
-        at: Annotated[str | None, Field(description="A point in time instead of rev, e.g. "
-                                        "2025-01-31T12:00:00Z or '2 hours ago'.")] = None,
-        path: PathArg = None,
-        max_bytes: Annotated[int | None, Field(ge=200, description="Cut the answer at a "
-                                               "whole value to fit about this many bytes.")
-                             ] = None,
-        offset: Annotated[int, Field(ge=0, description="Continue a cut answer: its "
-                                     "next_offset, with the same rev and max_bytes.")] = 0,
-    ) -> ShowResult:
-        """The document, or one value, as it was at a revision or a time.
-
-        Example: path="/tasks/[id=T-004]/status".
-        """
-        v = vault()
-        if max_bytes is not None:  # pin the commit, so that the rest comes from it too
-            rev, at = str(history.revision(v.store, rev, at).id), None
-        value = _plain(v.show(rev, at=at, path=path))
-        if max_bytes is None or (offset == 0 and reading.size_of(value) <= max_bytes):
-            return ShowResult(value=value)
-        page = reading.cut_value(value, max_bytes, offset)
-        return ShowResult(parts=page.items, next_offset=page.next_offset,
-                          note=page.note(f"call show with rev={rev}, the same path and "
-                                         f"max_bytes={max_bytes},"))
-
-    @tool(_READ_ONLY)
-    def diff(
-        rev1: Annotated[str | None, Field(description="From this revision.")] = None,
-        rev2: Annotated[str | None, Field(description="To this revision.")] = None,
-        path: PathArg = None,
-    ) -> DiffResult:
-        """What changed between two revisions, as a JSON Patch and a summary."""
-        d = vault().diff(rev1, rev2, path=path)
-        return DiffResult(patch=[_plain(op) for op in d.patch], text=d.text)
-
-    @tool(_READ_ONLY)
-    def blame(
-        path: Annotated[str, Field(description="JSON Pointer, e.g. /tasks or "
-                                   "/tasks/[id=T-004]/status.")],
-        rev: RevArg = None,
-    ) -> Entries:
-        """Who last set the value at `path` (or each value under it), from what source, why."""
-        return Entries(entries=[_plain(e) for e in vault().blame(path, rev)])
-
-    mcp_query.register(tool, vault, _READ_ONLY)  # query and search
-
-    @tool(_READ_ONLY)
-    def conflicts() -> ConflictList:
-        """Kept conflicting proposals, each with what still conflicts against main."""
-        return ConflictList(conflicts=vault().pending_conflicts())
-
-    @tool(_WRITE)
-    def resolve(
-        conflict_id: Annotated[str, Field(description="As `conflicts` lists it, e.g. coder/1.")],
-        take: Annotated[Side | None, Field(description="Decide every conflict: ours = main, "
-                                           "theirs = the proposal.")] = None,
-        picks: Annotated[dict[str, Side] | None,
-                         Field(description="Per JSON Pointer: ours or theirs; wins over "
-                               "`take`.")] = None,
-        document: Annotated[dict[str, Any] | None,
-                            Field(description="The whole resolved document.")] = None,
-        agent: AgentArg = None,
-    ) -> CheckinOutcome:
-        """Merge a kept conflicting proposal into main with your decisions.
-
-        Give `take`, `picks`, or the whole resolved `document`; anything left undecided
-        refuses (exit_code 3) and changes nothing.
-        """
-        result = vault().resolve(conflict_id, take=take, picks=picks, document=document,
-                                 agent=who(agent))
-        return CheckinOutcome.of(result)
-
-    from gitvault.mcp.undo import register
-
-    register(tool, vault, who, AgentArg, PathArg, allow_quarantine)
-
-    @server.resource("gitvault://main", name="main", title="The whole memory",
-                     description="The current document on main, as canonical JSON.",
-                     mime_type="application/json")
-    def main_document() -> str:
-        try:
-            return codec.dumps_document(vault().read()).decode()
-        except GitVaultError as e:
-            raise ResourceError(json.dumps(e.to_json(), ensure_ascii=False)) from None
-
-    @server.resource("gitvault://main/{key}", name="key", title="One key of the memory",
-                     description="The current value of one top-level key, as canonical JSON.",
-                     mime_type="application/json")
-    def main_key(key: str) -> str:
-        try:
-            document = vault().read()
-        except GitVaultError as e:
-            raise ResourceError(json.dumps(e.to_json(), ensure_ascii=False)) from None
-        if key not in document:
-            raise ResourceNotFoundError(f"no key {key!r} on main; keys: {', '.join(document)}")
-        return codec.dumps(document[key]).decode()
-
+    t = Tools(server, path, configured, allow_quarantine)
+    writes.register(t)  # checkout, checkin, release, conflicts, resolve
+    reads.register(t)  # status, log, show, diff, blame
+    mcp_query.register(t.tool, t.vault, _READ_ONLY)  # query and search
+    mcp_undo.register(t.tool, t.vault, t.who,
+                      Annotated[str | None, Field(description=t.agent_help)], PathArg,
+                      allow_quarantine)
+    resources.register(t)
     return server
 
 

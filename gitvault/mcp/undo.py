@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from gitvault.api.vault import Vault
+from gitvault.mcp.common import _READ_ONLY, _WRITE
 
 Policy = Literal["fail", "ours", "theirs", "confidence"]
 
@@ -50,7 +51,6 @@ def register(
     allow_quarantine: bool,
 ) -> None:
     """Add the tools to the server (``tool`` is build_server's registering decorator)."""
-    from gitvault.mcp.common import _READ_ONLY, _WRITE
 
     source_arg = Annotated[
         str,
