@@ -17,7 +17,9 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
+from gitvault.api.reading import Reading
 from gitvault.api.results import Checkout, KeyInfo, Session, Status
+from gitvault.api.undoing import Undoing
 from gitvault.core import codec
 from gitvault.core.codec import Document
 from gitvault.core.jsonmerge import Conflict
@@ -54,7 +56,7 @@ from gitvault.model.provenance import (
 __all__ = ["CheckinResult", "Checkout", "KeyInfo", "Session", "Status", "Vault"]
 
 
-class Vault:
+class Vault(Reading, Undoing):
     """A gitvault: a bare git repository holding one JSON document with its history."""
 
     def __init__(self, store: Store, clock: Callable[[], float] | None = None) -> None:
@@ -465,129 +467,6 @@ class Vault:
         """(Re)install the server hooks that guard pushes and fold agent branches into main."""
         return install_server(self.store)
 
-    # -- history (see gitvault.history) ----------------------------------------------------
-    def log(self, rev: str | None = None, *, agent: str | None = None, key: str | None = None,
-            path: str | None = None, source: str | None = None, since: str | None = None,
-            until: str | None = None, limit: int | None = None) -> list[Any]:
-        """Checkins and merges, newest first, then the imported legacy events."""
-        from gitvault import history
-
-        return history.log(self.store, rev or MAIN, agent=agent, key=key, path=path,
-                           source=source, since=since, until=until, limit=limit)
-
-    def show(self, rev: str | None = None, at: str | None = None, path: str | None = None) -> Any:
-        """The document (or the value at ``path``) at a revision or a point in time."""
-        from gitvault import history
-
-        return history.show(self.store, rev, at=at, path=path)
-
-    def diff(self, rev1: str | None = None, rev2: str | None = None,
-             path: str | None = None) -> Any:
-        """RFC 6902 patch (``.patch``) and summary (``.text``) between two states."""
-        from gitvault import history
-
-        return history.diff(self.store, rev1, rev2, path=path)
-
-    def blame(self, path: str, rev: str | None = None) -> list[Any]:
-        """Who last set the value at ``path`` (or each leaf under it)."""
-        from gitvault import history
-
-        return history.blame(self.store, path, rev or MAIN)
-
-    def store_for(self, what: str) -> Store:
-        """The vault's own repository, for a command that follows its refs as they move."""
-        return self.store
-
-    def watch(self, key: str | None = None, path: str | None = None,
-              since: str | None = None) -> Any:
-        """A :class:`gitvault.watch.Watcher`: each new commit of main touching the selection."""
-        from gitvault.history import watch
-
-        return watch.watcher(self.store, key, path, since)
-
-    # -- reading a large memory (history.query, history.search, history.reading) ----------
-    def query(self, expression: str, rev: str | None = None, at: str | float | None = None,
-              limit: int | None = None, with_pointers: bool = False,
-              max_bytes: int | None = None, offset: int = 0) -> Any:
-        """The matches of a JMESPath expression (a :class:`gitvault.query.QueryResult`)."""
-        from gitvault.history import query
-
-        return query.query(self.store, expression, rev, at, limit, with_pointers, max_bytes,
-                           offset)
-
-    def search(self, text: str, *, key: str | None = None, path: str | None = None,
-               rev: str | None = None, at: str | float | None = None, limit: int | None = 20,
-               regex: bool = False, width: int = 80, blame: bool = False,
-               max_bytes: int | None = None, offset: int = 0) -> Any:
-        """Ranked hits of words (or a regex) in strings and member names
-        (a :class:`gitvault.search.SearchResult`)."""
-        from gitvault.history import search
-
-        return search.search(self.store, text, key=key, path=path, rev=rev, at=at,
-                             limit=limit, regex=regex, width=width, blame=blame,
-                             max_bytes=max_bytes, offset=offset)
-
-    def show_cut(self, rev: str | None = None, at: str | None = None, path: str | None = None,
-                 max_bytes: int = 20000, offset: int = 0) -> Any:
-        """:meth:`show` as whole parts within ``max_bytes`` (a :class:`gitvault.reading.Page`
-        of ``{"pointer", "value"}``, pointers relative to ``path``)."""
-        from gitvault.history import reading
-
-        return reading.cut_value(self.show(rev, at, path), max_bytes, offset)
-
-    def checkout_parts(self, agent: str, paths: list[str], ttl: int | None = None,
-                       exclusive: bool = False) -> tuple[Checkout, Any]:
-        """:meth:`checkout` (a lease on the whole document), and the values at ``paths``
-        (a :class:`gitvault.reading.Parts`); a pointer naming nothing refuses first."""
-        from gitvault.history import reading
-
-        reading.check_paths(self.store, paths)
-        co = self.checkout(agent, ttl, exclusive)
-        return co, reading.parts_of(co.document, paths)
-
-    # -- undo (engine.undo, history.exposure) ------------------------------------------------
-    def revert(self, revs: list[str], by: str, source: str,
-               confidence: float | str | None = None, justification: str = "",
-               path: str | None = None, on_conflict: str | None = None,
-               dry_run: bool = False) -> Any:
-        """Undo the changes of ``revs`` as one new commit on main (a 3-way merge)."""
-        from gitvault.engine import undo
-
-        return undo.revert(self, revs, by, source, confidence, justification, path,
-                           on_conflict, dry_run)
-
-    def restore(self, rev: str | None = None, *, at: str | None = None, by: str, source: str,
-                confidence: float | str | None = None, justification: str = "",
-                path: str | None = None, dry_run: bool = False) -> Any:
-        """Put the document (or the value at ``path``) back as it was at ``rev``/``at``."""
-        from gitvault.engine import undo
-
-        return undo.restore(self, rev, at, by, source, confidence, justification, path,
-                            dry_run)
-
-    def quarantine(self, agent: str, *, by: str, source: str, since: str | None = None,
-                   until: str | None = None, justification: str = "", dry_run: bool = False,
-                   with_derived: bool = False, on_conflict: str | None = None) -> Any:
-        """Undo what ``agent`` wrote in the window and refuse its writes until lifted."""
-        from gitvault.engine import undo
-
-        return undo.quarantine_agent(self, agent, by, source, since, until, justification,
-                                     dry_run, with_derived, on_conflict)
-
-    def lift_quarantine(self, agent: str, *, by: str, source: str = "quarantine",
-                        justification: str = "") -> Any:
-        """End ``agent``'s quarantine; None when it was not quarantined."""
-        from gitvault.engine import undo
-
-        return undo.lift(self, agent, by, source, justification)
-
-    def exposure(self, rev: str | None = None, *, agent: str | None = None,
-                 since: str | None = None, until: str | None = None) -> list[Any]:
-        """Later commits whose writers had the bad change in their lease base."""
-        from gitvault.history import exposure
-
-        return exposure.report(self.store, self._main(), rev, agent, since, until)
-
     def checkin_patch(self, agent: str, patch: list[dict[str, Any]], source: str,
                       confidence: float | str | None = None, justification: str = "",
                       lease: int | None = None, on_conflict: str | None = None
@@ -642,8 +521,3 @@ class Vault:
         codec.encode_document(document, self.limits)
         held = self.checkins.held(agent, lease)
         return history.diff_documents(self.read(held.base), dict(document))
-
-    def export(self, rev: str | None = None, fmt: str = "json", history: bool = False) -> str:
-        from gitvault import history as h
-
-        return h.export(self.store, rev, fmt=fmt, history=history)
