@@ -22,6 +22,8 @@ from typer.core import TyperGroup
 from .errors import ConflictError, GitVaultError, InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .leases import Lease
     from .vault import Vault
 
@@ -169,6 +171,18 @@ def init(
         _err(f"created vault {v.path} at {st.head} with {len(st.keys)} key(s)")
 
 
+def _waiting_notice() -> "Callable[[Any, int], None]":
+    """A callback that says once, on stderr, that the checkout waits in the queue."""
+    told: list[bool] = []
+
+    def say(entry: Any, position: int) -> None:
+        if not told:
+            told.append(True)
+            _err(f"waiting for the lease: position {position} in the queue")
+
+    return say
+
+
 @app.command()
 def checkout(
     ctx: typer.Context,
@@ -179,13 +193,18 @@ def checkout(
         "--exclusive",
         help="Refuse while others hold live leases; block them while held.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write the document here.")] = None,
+    wait: Annotated[float | None, typer.Option(
+        "--wait", metavar="SECONDS",
+        help="Queue (first come, first served) up to SECONDS for the lease instead of "
+        "being refused.")] = None,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Take or renew AGENT's lease on main and print the document."""
     from .codec import dumps_document
 
-    co = _open(ctx, vault, as_json).checkout(agent, ttl, exclusive)
+    co = _open(ctx, vault, as_json).checkout(agent, ttl, exclusive, wait,
+                                                   _waiting_notice())
     data = dumps_document(co.document)
     if out is not None:
         out.write_bytes(data)

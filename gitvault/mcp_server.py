@@ -230,13 +230,16 @@ def build_server(vault_path: str, agent: str | None = None) -> MCPServer:
                                              "(default: the vault's, 900).")] = None,
         exclusive: Annotated[bool, Field(description="Refuse while others hold leases and "
                                          "block them while held.")] = False,
+        wait: Annotated[float | None, Field(ge=0, le=86400, description="Seconds to wait "
+                                            "in the vault's first-come-first-served queue "
+                                            "for the lease instead of being refused.")] = None,
     ) -> CheckoutResult:
         """Take or renew your lease and get the whole memory document.
 
         Check out before every checkin; your edits are merged against this version.
         """
         v = vault()
-        co = v.checkout(who(agent), ttl_sec, exclusive)
+        co = v.checkout(who(agent), ttl_sec, exclusive, wait)
         return CheckoutResult(document=co.document, lease=LeaseInfo.of(co.lease, v.clock()))
 
     @tool(_WRITE)

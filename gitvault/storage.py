@@ -246,7 +246,10 @@ class Store:
         out: dict[str, pygit2.Oid] = {}
         for name in self.repo.references:
             if name.startswith(prefix):
-                target = self.repo.references[name].target
+                try:
+                    target = self.repo.references[name].target
+                except KeyError:  # deleted by another process since it was listed
+                    continue
                 if isinstance(target, pygit2.Oid):
                     out[name] = target
         return out

@@ -20,7 +20,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
-from . import changes, codec, integrate, schemas, settings, shards, upkeep
+from . import changes, codec, integrate, schemas, settings, shards, upkeep, waitqueue
 from .codec import Document
 from .conflicts import ConflictStore
 from .errors import (
@@ -49,6 +49,7 @@ from .provenance import (
     subject_for,
 )
 from .storage import MAIN, Identity, RefTx, Store
+from .waitqueue import Waiter
 
 OPTIMISTIC_PLANS = 1  # merges planned outside the lock before planning under it
 CHECKIN_ATTEMPTS = 200  # lost races for main, each followed by a jittered wait
@@ -276,9 +277,15 @@ class Vault:
                       conflicts, self.clock())
 
     # -- the four commands -----------------------------------------------------------------
-    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False) -> Checkout:
-        """Take or renew ``agent``'s lease on the current main and return the document there."""
-        lease = self.leases.acquire(agent, ttl, exclusive)
+    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False,
+                 wait: float | None = None,
+                 on_wait: Callable[[Waiter, int], None] | None = None) -> Checkout:
+        """Take or renew ``agent``'s lease on the current main and return the document there.
+
+        ``wait``: seconds to wait for the turn in the vault's FIFO queue (see
+        :mod:`gitvault.waitqueue`) instead of being refused at once.
+        """
+        lease = waitqueue.acquire(self.leases, check_agent(agent), ttl, exclusive, wait, on_wait)
         return Checkout(self.read(lease.base) if lease.base else {}, lease)
 
     @contextlib.contextmanager
@@ -302,8 +309,7 @@ class Vault:
 
     def release(self, agent: str) -> Lease | None:
         """Drop ``agent``'s lease. Returns the lease dropped, or None if there was none."""
-        check_agent(agent)
-        return self.leases.release(agent)
+        return waitqueue.release(self.leases, check_agent(agent))
 
     def checkin(self, agent: str, document: Mapping[str, Any], source: str,
                 confidence: float | str | None = None, justification: str = "",
