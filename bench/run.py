@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pygit2
+import queue_bench
 import scenarios
 import summary
 
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         # the same at the largest size of scenario (i): a sharded key, merged chunk by chunk
         res["concurrency_large"] = timed("concurrency-large", lambda: scenarios.concurrency(
             root, (1, 8), mode.agent_seconds, max(s for s in mode.sizes if s <= 10_000), log))
+        log("exclusive writers queueing with --wait")
+        res["exclusive_queue"] = timed("queue", lambda: queue_bench.exclusive_queue(root))
         log(f"building the {mode.big:,}-item vault")
         big = root / "big.git"
         scenarios.make_vault(big, scenarios.make_document(mode.big), fsync=True)

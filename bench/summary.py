@@ -143,6 +143,12 @@ def targets(res: R) -> list[R]:
             None if h is None else h < 150)
         add(f"`gitvault status` (small vault, {how})", f"{fmt(s)} ms", "< 250 ms",
             None if s is None else s < 250)
+    q = res.get("exclusive_queue")
+    if q:
+        add(f"{q['writers']} exclusive writers x {q['rounds']} rounds with --wait: longest wait",
+            f"{fmt(q['max_wait_ms'])} ms (median hold {fmt(q['median_hold_ms'])} ms), "
+            f"{q['rounds_finished']} rounds, {q['lost_updates']} lost",
+            "≤ 1.5 x (writers - 1) x median hold, all rounds, 0 lost", bool(q["pass"]))
     if hist:
         last = hist[-1]
         s2 = last["status_cli"]["median"]

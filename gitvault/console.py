@@ -10,16 +10,27 @@ from __future__ import annotations
 import os
 import sys
 
-from gitvault.daemon.client import LOCAL_COMMANDS, command_name, via_daemon
+from gitvault.daemon.client import (
+    LOCAL_COMMANDS,
+    autostart,
+    command_name,
+    may_autostart,
+    socket_path,
+    via_daemon,
+)
+
+DAEMON_LAUNCHER = "gitvault.cli:serve_daemon"  # what a started daemon serves (gitvault.cli)
 
 
 def main() -> None:
     """Console-script entry point (``gitvault``, ``python -m gitvault``)."""
     args = sys.argv[1:]
-    if os.environ.get("GITVAULT_DAEMON", "1") != "0" and command_name(args) not in LOCAL_COMMANDS:
+    if os.environ.get("GITVAULT_DAEMON", "") != "0" and command_name(args) not in LOCAL_COMMANDS:
         code = via_daemon(sys.argv)
         if code is not None:
             raise SystemExit(code)
+        if may_autostart(args):
+            autostart(socket_path(), DAEMON_LAUNCHER)
     if args[:1] == ["hook"] and len(args) > 1 and not args[1].startswith("-"):
         from gitvault.hooks import main as run_hook  # the shims: no typer start-up per push
 

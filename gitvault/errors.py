@@ -22,6 +22,7 @@ else reaching a user is a bug.
     ├── ConflictError (3)         the merge found true conflicts; ``report`` says which
     ├── LeaseError (4)
     │   ├── NoLease, LeaseExpired, LeaseHeld (exclusive), LeaseFenced (stale token)
+│   └── LeaseWaitTimeout      `checkout --wait` gave up
     └── NotAllowed (5)            the writer may not do this: not who it claims, no right for
                                   that agent or that part of the document, quarantined, or a
                                   missing or wrong signature; ``rule`` names what said no
@@ -194,9 +195,13 @@ class LeaseExpired(LeaseError):
 
 
 class LeaseHeld(LeaseError):
-    def __init__(self, agent: str, holders: list[str], exclusive: bool) -> None:
+    def __init__(self, agent: str, holders: list[str], exclusive: bool,
+                 queued: bool = False) -> None:
         who = ", ".join(repr(h) for h in holders)
-        if exclusive:
+        if queued:
+            msg = (f"{who} queue(s) for the lease; wait your turn with "
+                   f"`gitvault checkout {agent} --exclusive --wait SECONDS`")
+        elif exclusive:
             msg = f"{who} holds an exclusive lease; {agent!r} must wait until it is released"
         else:
             msg = (
@@ -205,6 +210,15 @@ class LeaseHeld(LeaseError):
             )
         super().__init__(msg)
         self.agent, self.holders, self.exclusive = agent, holders, exclusive
+
+
+class LeaseWaitTimeout(LeaseError):
+    """``checkout --wait`` gave up: the lease did not come free in time (exit 4)."""
+
+    def __init__(self, agent: str, waited: float, where: str) -> None:
+        super().__init__(f"{agent!r} waited {waited:g} s for its lease and gave up ({where}); "
+                         "wait longer with --wait SECONDS")
+        self.agent, self.waited = agent, waited
 
 
 class LeaseFenced(LeaseError):

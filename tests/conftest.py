@@ -110,12 +110,13 @@ def daemon(vault: Vault) -> Iterator[str]:
 @pytest.fixture(autouse=True, scope="session")
 def _no_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A daemon a developer left running must never serve the suite's commands: every test
-    (and its subprocesses) looks for one at a socket nobody listens on. test_daemon.py starts
-    its own on sockets of its own."""
+    (and its subprocesses) looks for one at a socket nobody listens on, and none starts one
+    by itself (GITVAULT_DAEMON=1). test_daemon.py starts its own on sockets of its own, and
+    test_autostart.py asks for self-started ones (GITVAULT_DAEMON=auto) and stops them."""
     sock = tmp_path_factory.mktemp("no-daemon") / "daemon.sock"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GITVAULT_DAEMON_SOCKET", str(sock))
-        mp.delenv("GITVAULT_DAEMON", raising=False)
+        mp.setenv("GITVAULT_DAEMON", "1")  # use a daemon that runs, never start one
         yield
 
 

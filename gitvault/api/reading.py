@@ -6,10 +6,12 @@ file stays one concern. Mixed into ``Vault``; everything here only reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gitvault.api.results import Checkout
 from gitvault.git.storage import MAIN, Store
+from gitvault.model.waitqueue import Waiter
 
 
 class Reading:
@@ -17,7 +19,9 @@ class Reading:
 
     store: Store
 
-    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False) -> Checkout:
+    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False,
+                 wait: float | None = None,
+                 on_wait: Callable[[Waiter, int], None] | None = None) -> Checkout:
         raise NotImplementedError  # the vault's own, see Vault.checkout
 
     # -- history (see gitvault.history) ----------------------------------------------------

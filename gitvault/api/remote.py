@@ -155,10 +155,15 @@ class RemoteVault:
         ref = f"{REQUESTS}{uuid.uuid4().hex}"
         return self._push(str(main), ref, {"op": op, **options})
 
-    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False) -> Checkout:
+    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False,
+                 wait: float | None = None,
+                 on_wait: Callable[[Any, int], None] | None = None) -> Checkout:
+        """The vault's post-receive hook takes the lease; with ``wait`` it waits there, in the
+        vault's queue, while this push waits for its answer (no polling over the wire)."""
         check_agent(agent)
+        extra = {"wait": repr(float(wait))} if wait is not None else {}
         self._request("checkout", agent=escape_agent(agent), ttl=str(ttl or ""),
-                      exclusive="1" if exclusive else "0")
+                      exclusive="1" if exclusive else "0", **extra)
         lease = self.cache.leases.get(agent)
         if lease is None:
             raise RemoteError(f"the vault granted no lease to {agent!r}", 4)

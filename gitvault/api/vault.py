@@ -38,7 +38,7 @@ from gitvault.errors import (
 )
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Identity, Store
-from gitvault.model import changes, quarantine, schemas, settings
+from gitvault.model import changes, quarantine, schemas, settings, waitqueue
 from gitvault.model.branches import agent_of
 from gitvault.model.conflicts import ConflictStore
 from gitvault.model.leases import NOTES, Lease, LeaseBook, lease_ref
@@ -52,6 +52,7 @@ from gitvault.model.provenance import (
     parse_trailers,
     subject_for,
 )
+from gitvault.model.waitqueue import Waiter
 
 __all__ = ["CheckinResult", "Checkout", "KeyInfo", "Session", "Status", "Vault"]
 
@@ -171,10 +172,16 @@ class Vault(Reading, Undoing):
                       conflicts, self.clock(), list(quarantine.on_main(self.store).values()))
 
     # -- the four commands -----------------------------------------------------------------
-    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False) -> Checkout:
-        """Take or renew ``agent``'s lease on the current main and return the document there."""
+    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False,
+                 wait: float | None = None,
+                 on_wait: Callable[[Waiter, int], None] | None = None) -> Checkout:
+        """Take or renew ``agent``'s lease on the current main and return the document there.
+
+        ``wait``: seconds to wait for the turn in the vault's FIFO queue (see
+        :mod:`gitvault.model.waitqueue`) instead of being refused at once.
+        """
         quarantine.check(self.store, agent)
-        lease = self.leases.acquire(agent, ttl, exclusive)
+        lease = waitqueue.acquire(self.leases, check_agent(agent), ttl, exclusive, wait, on_wait)
         return Checkout(self.read(lease.base) if lease.base else {}, lease)
 
     @contextlib.contextmanager
@@ -198,8 +205,7 @@ class Vault(Reading, Undoing):
 
     def release(self, agent: str) -> Lease | None:
         """Drop ``agent``'s lease. Returns the lease dropped, or None if there was none."""
-        check_agent(agent)
-        return self.leases.release(agent)
+        return waitqueue.release(self.leases, check_agent(agent))
 
     def checkin(self, agent: str, document: Mapping[str, Any], source: str,
                 confidence: float | str | None = None, justification: str = "",

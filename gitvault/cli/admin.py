@@ -181,9 +181,12 @@ def hook(
 
 
 daemon_app = typer.Typer(cls=_Group, rich_markup_mode=None, no_args_is_help=True, help=(
-    "A resident process that makes every gitvault command start ~4x faster (opt-in). While it "
-    "runs, `gitvault` hands each call to it; without it, or with GITVAULT_DAEMON=0, commands run "
-    "in their own process as always. Socket: $GITVAULT_DAEMON_SOCKET, else "
+    "A resident process that makes every gitvault command start ~4x faster. The first "
+    "checkout, checkin, status, log... that finds none starts one (said once on stderr; it "
+    "exits after 10 idle minutes); not under CI or in git hooks, and never with "
+    "GITVAULT_DAEMON=0 (GITVAULT_DAEMON=1: use one, never start one). While it runs, "
+    "`gitvault` hands each call to it; without it commands run in their own process as "
+    "always. Socket: $GITVAULT_DAEMON_SOCKET, else "
     "$XDG_RUNTIME_DIR/gitvault/daemon.sock, else /tmp/gitvault-UID/daemon.sock."))
 app.add_typer(daemon_app, name="daemon")
 

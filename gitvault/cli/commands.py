@@ -7,7 +7,7 @@ status), conflicts, resolve and schemas."""
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,7 +28,7 @@ from gitvault.errors import InputError
 from gitvault.model.policy import ConflictPolicy
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Callable
 
 
 
@@ -67,6 +67,18 @@ def init(
         _err(f"created vault {v.path} at {st.head} with {len(st.keys)} key(s)")
 
 
+def _waiting_notice() -> "Callable[[Any, int], None]":
+    """A callback that says once, on stderr, that the checkout waits in the queue."""
+    told: list[bool] = []
+
+    def say(entry: Any, position: int) -> None:
+        if not told:
+            told.append(True)
+            _err(f"waiting for the lease: position {position} in the queue")
+
+    return say
+
+
 @app.command()
 def checkout(
     ctx: typer.Context,
@@ -77,6 +89,10 @@ def checkout(
         "--exclusive",
         help="Refuse while others hold live leases; block them while held.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write the document here.")] = None,
+    wait: Annotated[float | None, typer.Option(
+        "--wait", metavar="SECONDS",
+        help="Queue (first come, first served) up to SECONDS for the lease instead of "
+        "being refused.")] = None,
     path: Annotated[list[str] | None, typer.Option(
         "--path", help="Print only the value at this pointer (repeatable); the lease is "
         "still on the whole document.")] = None,
@@ -95,7 +111,7 @@ def checkout(
     if path or keys:
         return _checkout_parts(ctx, agent, ttl, exclusive, out, path or [], keys, vault,
                                as_json)
-    co = _open(ctx, vault, as_json).checkout(agent, ttl, exclusive)
+    co = _open(ctx, vault, as_json).checkout(agent, ttl, exclusive, wait, _waiting_notice())
     data = dumps_document(co.document)
     if out is not None:
         out.write_bytes(data)

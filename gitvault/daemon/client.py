@@ -220,3 +220,106 @@ def _wait(sock: _socket.socket) -> int | None:
     sys.stderr.write(f"gitvault: the daemon's worker died ({reason}); "
                      "run again with GITVAULT_DAEMON=0\n")
     return 1
+
+
+#: Commands that start a daemon when none runs (the ones agents call again and again).
+AUTOSTART_COMMANDS = frozenset({"checkout", "checkin", "release", "status", "log", "show",
+                                "diff", "blame", "conflicts", "resolve", "export"})
+AUTOSTART_IDLE = "600"
+_NOTICE = ("gitvault: started a background daemon (pid {pid}, socket {sock}) so that the next "
+           "commands start faster; it exits after 10 minutes without a command. "
+           "`gitvault daemon stop` stops it, GITVAULT_DAEMON=0 never starts one "
+           "(said once)\n")
+
+
+def may_autostart(args: list[str]) -> bool:
+    """Whether this call may start a daemon: by default yes for the hot commands, but never
+    under CI or inside a git hook unless GITVAULT_DAEMON=auto asks for it.
+
+    GITVAULT_DAEMON: unset or ``auto`` start one on demand; ``1`` use one that runs, never
+    start one; ``0`` never use one.
+    """
+    mode = os.environ.get("GITVAULT_DAEMON", "")
+    if mode == "auto":
+        return command_name(args) in AUTOSTART_COMMANDS
+    if mode:
+        return False
+    env = os.environ
+    if env.get("CI", "").lower() not in ("", "0", "false", "no"):
+        return False
+    if any(k in env for k in ("GIT_DIR", "GIT_QUARANTINE_PATH", "GIT_INDEX_FILE",
+                              "GIT_EXEC_PATH")):
+        return False  # a git hook (or a command run by git)
+    return sys.platform == "linux" and command_name(args) in AUTOSTART_COMMANDS
+
+
+def _private(folder: str) -> bool:
+    """The socket folder, created 0700 if missing; False when it is not the user's alone."""
+    try:
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        try:  # noqa: SIM105 - contextlib would cost this stdlib-only client start-up time
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        st = os.stat(folder)
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def autostart(path: str, launcher: str) -> int | None:
+    """Start a daemon on ``path`` in the background, without waiting for it; its pid.
+
+    ``launcher`` is the ``module:function`` that serves (the CLI hands it in, as to
+    :func:`gitvault.daemon.server.start`).
+
+    This call goes on to run its command in its own process; the next ones find the daemon.
+    One start at a time (a flock beside the socket); a daemon that is still starting holds
+    ``daemon.pid``'s lock, and one that finds another holds it exits at once.
+    """
+    import fcntl
+
+    folder = os.path.dirname(path)
+    if len(os.fsencode(path)) > 107 or not _private(folder):
+        return None
+    stem = os.path.splitext(path)[0]
+    lock = os.open(os.path.join(folder, "autostart.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # another call is starting one right now
+        try:
+            fd = os.open(stem + ".pid", os.O_RDONLY)
+        except FileNotFoundError:
+            fd = -1
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None  # a daemon holds it: starting, or not answering yet
+            finally:
+                os.close(fd)
+        env = {k: v for k, v in os.environ.items() if k != "GITVAULT_DAEMON"}
+        actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_OPEN, 1, stem + ".log",
+                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                   (os.POSIX_SPAWN_DUP2, 1, 2)]
+        try:
+            module, function = launcher.split(":")
+            serve = f"import os; os.chdir('/'); from {module} import {function}; {function}()"
+            pid = os.posix_spawn(sys.executable, [sys.executable, "-P", "-c", serve, path,
+                                                  AUTOSTART_IDLE], env, file_actions=actions,
+                                 setsid=True)
+        except OSError:
+            return None
+    finally:
+        os.close(lock)
+    marker = os.path.join(folder, "autostart-noticed")
+    if not os.path.exists(marker):
+        try:  # noqa: SIM105 - as above
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError:
+            pass
+        sys.stderr.write(_NOTICE.format(pid=pid, sock=path))
+    return pid

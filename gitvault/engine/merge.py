@@ -22,7 +22,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode, MergeFlag
 
-from gitvault.core import codec
+from gitvault.core import codec, splice
 from gitvault.core.jsonmerge import MISSING, Conflict, merge3
 from gitvault.errors import CodecError
 from gitvault.git import shards
@@ -68,6 +68,9 @@ def _decider(decide: Decide | None, outcome: MergeOutcome,
 def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygit2.Tree,
                 decide: Decide | None = None) -> MergeOutcome:
     """Merge ``theirs`` (the agent's tree) into ``ours`` (main) from ``base``."""
+    spliced = _splice_trees(store, base, ours, theirs)
+    if spliced is not None:
+        return spliced
     repo = store.repo
     index = store.objects(lambda: repo.merge_trees(base, ours, theirs, flags=MergeFlag(0)))
     outcome = MergeOutcome(tree=None)
@@ -133,6 +136,46 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
     if outcome.conflicts:
         return outcome
     outcome.tree = store.objects(lambda: index.write_tree(repo))
+    return outcome
+
+
+def _splice_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree,
+                  theirs: pygit2.Tree) -> MergeOutcome | None:
+    """The merge without git when every key changed on both sides can be spliced
+    (:mod:`gitvault.core.splice`: different items or members changed); None otherwise."""
+    sides = [store.key_blobs(t) for t in (base, ours, theirs)]
+    b, o, t = sides
+    rest = [{e.name: e.id for e in tree if e.name is not None
+             and e.name + ("" if e.type_str == "blob" else codec.BLOB_SUFFIX) not in keys}
+            for tree, keys in zip((base, ours, theirs), sides, strict=True)]
+    if rest[2] != rest[0] and rest[2] != rest[1]:
+        return None  # the proposal changed .gitvault/ (schemas) as well: merge it as before
+    both = [n for n in set(o) | set(t) if o.get(n) != b.get(n) and t.get(n) != b.get(n)
+            and o.get(n) != t.get(n)]
+    if not both:
+        return None
+    files: dict[str, bytes | pygit2.Oid] = dict(o)
+    for name in set(b) | set(t):
+        if t.get(name) != b.get(name) and o.get(name) == b.get(name):
+            if name in t:
+                files[name] = t[name]
+            else:
+                files.pop(name, None)
+    outcome = MergeOutcome(tree=None)
+    for name in both:
+        oids = [x.get(name) for x in sides]
+        if any(oid is None or store.is_tree(oid) for oid in oids):
+            return None  # added or removed on one side, or sharded: as before
+        data = splice.splice(*(store.blob(oid) for oid in oids if oid is not None))
+        if data is None:
+            return None
+        files[name] = data
+        key = codec.key_of(name)
+        assert key is not None
+        outcome.how[key] = "splice"
+        outcome.stats["splice"] += 1
+    unchanged = {n: oid for n, oid in o.items() if files.get(n) == oid}
+    outcome.tree = store.build_tree(ours, files, ids=unchanged)
     return outcome
 
 

@@ -69,6 +69,7 @@ class Store(Transactions):
         self._turn_held = False
         self._layouts: dict[pygit2.Oid, shards.Layout] = {}  # sharded keys read or written last
         self._chunks: dict[pygit2.Oid, list[shards.Chunk]] = {}  # their chunks' sizes
+        self._blobs: dict[pygit2.Oid, bytes] = {}  # the last key blobs read or written
         if self._batched():
             self._clean_after_power_cut()
 
@@ -119,7 +120,10 @@ class Store(Transactions):
         out: dict[str, pygit2.Oid] = {}
         for name in self.repo.references:
             if name.startswith(prefix):
-                target = self.repo.references[name].target
+                try:
+                    target = self.repo.references[name].target
+                except KeyError:  # deleted by another process since it was listed
+                    continue
                 if isinstance(target, pygit2.Oid):
                     out[name] = target
         return out
@@ -171,12 +175,26 @@ class Store(Transactions):
         return sum(1 for _ in self.repo.walk(head))
 
     def blob(self, oid: pygit2.Oid) -> bytes:
-        """A blob's bytes; for a sharded key's tree, the key's bytes assembled."""
+        """A blob's bytes; for a sharded key's tree, the key's bytes assembled.
+
+        The last few key blobs read or written are kept: a merge reads main's, the base's
+        and the proposal's version of a key, then the merged one again for its ``Changed:``
+        lines, and inflating a 190 KB blob costs ~1.5 ms each time.
+        """
+        hit = self._blobs.get(oid)
+        if hit is not None:
+            return hit
         obj = self.repo[oid]
         if isinstance(obj, pygit2.Tree):
             return self.layout(obj).data
         assert isinstance(obj, pygit2.Blob)
-        return obj.data
+        data: bytes = obj.data
+        self.keep_blob(oid, data)
+        return data
+
+    def keep_blob(self, oid: pygit2.Oid, data: bytes) -> None:
+        if len(data) >= 4096:  # small blobs inflate faster than the cache would save
+            _keep(self._blobs, oid, data, 8)
 
     def cached_any(self) -> bool:
         return bool(self._layouts)
@@ -279,6 +297,7 @@ class Store(Transactions):
                     oid, tree = self._sharded(old.get(name), content), True
                 else:  # an existing blob costs only its hash (libgit2 does not rewrite it)
                     oid, tree = self.repo.create_blob(content), False
+                    self.keep_blob(oid, content)
                 if old.get(name) != oid:
                     self._drop(tb, name)
                     tb.insert(name[: -len(BLOB_SUFFIX)] if tree else name, oid,

@@ -212,7 +212,8 @@ def request(vault: Any, options: dict[str, str]) -> dict[str, Any]:
     agent = unescape_agent(options.get("agent", "")) if options.get("agent") else ""
     if op == "checkout":
         ttl = int(options["ttl"]) if options.get("ttl", "").isdigit() else None
-        co = vault.checkout(agent, ttl, options.get("exclusive") == "1")
+        wait = _wait_option(options.get("wait"))
+        co = vault.checkout(agent, ttl, options.get("exclusive") == "1", wait, _waiting)
         return {"lease": co.lease.to_json(co.lease.acquired)}
     if op == "release":
         dropped = vault.release(agent)
@@ -225,6 +226,22 @@ def request(vault: Any, options: dict[str, str]) -> dict[str, Any]:
                           agent=agent or None)
         return dict(r.to_json())
     raise InputError(f"unknown remote operation {op!r}")
+
+
+def _wait_option(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"push option wait={text!r} must be a number of seconds") from None
+
+
+def _waiting(entry: Any, position: int) -> None:
+    """Tell the pusher, every few seconds, that its checkout waits; when the pusher is gone
+    the write fails, this hook ends and its queue entry goes with it."""
+    sys.stderr.write(f"gitvault: waiting for the lease: position {position} in the queue\n")
+    sys.stderr.flush()
 
 
 def _delete(rtx: RefTx, ref: str) -> None:

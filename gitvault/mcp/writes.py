@@ -29,6 +29,9 @@ def register(t: Tools) -> None:
                                              "(default: the vault's, 900).")] = None,
         exclusive: Annotated[bool, Field(description="Refuse while others hold leases and "
                                          "block them while held.")] = False,
+        wait: Annotated[float | None, Field(ge=0, le=86400, description="Seconds to wait "
+                                            "in the vault's first-come-first-served queue "
+                                            "for the lease instead of being refused.")] = None,
         max_bytes: Annotated[int | None, Field(ge=200, description="Cut the document at a "
                                                "whole value to fit about this many bytes.")
                              ] = None,
@@ -39,7 +42,7 @@ def register(t: Tools) -> None:
         Example for a large memory: max_bytes=20000 (or read parts with `query`/`search`).
         """
         v = t.vault()
-        co = v.checkout(t.who(agent), ttl_sec, exclusive)
+        co = v.checkout(t.who(agent), ttl_sec, exclusive, wait)
         lease = LeaseInfo.of(co.lease, v.clock())
         if max_bytes is None or reading.size_of(co.document) <= max_bytes:
             return CheckoutResult(document=co.document, lease=lease)

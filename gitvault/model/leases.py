@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +87,9 @@ class _NotesState:
     tip: pygit2.Oid | None
     entries: dict[str, pygit2.Oid]  # annotated object hex -> note blob
     counter: int
+
+
+NotesState = _NotesState  # the lease notes as read under the lock (for the wait queue)
 
 
 class LeaseBook:
@@ -179,39 +182,68 @@ class LeaseBook:
         oid = self.store.write_commit(self.store.objects(tb.write), parents, who, msg)
         rtx.set(NOTES, oid, subject)
 
-    def acquire(self, agent: str, ttl: int | None = None, exclusive: bool = False) -> Lease:
-        """Take or renew ``agent``'s lease on the current main; a new token every time."""
+    def acquire(self, agent: str, ttl: int | None = None, exclusive: bool = False,
+                gate: Callable[[RefTx, list[Lease], Lease | None], None] | None = None,
+                also: Sequence[str] = ()) -> Lease:
+        """Take or renew ``agent``'s lease on the current main; a new token every time.
+
+        ``gate`` (the wait queue's turn check, :mod:`gitvault.model.waitqueue`) runs under the same
+        lock with the other agents' live leases and the agent's own lease, and may refuse;
+        ``also`` are refs it may change (the waiter's own queue entry, deleted as the lease
+        is granted).
+        """
         ttl = self.check_ttl(ttl)
         ref = lease_ref(agent)
 
         def fn(rtx: RefTx) -> Lease:
             notes = self._notes(rtx.get(NOTES))
             now = self.clock()
-            others = [
-                x for t in self.store.refs_under(PREFIX).values()
-                if (x := self._lease_at(t, notes)) is not None and x.agent != agent and x.live(now)
-            ]
+            others = self.live_others(notes, now, agent)
             if held := [x.agent for x in others if x.mode == EXCLUSIVE]:
                 raise LeaseHeld(agent, held, exclusive=True)
             if exclusive and others:
                 raise LeaseHeld(agent, [x.agent for x in others], exclusive=False)
-            main = rtx.get(MAIN)
-            token = notes.counter + 1
-            lease = Lease(agent, token, EXCLUSIVE if exclusive else SHARED,
-                          str(main) if main else "", now, now + ttl, ttl)
-            obj = self.store.write_blob(_ref_blob(agent, token))
-            old = rtx.get(ref)
-            if old is not None:
-                notes.entries.pop(str(old), None)
-            notes.entries[str(obj)] = self.store.write_blob(lease.to_note())
-            self._commit_notes(rtx, notes, token, f"lease: checkout {agent} (token {token})")
-            rtx.set(ref, obj, f"lease: checkout token {token}")
+            if gate is not None:
+                gate(rtx, others, self._lease_at(rtx.get(ref), notes))
+            lease = self.grant(rtx, notes, agent, ttl, exclusive, now)
+            self._commit_notes(rtx, notes, lease.token,
+                               f"lease: checkout {agent} (token {lease.token})")
             return lease
 
-        return self.store.transact([NOTES, ref], fn, f"checkout {agent}")
+        return self.store.transact([NOTES, ref, *also], fn, f"checkout {agent}")
 
-    def release(self, agent: str) -> Lease | None:
-        """Drop ``agent``'s lease; None when it held none."""
+    def live_others(self, notes: _NotesState, now: float, agent: str) -> list[Lease]:
+        """The live leases of every agent but ``agent``, as ``notes`` has them."""
+        return [x for t in self.store.refs_under(PREFIX).values()
+                if (x := self._lease_at(t, notes)) is not None and x.agent != agent
+                and x.live(now)]
+
+    def grant(self, rtx: RefTx, notes: _NotesState, agent: str, ttl: int, exclusive: bool,
+              now: float) -> Lease:
+        """Write ``agent``'s new lease into ``notes`` and its ref (the caller commits the
+        notes, and has checked that the lease may be granted)."""
+        ref = lease_ref(agent)
+        main = rtx.get(MAIN)
+        token = notes.counter = notes.counter + 1
+        lease = Lease(agent, token, EXCLUSIVE if exclusive else SHARED,
+                      str(main) if main else "", now, now + ttl, ttl)
+        obj = self.store.write_blob(_ref_blob(agent, token))
+        old = rtx.get(ref)
+        if old is not None:
+            notes.entries.pop(str(old), None)
+        notes.entries[str(obj)] = self.store.write_blob(lease.to_note())
+        rtx.set(ref, obj, f"lease: checkout token {token}")
+        return lease
+
+    def release(self, agent: str,
+                handover: Callable[[RefTx, _NotesState], str | None] | None = None,
+                also: Sequence[str] = ()) -> Lease | None:
+        """Drop ``agent``'s lease; None when it held none.
+
+        ``handover`` (the wait queue's) may grant the next waiter its lease in the same
+        transaction, so the hand-over costs one ref transaction instead of two; ``also`` are
+        the refs it may change.
+        """
         ref = lease_ref(agent)
 
         def fn(rtx: RefTx) -> Lease | None:
@@ -221,11 +253,13 @@ class LeaseBook:
             notes = self._notes(rtx.get(NOTES))
             lease = self._lease_at(target, notes)
             notes.entries.pop(str(target), None)
-            self._commit_notes(rtx, notes, notes.counter, f"lease: release {agent}")
+            to = handover(rtx, notes) if handover is not None else None
+            self._commit_notes(rtx, notes, notes.counter, f"lease: release {agent}"
+                               + (f", hand over to {to} (token {notes.counter})" if to else ""))
             rtx.delete(ref)
             return lease
 
-        return self.store.transact([NOTES, ref], fn, f"release {agent}")
+        return self.store.transact([NOTES, ref, *also], fn, f"release {agent}")
 
     def revoke(self, rtx: RefTx, agent: str, why: str) -> Lease | None:
         """Inside a caller's transaction (holding NOTES and the agent's ref): drop its lease,

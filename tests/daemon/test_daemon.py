@@ -72,7 +72,7 @@ def sock() -> Iterator[Path]:
 @pytest.fixture
 def env(sock: Path) -> dict[str, str]:
     out = {**os.environ, "GITVAULT_DAEMON_SOCKET": str(sock)}
-    out.pop("GITVAULT_DAEMON", None)
+    out["GITVAULT_DAEMON"] = "1"  # the daemon the test starts, never a self-started one
     return out
 
 

@@ -111,7 +111,7 @@ def test_log_lists_every_commit_of_main_newest_first_with_what_git_says(vault: V
     merge = entries[0]
     assert merge.merged and merge.agent == "b" and merge.confidence == 0.7
     assert merge.merged_commit == git("rev-parse", "main^2").strip()
-    assert merge.strategy == "tasks=git" and merge.changed == ("tasks",)
+    assert merge.strategy == "tasks=splice" and merge.changed == ("tasks",)
     assert entries[-1].source == "legacy-import"
     assert entries[-1].changed == ("agents", "bugs", "decisions", "patterns", "roadmap", "tasks")
 

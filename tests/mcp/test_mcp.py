@@ -282,6 +282,20 @@ def test_history_tools_answer_with_structured_results(tmp_path: Path, vault_dir:
     run_with(tmp_path, vault_dir, "planner")(scenario)
 
 
+def test_checkout_with_wait_queues_for_an_exclusive_lease(tmp_path: Path,
+                                                          vault_dir: Path) -> None:
+    async def scenario(planner: ClientSession, coder: ClientSession) -> None:
+        await call(planner, "checkout", exclusive=True, ttl_sec=1)  # expires, never released
+        refused = await fail(coder, "checkout", exclusive=True)
+        assert refused["exit_code"] == 4
+        granted = await call(coder, "checkout", exclusive=True, wait=30)
+        assert granted["lease"]["mode"] == "exclusive"
+        gave_up = await fail(planner, "checkout", exclusive=True, wait=0.1)
+        assert gave_up["exit_code"] == 4 and "gave up" in gave_up["message"]
+
+    run_with(tmp_path, vault_dir, "planner", "coder")(scenario)
+
+
 def test_a_wrong_vault_path_fails_when_the_server_is_built(tmp_path: Path) -> None:
     with pytest.raises(VaultNotFound):
         build_server(str(tmp_path / "missing.git"), agent="planner")

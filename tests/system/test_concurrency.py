@@ -178,8 +178,8 @@ def _lease_held(vault: str) -> bool:
 
 
 def cli_worker(vault: str, agent: str, rounds: int, workdir: str) -> Result:
-    """``rounds`` times: exclusive checkout (retry on exit 4), add an item, checkin, release."""
-    rng = random.Random(f"{agent}-{os.getpid()}")
+    """``rounds`` times: exclusive checkout (waiting in the queue), add an item, checkin,
+    release."""
     cli = [*_cli(), "--vault", vault]
     # Attempts run at a lower priority: the losers of a race must not slow down the winner's
     # checkin and release on a machine with few cores.
@@ -188,23 +188,11 @@ def cli_worker(vault: str, agent: str, rounds: int, workdir: str) -> Result:
     refused = 0
     mine: list[str] = []
     for i in range(rounds):
-        deadline = time.monotonic() + 200
-        while True:
-            assert time.monotonic() < deadline, f"{agent} waited too long for the lease"
-            while _lease_held(vault) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            # The lease is free: spread the waiters out. A checkout shows its lease ref only at
-            # the end of its ~0.25 s run, so without this all seven would start the CLI at once.
-            time.sleep(rng.uniform(0.0, HERD_SPREAD))
-            if _lease_held(vault):
-                continue
-            r = subprocess.run([*nice, *cli, "checkout", "--exclusive", "--", agent, "120"],
-                               capture_output=True)
-            if r.returncode == 0:
-                break
-            assert r.returncode == 4, f"checkout {agent}: exit {r.returncode}: {r.stderr!r}"
-            refused += 1
-            time.sleep(rng.uniform(0.01, 0.1))
+        # the vault's queue serves the writers in turn (checkout --wait); before it existed
+        # this loop retried refused checkouts, and on a loaded machine rounds did not finish
+        r = subprocess.run([*nice, *cli, "checkout", "--exclusive", "--wait", "250", "--",
+                            agent, "120"], capture_output=True)
+        assert r.returncode == 0, f"checkout {agent}: exit {r.returncode}: {r.stderr!r}"
         doc = json.loads(r.stdout)
         items = doc.setdefault("items", [])
         seen = {item["id"] for item in items}

@@ -115,3 +115,19 @@ def test_a_stale_token_is_fenced_remotely(run: Run, tmp_path: Path) -> None:
 def test_an_unreachable_vault_is_exit_1(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="no gitvault"):
         RemoteVault("file:///nonexistent/v.git", str(tmp_path))
+
+
+def test_a_remote_exclusive_checkout_waits_in_the_vaults_queue(run: Run, vault: Vault) -> None:
+    vault.checkout("alice", 1, exclusive=True)  # expires in a second; nobody releases it
+    r = run("checkout", "bob", "--exclusive", "--wait", "60", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["lease"]["mode"] == "exclusive"
+    assert vault.store.refs_under("refs/gitvault/queue/") == {}
+
+
+def test_a_remote_waiter_that_gives_up_is_exit_4(run: Run, vault: Vault) -> None:
+    vault.checkout("alice", 60, exclusive=True)
+    r = run("checkout", "bob", "--exclusive", "--wait", "0.2")
+    assert r.exit_code == 4 and "gave up" in r.stderr, r.output
+    assert vault.leases.get("bob") is None
+    assert vault.store.refs_under("refs/gitvault/queue/") == {}
