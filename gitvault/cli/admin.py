@@ -207,7 +207,7 @@ def daemon_start(
     command. It exits by itself after --idle seconds without a command, or when gitvault
     changes on disk (the next command then runs without it).
     """
-    from gitvault.daemon import server as daemon
+    from gitvault.daemon import control as daemon
 
     _want_json(ctx, as_json)
     info = daemon.start(DAEMON_LAUNCHER, idle, foreground)
@@ -217,7 +217,7 @@ def daemon_start(
 @daemon_app.command("stop")
 def daemon_stop(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Stop the daemon once its running commands finish (none running: says so, exit 0)."""
-    from gitvault.daemon import server as daemon
+    from gitvault.daemon import control as daemon
 
     _want_json(ctx, as_json)
     info = daemon.stop()
@@ -227,7 +227,7 @@ def daemon_stop(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @daemon_app.command("status")
 def daemon_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Whether a daemon answers on the socket, its pid and how many commands it served."""
-    from gitvault.daemon import server as daemon
+    from gitvault.daemon import control as daemon
 
     _want_json(ctx, as_json)
     info = daemon.status()

@@ -271,7 +271,7 @@ def autostart(path: str, launcher: str) -> int | None:
     """Start a daemon on ``path`` in the background, without waiting for it; its pid.
 
     ``launcher`` is the ``module:function`` that serves (the CLI hands it in, as to
-    :func:`gitvault.daemon.server.start`).
+    :func:`gitvault.daemon.control.start`).
 
     This call goes on to run its command in its own process; the next ones find the daemon.
     One start at a time (a flock beside the socket); a daemon that is still starting holds

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from gitvault import Vault
-from gitvault.daemon.server import locked_pid
+from gitvault.daemon.control import locked_pid
 
 from .test_daemon import alive, eventually
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import gitvault
-from gitvault.daemon.server import locked_pid
+from gitvault.daemon.control import locked_pid
 
 from ..conftest import EXAMPLE
 
