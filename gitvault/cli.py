@@ -93,8 +93,11 @@ def _root(
     workdir: Annotated[str | None, typer.Option(
         "--workdir", help="Cache clone for a remote vault (default ~/.cache/gitvault/...).")
     ] = None,
+    sign_key: Annotated[str | None, typer.Option(
+        "--sign-key", help="Sign the agent's commits with this SSH key (a private key, or a "
+        ".pub held by ssh-agent); default $GITVAULT_SIGNING_KEY.")] = None,
 ) -> None:
-    ctx.obj = {"vault": vault, "workdir": workdir}
+    ctx.obj = {"vault": vault, "workdir": workdir, "sign_key": sign_key}
 
 
 def _path(ctx: typer.Context, vault: str | None) -> str:
@@ -109,9 +112,11 @@ def _open(ctx: typer.Context, vault: str | None, as_json: bool = False) -> "Vaul
 
     _want_json(ctx, as_json)
     path = _path(ctx, vault)
-    if is_remote(path):
-        return RemoteVault(path, (ctx.find_root().obj or {}).get("workdir"))
-    return Vault.open(path)
+    root = ctx.find_root().obj or {}
+    v = RemoteVault(path, root.get("workdir")) if is_remote(path) else Vault.open(path)
+    if root.get("sign_key"):
+        v.sign_with(root["sign_key"])
+    return v
 
 
 def _want_json(ctx: typer.Context, as_json: bool) -> None:
@@ -446,13 +451,17 @@ def show(
 ) -> None:
     """Print the document (or one value) at a revision or a point in time.
 
-    With --json: {"rev", "at", "path", "value"}.
+    With --json: {"rev", "at", "path", "value", "commit", "verified", "fingerprint", "signer"}.
     """
     from .codec import dumps
 
-    value = _open(ctx, vault, as_json).show(rev, at=at, path=path)
+    v = _open(ctx, vault, as_json)
+    value = v.show(rev, at=at, path=path)
     if as_json:
-        _out({"rev": rev or "main", "at": at, "path": path, "value": value})
+        sig = v.verdict(rev, at)  # the signature of the commit shown
+        _out({"rev": rev or "main", "at": at, "path": path, "value": value,
+              "commit": sig.commit, "verified": sig.verified, "fingerprint": sig.fingerprint,
+              "signer": sig.signer})
         return
     sys.stdout.buffer.write(dumps(value))
     sys.stdout.flush()
@@ -740,3 +749,6 @@ def main() -> None:
 from . import cli_access  # noqa: E402  (its commands use the helpers above)
 
 cli_access.register(app)
+from . import cli_signing  # noqa: E402
+
+cli_signing.register(app)

@@ -238,6 +238,13 @@ def _name(rev: str, commit: pygit2.Commit) -> str:
     return short if rev and full.startswith(rev.lower()) else f"{rev} ({short})"
 
 
+def _verification(entry: Any) -> dict[str, Any]:
+    """The signature fields of an entry, once gitvault.trust.annotate has filled them."""
+    if entry.verified is None:
+        return {}
+    return {"verified": entry.verified, "fingerprint": entry.fingerprint, "signer": entry.signer}
+
+
 # -- log --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -262,9 +269,13 @@ class LogEntry:
     resolved: tuple[str, ...] = ()
     legacy: bool = False
     legacy_file: str | None = None  # the event's file under .gitvault/legacy-eventlog/
+    verified: bool | str | None = None  # set by gitvault.trust.annotate: True/False/"unsigned"
+    fingerprint: str | None = None
+    signer: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **_verification(self),
             "commit": self.commit, "time": self.time, "iso": self.iso, "agent": self.agent,
             "source": self.source, "confidence": self.confidence,
             "justification": self.justification, "lease": self.lease, "base": self.base,
@@ -752,9 +763,12 @@ class BlameEntry:
     justification: str
     time: int
     iso: str
+    verified: bool | str | None = None  # set by gitvault.trust.annotate
+    fingerprint: str | None = None
+    signer: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "pointer": self.pointer, "value": self.value,
+        return {**_verification(self), "path": self.path, "pointer": self.pointer, "value": self.value,
                 "commit": self.commit, "agent": self.agent, "source": self.source,
                 "confidence": self.confidence, "justification": self.justification,
                 "time": self.time, "iso": self.iso}

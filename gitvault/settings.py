@@ -17,6 +17,7 @@ from .errors import InputError
 from .storage import Store
 
 IDENTITY_SOURCES = ("none", "gitolite", "http", "env")
+SIGNED_MODES = ("off", "agents", "all")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class Setting:
             return value
         if self.name == "onConflict" and raw not in ("fail", "ours", "theirs", "confidence"):
             raise InputError(f"{where}: onConflict={raw!r}: use fail, ours, theirs or confidence")
+        if self.name == "requireSigned" and raw not in SIGNED_MODES:
+            raise InputError(f"{where}: requireSigned={raw!r}: use {', '.join(SIGNED_MODES)}")
         if self.name == "identityFrom" and raw not in IDENTITY_SOURCES:
             raise InputError(f"{where}: identityFrom={raw!r}: use {', '.join(IDENTITY_SOURCES)}")
         return raw
@@ -71,6 +74,9 @@ SETTINGS = {s.name: s for s in (
             "authenticate (on for `init --hosted`)", vault_only=True),
     Setting("identityFrom", str, "none", "who vouches for the pusher: none, gitolite "
             "($GL_USER), http ($REMOTE_USER), env (identityVariables)", vault_only=True),
+    Setting("requireSigned", str, "off", "refuse writes whose commits are not signed by a key "
+            "allowed for their Agent-Id: off, agents (agents' commits), all (every commit)",
+            vault_only=True),
     Setting("identityVariables", str, "GL_USER,REMOTE_USER", "with identityFrom=env: the "
             "variables naming the pusher, first set wins", vault_only=True),
 )}

@@ -20,7 +20,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
-from . import changes, codec, integrate, schemas, settings, shards, upkeep
+from . import changes, codec, integrate, schemas, settings, shards, signing, trust, upkeep
 from .codec import Document
 from .conflicts import ConflictStore
 from .errors import (
@@ -154,6 +154,9 @@ class Vault:
         self.clock = clock or time.time
         self.leases = LeaseBook(store, self.clock)
         self.conflicts = ConflictStore(store)
+        store.sign = signing.CommitSigner(signing.vault_signer(store.path),
+                                          signing.make_signer(os.environ.get(
+                                              "GITVAULT_SIGNING_KEY")))
         # bytes of the key blobs this handle read or wrote last: a checkin compares its new
         # blobs with the base's (the Changed: index), which are usually the ones read at
         # checkout or written by the previous checkin
@@ -183,8 +186,10 @@ class Vault:
         existed = os.path.isdir(target)
         try:
             store = Store.create(target)
+            pub = signing.create_vault_key(target)
             vault = cls(store, clock)
-            vault._first_commit(legacy, os.fspath(import_dir) if import_dir else "")
+            vault._first_commit(legacy, os.fspath(import_dir) if import_dir else "",
+                                None if pub is None else signing.vault_signers_file(pub))
             vault.install_hooks()
         except BaseException:
             if existed:
@@ -196,23 +201,23 @@ class Vault:
             raise
         return vault
 
-    def _first_commit(self, legacy: Any, source_dir: str) -> None:
+    def _first_commit(self, legacy: Any, source_dir: str, signers: bytes | None = None) -> None:
         store = self.store
         extra: dict[str, pygit2.Oid] = {}
         files: dict[str, bytes] = {}
+        reserved: dict[str, Any] = {} if signers is None else {"allowed_signers": signers}
         if legacy is None:
             subject, source, why = "init: empty vault", "init", "new vault"
         else:
             files = codec.encode_document(legacy.document)
-            reserved: dict[str, Any] = {}
             if legacy.eventlog:
                 reserved["legacy-eventlog"] = legacy.eventlog
             if legacy.schemas:
                 reserved["schemas"] = {f"{k}.schema.json": v for k, v in legacy.schemas.items()}
-            if reserved:
-                extra[codec.RESERVED] = store.build_subtree(reserved)
             subject = subject_for("legacy-import", "import", sorted(legacy.document))
             source, why = "legacy-import", f"imported from {os.path.abspath(source_dir)}"
+        if reserved:
+            extra[codec.RESERVED] = store.build_subtree(reserved)
         tree = store.build_tree(None, files, extra)
         trailers = [("Agent-Id", "gitvault"), ("Source", source), ("Confidence", "1.0"),
                     ("Justification", why), ("Lease", "none"), ("Base", "none")]
@@ -369,6 +374,7 @@ class Vault:
                 # the agent's own commit on its base; a lost race for main keeps it
                 made = ((current.token, current.base),
                         *self._propose(agent, current, files, prov))
+                trust.guard_checkin(self, agent, made[2])  # signatures, path rules (exit 5)
             _key, changed, proposal = made
             if proposal is None:
                 return CheckinResult(None, [], current)
@@ -598,6 +604,8 @@ class Vault:
                         "nothing changed", {"id": kept.id, "ref": kept.ref,
                                             "conflicts": refused.entries}) from None
 
+            trust.guard_resolve(self, kept, resolver, main, proposal, target)
+
             def fn(rtx: RefTx, main_id: pygit2.Oid = main.id, target: pygit2.Oid = target) -> bool:
                 if rtx.get(kept.ref) is None:
                     raise InputError(f"conflict {kept.id} was resolved or dropped meanwhile")
@@ -682,6 +690,47 @@ class Vault:
 
         return access.commit_change(self.store, change, by, what, self.clock)[0]
 
+    # -- signatures (see gitvault.signing, gitvault.trust) ---------------------------------
+    def sign_with(self, key: str | None) -> None:
+        """Sign this handle's agent commits with ``key`` (a private key, or a .pub that
+        ssh-agent holds); None: leave them unsigned."""
+        assert isinstance(self.store.sign, signing.CommitSigner)
+        self.store.sign.agent = signing.make_signer(key)
+
+    def keys(self) -> list[signing.SignerLine]:
+        """The allowed signers on main."""
+        from . import signers
+
+        return signers.load_main(self.store)
+
+    def add_key(self, agent: str, pub: str, valid_after: str | None = None,
+                by: str = "gitvault") -> str:
+        """Allow ``agent`` to sign with the public key in file ``pub`` (a commit on main)."""
+        from . import signers
+
+        change = signers.add(agent, pub, valid_after, self.clock())
+        return signers.commit_change(self.store, change, by, f"add key of {agent}",
+                                     self.clock)[0]
+
+    def revoke_key(self, agent: str, key: str, by: str = "gitvault") -> str:
+        """End ``agent``'s key now: older commits stay verified, newer ones are refused."""
+        from . import signers
+
+        change = signers.revoke(agent, key, self.clock())
+        return signers.commit_change(self.store, change, by, f"revoke key of {agent}",
+                                     self.clock)[0]
+
+    def verdict(self, rev: str | None = None, at: str | None = None) -> signing.Verdict:
+        """What the signature of one commit proves (main's allowed signers)."""
+        from .history import revision
+
+        with trust.verifier(self.store) as ver:
+            return ver.check(revision(self.store, rev, at))
+
+    def verify(self, rev: str | None = None, require: str = "all") -> trust.VerifyReport:
+        """Check every commit reachable from ``rev`` (see :func:`gitvault.trust.verify`)."""
+        return trust.verify(self.store, rev, require)
+
     # -- helpers ---------------------------------------------------------------------------
     def config(self) -> list[dict[str, Any]]:
         """Every setting with its effective value and where it came from."""
@@ -738,6 +787,7 @@ class Vault:
             if main.id == tip.id or repo.descendant_of(main.id, tip.id):
                 return CheckinResult(None, [], None)  # already on main
             base = self.store.commit(repo.merge_base(main.id, tip.id))
+            trust.guard_fold(self, agent, ref, base, tip)  # path rules, propose-only (exit 5)
             changed = codec.changed_keys(self._encoded(base), self._encoded(tip))
             decide = integrate.decider(self.store, policy, base.id, main.id, prov.confidence)
             try:
@@ -773,8 +823,9 @@ class Vault:
         """Checkins and merges, newest first, then the imported legacy events."""
         from . import history
 
-        return history.log(self.store, rev or MAIN, agent=agent, key=key, path=path,
-                           source=source, since=since, until=until, limit=limit)
+        return trust.annotate(self.store, history.log(
+            self.store, rev or MAIN, agent=agent, key=key, path=path, source=source,
+            since=since, until=until, limit=limit))
 
     def show(self, rev: str | None = None, at: str | None = None, path: str | None = None) -> Any:
         """The document (or the value at ``path``) at a revision or a point in time."""
@@ -793,7 +844,7 @@ class Vault:
         """Who last set the value at ``path`` (or each leaf under it)."""
         from . import history
 
-        return history.blame(self.store, path, rev or MAIN)
+        return trust.annotate(self.store, history.blame(self.store, path, rev or MAIN))
 
     def checkin_patch(self, agent: str, patch: list[dict[str, Any]], source: str,
                       confidence: float | str | None = None, justification: str = "",
