@@ -134,9 +134,12 @@ class SignerLine:
     def fingerprint(self) -> str:
         return fingerprint(base64.b64decode(self.key))
 
-    def valid_at(self, t: float) -> bool:
+    def valid_at(self, t: float, arriving: bool = False) -> bool:
+        """As ssh-keygen judges (valid-before inclusive); a write ``arriving`` now must come
+        strictly before it, so nothing signed in the second of a revocation lands after it."""
         after, before = self.valid_after, self.valid_before
-        return (after is None or t >= after) and (before is None or t <= before)
+        return (after is None or t >= after) and (
+            before is None or t < before or (t == before and not arriving))
 
     def names(self, agent: str) -> bool:
         """Whether ``agent`` is one of the principals (patterns, as ssh-keygen matches them)."""
@@ -449,9 +452,11 @@ class Verifier:
             owners = ", ".join(sorted({p for ln in mine for p in ln.principals}))
             return Verdict(cid, False, agent, fp, owners, f"signed with the key of {owners} "
                            f"({fp}), which is not allowed for Agent-Id {agent}")
-        times = [commit.commit_time] + ([] if also_at is None else [int(also_at)])
-        for t in times:
-            if not any(ln.valid_at(t) for ln in lines):
+        times = [(commit.commit_time, False)]
+        if also_at is not None:
+            times.append((int(also_at), True))
+        for t, arriving in times:
+            if not any(ln.valid_at(t, arriving) for ln in lines):
                 return Verdict(cid, False, agent, fp, principal, _invalid_why(lines, t, fp))
         r = _run(
             ["-Y", "verify", "-f", self._file(), "-I", principal, "-n", NAMESPACE, "-s",
@@ -475,7 +480,7 @@ def _invalid_why(lines: list[SignerLine], t: float, fp: str) -> str:
     who = lines[0].principals[0]
     before = [ln.valid_before for ln in lines if ln.valid_before is not None]
     after = [ln.valid_after for ln in lines if ln.valid_after is not None]
-    if before and t > max(before):
+    if before and t >= max(before):
         return f"key {fp} of {who} was revoked at {_when(max(before))} (time {_when(t)})"
     if after and t < min(after):
         return f"key {fp} of {who} is valid only from {_when(min(after))} (time {_when(t)})"
