@@ -592,6 +592,9 @@ def mcp(
     """Run an MCP server (stdio by default) exposing the vault's tools to an agent."""
     from .mcp_server import run
 
+    key = (ctx.find_root().obj or {}).get("sign_key")
+    if key:  # every call opens the vault afresh; the key reaches it as $GITVAULT_SIGNING_KEY
+        os.environ["GITVAULT_SIGNING_KEY"] = os.path.abspath(key)
     run(_path(ctx, vault), agent=agent, transport="streamable-http" if http else "stdio",
         port=port)
 

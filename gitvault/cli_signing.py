@@ -45,8 +45,11 @@ def keys_add(
     key: Annotated[str, typer.Argument(metavar="KEY.pub", help="The agent's public key file.")],
     valid_after: Annotated[
         str | None,
-        typer.Option("--valid-after", help="Valid from this time (ISO 8601, unix seconds or "
-                     "YYYYMMDDHHMMSSZ); default: always."),
+        typer.Option(
+            "--valid-after",
+            help="Valid from this time (ISO 8601, unix seconds or "
+            "YYYYMMDDHHMMSSZ); default: always.",
+        ),
     ] = None,
     by: ByOpt = "gitvault",
     vault: VaultOpt = None,
@@ -62,8 +65,10 @@ def keys_add(
 def keys_revoke(
     ctx: typer.Context,
     agent: Agent,
-    key: Annotated[str, typer.Argument(metavar="KEY",
-                                       help="The key: its .pub file or its SHA256: fingerprint.")],
+    key: Annotated[
+        str,
+        typer.Argument(metavar="KEY", help="The key: its .pub file or its SHA256: fingerprint."),
+    ],
     by: ByOpt = "gitvault",
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
@@ -76,7 +81,7 @@ def keys_revoke(
 
 def _done(v: Any, commit: str, what: str, as_json: bool) -> None:
     if as_json:
-        _out({"commit": commit, "change": what, "keys": [k.to_json() for k in v.keys()]})
+        _out({"commit": commit, "change": what, "keys": [k.to_json() for k in v.allowed_signers()]})
     else:
         typer.echo(commit)
         _err(f"keys: {what}")
@@ -85,13 +90,14 @@ def _done(v: Any, commit: str, what: str, as_json: bool) -> None:
 @keys_app.command("list")
 def keys_list(ctx: typer.Context, vault: VaultOpt = None, as_json: JsonOpt = False) -> None:
     """Print the allowed signers on main: principal, fingerprint, validity."""
-    keys = _open(ctx, vault, as_json).keys()
+    keys = _open(ctx, vault, as_json).allowed_signers()
     if as_json:
         _out([k.to_json() for k in keys])
         return
     for k in keys:
-        when = " ".join(f"{n}={k.option(n)}" for n in ("valid-after", "valid-before")
-                        if k.option(n))
+        when = " ".join(
+            f"{n}={k.option(n)}" for n in ("valid-after", "valid-before") if k.option(n)
+        )
         typer.echo(f"{','.join(k.principals)} {k.fingerprint} {k.keytype} {when}".rstrip())
 
 
@@ -105,7 +111,7 @@ def keys_export(
     """Write main's allowed signers for git's gpg.ssh.allowedSignersFile."""
     from .signing import format_signers
 
-    data = format_signers(_open(ctx, vault, as_json).keys())
+    data = format_signers(_open(ctx, vault, as_json).allowed_signers())
     if out is None:
         typer.echo(data.decode(), nl=False)
     else:
@@ -116,11 +122,16 @@ def keys_export(
 
 def verify(
     ctx: typer.Context,
-    rev: Annotated[str | None, typer.Argument(help="Check the history up to REV (default "
-                                              "main).")] = None,
+    rev: Annotated[
+        str | None, typer.Argument(help="Check the history up to REV (default main).")
+    ] = None,
     require: Annotated[
-        str, typer.Option("--require", help="all: every commit signed; agents: the vault's own "
-                          "unsigned merges pass; off: only wrong signatures count.")
+        str,
+        typer.Option(
+            "--require",
+            help="all: every commit signed; agents: the vault's own "
+            "unsigned merges pass; off: only wrong signatures count.",
+        ),
     ] = "all",
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
@@ -135,15 +146,18 @@ def verify(
         for b in r.bad:
             typer.echo(f"{b['commit']} {b.get('agent') or '-'}: {b['problem']}")
         c = r.counts
-        _err(f"checked {r.checked} commit(s): {c['verified']} verified, {c['unsigned']} "
-             f"unsigned, {c['bad']} bad; {len(r.bad)} problem(s)")
+        _err(
+            f"checked {r.checked} commit(s): {c['verified']} verified, {c['unsigned']} "
+            f"unsigned, {c['bad']} bad; {len(r.bad)} problem(s)"
+        )
     if not r.ok:
         ctx.exit(VerifyFailed.exit_code)
 
 
 # -- path rules (in the access file) ------------------------------------------------------------
-def _changed(ctx: typer.Context, vault: str | None, as_json: bool, what: str, by: str,
-             change: Any) -> None:
+def _changed(
+    ctx: typer.Context, vault: str | None, as_json: bool, what: str, by: str, change: Any
+) -> None:
     v = _open(ctx, vault, as_json)
     commit = v.change_access(change, by, what)
     if as_json:
@@ -153,28 +167,40 @@ def _changed(ctx: typer.Context, vault: str | None, as_json: bool, what: str, by
         _err(f"access: {what}")
 
 
-Pointer = Annotated[str, typer.Argument(help="JSON Pointer; * is one step, '' the whole "
-                                        "document, e.g. '/tasks/*/status'.")]
+Pointer = Annotated[
+    str,
+    typer.Argument(
+        help="JSON Pointer; * is one step, '' the whole document, e.g. '/tasks/*/status'."
+    ),
+]
 AgentPattern = Annotated[str, typer.Argument(help="Agent id or glob pattern, e.g. 'intern-*'.")]
 
 
 @access_app.command("allow")
-def allow(ctx: typer.Context, agent: AgentPattern, pointer: Pointer, by: ByOpt = "gitvault",
-          vault: VaultOpt = None, as_json: JsonOpt = False) -> None:
+def allow(
+    ctx: typer.Context,
+    agent: AgentPattern,
+    pointer: Pointer,
+    by: ByOpt = "gitvault",
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Let the agents matching AGENT change the value at POINTER and below (once any path
     rule exists, agents no rule names may change nothing)."""
     from .pathrules import allow as allow_rule
 
-    _changed(ctx, vault, as_json, f"allow {agent} {pointer}", by,
-             lambda r: allow_rule(r, agent, pointer))
+    _changed(
+        ctx, vault, as_json, f"allow {agent} {pointer}", by, lambda r: allow_rule(r, agent, pointer)
+    )
 
 
 @access_app.command("disallow")
 def disallow(
     ctx: typer.Context,
     agent: AgentPattern,
-    pointer: Annotated[str | None, typer.Argument(help="The pointer (default: all of "
-                                                  "AGENT's).")] = None,
+    pointer: Annotated[
+        str | None, typer.Argument(help="The pointer (default: all of AGENT's).")
+    ] = None,
     by: ByOpt = "gitvault",
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
@@ -182,8 +208,14 @@ def disallow(
     """Take back a path rule of AGENT."""
     from .pathrules import disallow as disallow_rule
 
-    _changed(ctx, vault, as_json, f"disallow {agent} {pointer or '(all)'}", by,
-             lambda r: disallow_rule(r, agent, pointer))
+    _changed(
+        ctx,
+        vault,
+        as_json,
+        f"disallow {agent} {pointer or '(all)'}",
+        by,
+        lambda r: disallow_rule(r, agent, pointer),
+    )
 
 
 @access_app.command("propose-only")
@@ -198,13 +230,24 @@ def propose_only(
     """Keep every checkin of the agents matching AGENT under refs/conflicts/ for an admin."""
     from .pathrules import set_propose_only
 
-    _changed(ctx, vault, as_json, f"propose-only {agent}{' off' if off else ''}", by,
-             lambda r: set_propose_only(r, agent, not off))
+    _changed(
+        ctx,
+        vault,
+        as_json,
+        f"propose-only {agent}{' off' if off else ''}",
+        by,
+        lambda r: set_propose_only(r, agent, not off),
+    )
 
 
 @access_app.command("check")
-def check(ctx: typer.Context, agent: Annotated[str, typer.Argument(help="Agent id.")],
-          pointer: Pointer, vault: VaultOpt = None, as_json: JsonOpt = False) -> None:
+def check(
+    ctx: typer.Context,
+    agent: Annotated[str, typer.Argument(help="Agent id.")],
+    pointer: Pointer,
+    vault: VaultOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Say which rule lets AGENT change POINTER (exit 5 when none does)."""
     from .pathrules import proposes_only, refusal, rule_for
 
@@ -214,7 +257,14 @@ def check(ctx: typer.Context, agent: Annotated[str, typer.Argument(help="Agent i
         raise refusal(rules, agent, pointer, "access check")
     only = proposes_only(rules, agent)
     if as_json:
-        _out({"agent": agent, "pointer": pointer, "allowed": True, "rule": rule,
-              "propose_only": only})
+        _out(
+            {
+                "agent": agent,
+                "pointer": pointer,
+                "allowed": True,
+                "rule": rule,
+                "propose_only": only,
+            }
+        )
     else:
         typer.echo(rule + (f" (propose only: {only})" if only else ""))

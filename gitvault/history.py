@@ -768,8 +768,9 @@ class BlameEntry:
     signer: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**_verification(self), "path": self.path, "pointer": self.pointer, "value": self.value,
-                "commit": self.commit, "agent": self.agent, "source": self.source,
+        return {**_verification(self), "path": self.path, "pointer": self.pointer,
+                "value": self.value, "commit": self.commit, "agent": self.agent,
+                "source": self.source,
                 "confidence": self.confidence, "justification": self.justification,
                 "time": self.time, "iso": self.iso}
 

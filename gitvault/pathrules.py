@@ -73,8 +73,7 @@ def has_rules(rules: Any) -> bool:
 
 def patterns_for(rules: Any, agent: str) -> list[tuple[str, str]]:
     """(agent pattern, pointer) of every path rule that applies to ``agent``."""
-    return [(a, p) for a, ps in sorted(_paths(rules).items()) if fnmatchcase(agent, a)
-            for p in ps]
+    return [(a, p) for a, ps in sorted(_paths(rules).items()) if fnmatchcase(agent, a) for p in ps]
 
 
 def proposes_only(rules: Any, agent: str) -> str | None:
@@ -85,7 +84,9 @@ def proposes_only(rules: Any, agent: str) -> str | None:
 
 
 def _covers(pattern: list[str], tokens: list[str]) -> bool:
-    return len(pattern) <= len(tokens) and all(p in ("*", t) for p, t in zip(pattern, tokens))
+    return len(pattern) <= len(tokens) and all(
+        p in ("*", t) for p, t in zip(pattern, tokens, strict=False)
+    )
 
 
 def rule_for(rules: Any, agent: str, pointer: str) -> str | None:
@@ -111,8 +112,7 @@ def refusal(rules: Any, agent: str, pointer: str, what: str) -> NotAllowed:
     )
 
 
-def _differences(tokens: list[str], old: Any, new: Any, pats: list[list[str]]
-                 ) -> Iterator[str]:
+def _differences(tokens: list[str], old: Any, new: Any, pats: list[list[str]]) -> Iterator[str]:
     """Pointers under ``tokens`` that changed and that no pattern covers."""
     if old is not MISSING and new is not MISSING and json_equal(old, new):
         return
@@ -124,8 +124,9 @@ def _differences(tokens: list[str], old: Any, new: Any, pats: list[list[str]]
     if deeper:
         if isinstance(old, dict) and isinstance(new, dict):
             for k in sorted(set(old) | set(new)):
-                yield from _differences([*tokens, k], old.get(k, MISSING), new.get(k, MISSING),
-                                        deeper)
+                yield from _differences(
+                    [*tokens, k], old.get(k, MISSING), new.get(k, MISSING), deeper
+                )
             return
         if isinstance(old, list) and isinstance(new, list):
             steps = _item_steps(old, new)
@@ -138,6 +139,7 @@ def _differences(tokens: list[str], old: Any, new: Any, pats: list[list[str]]
 
 def _item_steps(old: list[Any], new: list[Any]) -> list[tuple[str, Any, Any]] | None:
     """Items paired by id (same ids in the same order) or by position (same length)."""
+
     def ids(items: list[Any]) -> list[str] | None:
         out = [f"[id={i['id']}]" for i in items if isinstance(i, dict) and "id" in i]
         return out if len(out) == len(items) and len(set(out)) == len(out) else None
@@ -150,8 +152,9 @@ def _item_steps(old: list[Any], new: list[Any]) -> list[tuple[str, Any, Any]] | 
     return None
 
 
-def forbidden(store: Store, rules: Any, agent: str, old: pygit2.Tree | None,
-              new: pygit2.Tree) -> list[str]:
+def forbidden(
+    store: Store, rules: Any, agent: str, old: pygit2.Tree | None, new: pygit2.Tree
+) -> list[str]:
     """The pointers ``old`` → ``new`` changes that ``agent`` may not change."""
     if not has_rules(rules):
         return []
@@ -179,8 +182,9 @@ def forbidden_merge(store: Store, rules: Any, agent: str, commit: pygit2.Commit)
     return sorted(found or ())
 
 
-def check(store: Store, rules: Any, agent: str, old: pygit2.Tree | None, new: pygit2.Tree,
-          what: str) -> None:
+def check(
+    store: Store, rules: Any, agent: str, old: pygit2.Tree | None, new: pygit2.Tree, what: str
+) -> None:
     bad = forbidden(store, rules, agent, old, new)
     if bad:
         raise refusal(rules, agent, bad[0], what)
@@ -197,8 +201,7 @@ def allow(rules: Any, agent: str, pointer: str) -> Any:
 def disallow(rules: Any, agent: str, pointer: str | None) -> Any:
     paths = {a: list(ps) for a, ps in _paths(rules).items()}
     if agent not in paths or (pointer is not None and pointer not in paths[agent]):
-        raise InputError(f"no path rule {agent} {pointer or ''}; `gitvault access list` shows "
-                         "them")
+        raise InputError(f"no path rule {agent} {pointer or ''}; `gitvault access list` shows them")
     kept = [p for p in paths.pop(agent) if pointer is not None and p != pointer]
     if kept:
         paths[agent] = kept
@@ -215,7 +218,8 @@ def set_propose_only(rules: Any, agent: str, on: bool) -> Any:
 
 
 def describe(rules: Any) -> list[str]:
-    lines = [f"paths {a} {p or EMPTY}" for a, ps in sorted(_paths(rules).items())
-             for p in sorted(ps)]
+    lines = [
+        f"paths {a} {p or EMPTY}" for a, ps in sorted(_paths(rules).items()) for p in sorted(ps)
+    ]
     lines += [f"propose-only {a}" for a in sorted(rules.extra.get(PROPOSE_ONLY, []))]
     return lines

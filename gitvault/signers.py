@@ -56,11 +56,14 @@ def add(agent: str, pub: str, valid_after: str | None, now: float) -> Change:
     def change(lines: list[SignerLine]) -> list[SignerLine]:
         for ln in lines:
             if ln.key == key and agent in ln.principals and ln.valid_before is None:
-                raise InputError(f"{agent} already has key {ln.fingerprint}; `gitvault keys "
-                                 "list` shows the keys")
+                raise InputError(
+                    f"{agent} already has key {ln.fingerprint}; `gitvault keys list` shows the keys"
+                )
             if ln.key == key and ln.valid_before is not None and ln.valid_before <= now:
-                raise InputError(f"key {ln.fingerprint} was revoked; a revoked key cannot be "
-                                 "added again (make a new key)")
+                raise InputError(
+                    f"key {ln.fingerprint} was revoked; a revoked key cannot be "
+                    "added again (make a new key)"
+                )
         return [*lines, SignerLine((agent,), options, keytype, key, comment)]
 
     return change
@@ -79,8 +82,7 @@ def revoke(agent: str, key: str, now: float) -> Change:
     def change(lines: list[SignerLine]) -> list[SignerLine]:
         if not any(matches(ln) for ln in lines):
             raise InputError(f"{agent} has no live key {key}; `gitvault keys list` shows them")
-        return [ln.with_option("valid-before", stamp(now)) if matches(ln) else ln
-                for ln in lines]
+        return [ln.with_option("valid-before", stamp(now)) if matches(ln) else ln for ln in lines]
 
     return change
 
@@ -89,8 +91,9 @@ def add_vault_key(lines: list[SignerLine], pub: tuple[str, str, str]) -> list[Si
     return [*lines, SignerLine((VAULT_PRINCIPAL,), (), pub[0], pub[1], pub[2])]
 
 
-def commit_change(store: Store, change: Change, by: str, what: str,
-                  when: Callable[[], float]) -> tuple[str, list[SignerLine]]:
+def commit_change(
+    store: Store, change: Change, by: str, what: str, when: Callable[[], float]
+) -> tuple[str, list[SignerLine]]:
     """Apply ``change`` to main's allowed signers in a new commit on main (CAS, retried)."""
     for _attempt in range(ATTEMPTS):
         main_id = store.ref(MAIN)
@@ -100,13 +103,21 @@ def commit_change(store: Store, change: Change, by: str, what: str,
         lines = change(load(store, main.tree))
         index = pygit2.Index()
         index.read_tree(main.tree)
-        index.add(pygit2.IndexEntry(SIGNERS_PATH, store.write_blob(format_signers(lines)),
-                                    FileMode.BLOB))
+        index.add(
+            pygit2.IndexEntry(SIGNERS_PATH, store.write_blob(format_signers(lines)), FileMode.BLOB)
+        )
         tree = store.objects(functools.partial(index.write_tree, store.repo))
-        trailers = [("Agent-Id", check_agent(by)), ("Source", "keys"), ("Confidence", "1.0"),
-                    ("Justification", what), ("Lease", "none"), ("Base", str(main.id))]
-        commit = store.write_commit(tree, [main.id], identity(by),
-                                    message(f"keys: {what}", trailers), when())
+        trailers = [
+            ("Agent-Id", check_agent(by)),
+            ("Source", "keys"),
+            ("Confidence", "1.0"),
+            ("Justification", what),
+            ("Lease", "none"),
+            ("Base", str(main.id)),
+        ]
+        commit = store.write_commit(
+            tree, [main.id], identity(by), message(f"keys: {what}", trailers), when()
+        )
 
         def fn(rtx: RefTx, m: pygit2.Oid = main.id, c: pygit2.Oid = commit) -> bool:
             if rtx.get(MAIN) != m:

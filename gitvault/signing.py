@@ -139,7 +139,8 @@ class SignerLine:
         strictly before it, so nothing signed in the second of a revocation lands after it."""
         after, before = self.valid_after, self.valid_before
         return (after is None or t >= after) and (
-            before is None or t < before or (t == before and not arriving))
+            before is None or t < before or (t == before and not arriving)
+        )
 
     def names(self, agent: str) -> bool:
         """Whether ``agent`` is one of the principals (patterns, as ssh-keygen matches them)."""
@@ -442,16 +443,24 @@ class Verifier:
         key = base64.b64encode(blob).decode()
         mine = [ln for ln in self.lines if ln.keytype == keytype and ln.key == key]
         if not mine:
-            return Verdict(cid, False, agent, fp, reason=f"signed by key {fp}, which is not in "
-                           f"{SIGNERS_PATH}")
+            return Verdict(
+                cid, False, agent, fp, reason=f"signed by key {fp}, which is not in {SIGNERS_PATH}"
+            )
         for principal in (agent, VAULT_PRINCIPAL):
             lines = [ln for ln in mine if ln.names(principal)]
             if lines:
                 break
         else:
             owners = ", ".join(sorted({p for ln in mine for p in ln.principals}))
-            return Verdict(cid, False, agent, fp, owners, f"signed with the key of {owners} "
-                           f"({fp}), which is not allowed for Agent-Id {agent}")
+            return Verdict(
+                cid,
+                False,
+                agent,
+                fp,
+                owners,
+                f"signed with the key of {owners} "
+                f"({fp}), which is not allowed for Agent-Id {agent}",
+            )
         times = [(commit.commit_time, False)]
         if also_at is not None:
             times.append((int(also_at), True))
@@ -459,14 +468,31 @@ class Verifier:
             if not any(ln.valid_at(t, arriving) for ln in lines):
                 return Verdict(cid, False, agent, fp, principal, _invalid_why(lines, t, fp))
         r = _run(
-            ["-Y", "verify", "-f", self._file(), "-I", principal, "-n", NAMESPACE, "-s",
-             self._sig_file(sig), f"-Overify-time={stamp(commit.commit_time)}"],
+            [
+                "-Y",
+                "verify",
+                "-f",
+                self._file(),
+                "-I",
+                principal,
+                "-n",
+                NAMESPACE,
+                "-s",
+                self._sig_file(sig),
+                f"-Overify-time={stamp(commit.commit_time)}",
+            ],
             payload,
         )
         if r.returncode != 0:
             why = (r.stderr or r.stdout).decode("utf-8", "replace").strip().splitlines()
-            return Verdict(cid, False, agent, fp, principal,
-                           f"bad signature ({why[-1] if why else 'ssh-keygen refused it'})")
+            return Verdict(
+                cid,
+                False,
+                agent,
+                fp,
+                principal,
+                f"bad signature ({why[-1] if why else 'ssh-keygen refused it'})",
+            )
         return Verdict(cid, True, agent, fp, principal, f"good signature of {principal}")
 
     def _sig_file(self, sig: bytes) -> str:
@@ -506,8 +532,10 @@ def make_signer(key: str | None) -> Signer | None:
     if not key:
         return None
     if not os.path.exists(key):
-        raise SigningError(f"signing key {key} does not exist; give --sign-key PATH "
-                           "(a private key, or a .pub held by ssh-agent)")
+        raise SigningError(
+            f"signing key {key} does not exist; give --sign-key PATH "
+            "(a private key, or a .pub held by ssh-agent)"
+        )
     return Signer(key)
 
 

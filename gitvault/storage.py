@@ -464,7 +464,9 @@ class Store:
         except ValueError as e:
             raise StorageError(f"cannot write to the vault: {e}") from None
         if self.sign is not None:
-            content = self.repo.create_commit_string(sig, committer, message, tree, parents)
+            named: list[str | pygit2.Oid] = list(parents)
+            content: str = self.repo.create_commit_string(  # type: ignore[assignment]
+                sig, committer, message, tree, named)  # (its stub says Oid; it is the text)
             signature = self.sign(content, message, len(parents))
             if signature is not None:
                 return self.objects(lambda: self.repo.create_commit_with_signature(

@@ -61,8 +61,9 @@ def unsigned_refusal(v: Verdict, m: str, what: str) -> NotAllowed:
     )
 
 
-def require_signed(store: Store, commit: pygit2.Commit, now: float, what: str,
-                   ver: Verifier | None = None) -> None:
+def require_signed(
+    store: Store, commit: pygit2.Commit, now: float, what: str, ver: Verifier | None = None
+) -> None:
     m = mode(store)
     if m == "off":
         return
@@ -77,8 +78,7 @@ def require_signed(store: Store, commit: pygit2.Commit, now: float, what: str,
         raise unsigned_refusal(v, m, what)
 
 
-def _propose_only(vault: Any, rules: Any, agent: str, proposal: pygit2.Commit,
-                  what: str) -> None:
+def _propose_only(vault: Any, rules: Any, agent: str, proposal: pygit2.Commit, what: str) -> None:
     only = pathrules.proposes_only(rules, agent)
     if only is None:
         return
@@ -108,8 +108,7 @@ def guard_checkin(vault: Any, agent: str, proposal: pygit2.Commit | None) -> Non
     _propose_only(vault, rules, agent, proposal, what)
 
 
-def guard_fold(vault: Any, agent: str, ref: str, base: pygit2.Commit,
-               tip: pygit2.Commit) -> None:
+def guard_fold(vault: Any, agent: str, ref: str, base: pygit2.Commit, tip: pygit2.Commit) -> None:
     """A pushed branch's net change (merge base → tip) must be the agent's to make."""
     rules = access.load_main(vault.store)
     if not rules.present:
@@ -119,8 +118,14 @@ def guard_fold(vault: Any, agent: str, ref: str, base: pygit2.Commit,
     _propose_only(vault, rules, agent, tip, what)
 
 
-def guard_resolve(vault: Any, kept: Any, resolver: str, main: pygit2.Commit,
-                  proposal: pygit2.Commit, target: pygit2.Oid) -> None:
+def guard_resolve(
+    vault: Any,
+    kept: Any,
+    resolver: str,
+    main: pygit2.Commit,
+    proposal: pygit2.Commit,
+    target: pygit2.Oid,
+) -> None:
     """A resolution lands the proposal: it must be signed (when required), and what the
     resolution changes on main must be the resolver's to change (admins: anything)."""
     store = vault.store
@@ -170,8 +175,12 @@ def _signers_changed(commit: pygit2.Commit) -> bool:
     return all(blob(p.tree) != mine for p in commit.parents)
 
 
-def check_push(store: Store, updates: Iterable[tuple[str, str, str]],
-               user: str | None, now: float | None = None) -> list[NotAllowed]:
+def check_push(
+    store: Store,
+    updates: Iterable[tuple[str, str, str]],
+    user: str | None,
+    now: float | None = None,
+) -> list[NotAllowed]:
     """Every refusal of this push by signatures, allowed signers and path rules."""
     from .hooks import REQUESTS, agent_of
 
@@ -204,24 +213,33 @@ def check_push(store: Store, updates: Iterable[tuple[str, str, str]],
             if agent is not None and main is not None and pathrules.has_rules(rules):
                 base = store.repo.merge_base(main, pygit2.Oid(hex=new))
                 if base is not None:
-                    bad = pathrules.forbidden(store, rules, agent, store.commit(base).tree,
-                                              store.commit(new).tree)
+                    bad = pathrules.forbidden(
+                        store, rules, agent, store.commit(base).tree, store.commit(new).tree
+                    )
                     if bad:
-                        out.append(pathrules.refusal(rules, agent, bad[0],
-                                                     f"{ref} (what the branch brings to main)"))
+                        out.append(
+                            pathrules.refusal(
+                                rules, agent, bad[0], f"{ref} (what the branch brings to main)"
+                            )
+                        )
     finally:
         ver.close()
     return out
 
 
-def _signers_change(store: Store, c: pygit2.Commit, user: str | None, rules: Any,
-                    what: str) -> list[NotAllowed]:
+def _signers_change(
+    store: Store, c: pygit2.Commit, user: str | None, rules: Any, what: str
+) -> list[NotAllowed]:
     if user is None or not rules.is_admin(user):
         who = repr(user) if user else "an unauthenticated pusher"
-        return [NotAllowed(
-            f"{what} changes {SIGNERS_PATH}, which only an authenticated admin may push, and "
-            f"the pusher is {who}; change keys with `gitvault keys ...` on the vault's machine",
-            rule=f"{SIGNERS_PATH}: admins", user=user)]
+        return [
+            NotAllowed(
+                f"{what} changes {SIGNERS_PATH}, which only an authenticated admin may push, and "
+                f"the pusher is {who}; change keys with `gitvault keys ...` on the vault's machine",
+                rule=f"{SIGNERS_PATH}: admins",
+                user=user,
+            )
+        ]
     data = signing.signers_blob(store, c.tree)
     try:
         if data is None:
@@ -250,13 +268,20 @@ def annotate(store: Store, entries: list[Any]) -> list[Any]:
         return entries
     with verifier(store) as ver:
         verdicts = dict(zip(commits, _check_all(store, ver, commits), strict=True))
-    return [replace(e, verified=verdicts[e.commit].verified,
-                    fingerprint=verdicts[e.commit].fingerprint, signer=verdicts[e.commit].signer)
-            if getattr(e, "commit", None) else e for e in entries]
+    return [
+        replace(
+            e,
+            verified=verdicts[e.commit].verified,
+            fingerprint=verdicts[e.commit].fingerprint,
+            signer=verdicts[e.commit].signer,
+        )
+        if getattr(e, "commit", None)
+        else e
+        for e in entries
+    ]
 
 
-def _check_all(store: Store, ver: Verifier, commits: list[str], workers: int = 4
-               ) -> list[Verdict]:
+def _check_all(store: Store, ver: Verifier, commits: list[str], workers: int = 4) -> list[Verdict]:
     """Verdicts in order; ssh-keygen runs in a few threads (each call is a process)."""
     objs = [store.commit(c) for c in commits]
     if len(objs) < 8:
@@ -279,15 +304,22 @@ class VerifyReport:
         return not self.bad
 
     def to_json(self) -> dict[str, Any]:
-        return {"rev": self.rev, "head": self.head, "require": self.require,
-                "checked": self.checked, "ok": self.ok, "bad": self.bad,
-                "counts": dict(self.counts)}
+        return {
+            "rev": self.rev,
+            "head": self.head,
+            "require": self.require,
+            "checked": self.checked,
+            "ok": self.ok,
+            "bad": self.bad,
+            "counts": dict(self.counts),
+        }
 
 
 def _vault_made(commit: pygit2.Commit) -> bool:
     t = parse_trailers(commit.message)
     return t.get("Agent-Id") == signing.VAULT_PRINCIPAL or (
-        len(commit.parents) > 1 and "Merged-Commit" in t)
+        len(commit.parents) > 1 and "Merged-Commit" in t
+    )
 
 
 def verify(store: Store, rev: str | None, require: str) -> VerifyReport:
@@ -308,8 +340,12 @@ def verify(store: Store, rev: str | None, require: str) -> VerifyReport:
         if v.verified is False or (v.verified == "unsigned" and not unsigned_ok):
             bad.append({**v.to_json(), "problem": v.reason})
         elif v.ok and c.parents and c.commit_time < max(p.commit_time for p in c.parents):
-            bad.append({**v.to_json(), "problem": "dated before its parent (backdated to "
-                        "before a key's revocation?)"})
+            bad.append(
+                {
+                    **v.to_json(),
+                    "problem": "dated before its parent (backdated to before a key's revocation?)",
+                }
+            )
     bad += _rewrites(store, head)
     return VerifyReport(rev or MAIN, str(head.id), require, len(commits), bad, counts)
 
@@ -318,10 +354,19 @@ def _rewrites(store: Store, head: pygit2.Commit) -> list[dict[str, Any]]:
     repo = store.repo
     main = store.ref(MAIN)
     out: list[dict[str, Any]] = []
-    if main is not None and head.id != main and not repo.descendant_of(main, head.id) and \
-            not repo.descendant_of(head.id, main):
-        out.append({"commit": str(head.id), "verified": None,
-                    "problem": "not on main's line: neither an ancestor nor a descendant"})
+    if (
+        main is not None
+        and head.id != main
+        and not repo.descendant_of(main, head.id)
+        and not repo.descendant_of(head.id, main)
+    ):
+        out.append(
+            {
+                "commit": str(head.id),
+                "verified": None,
+                "problem": "not on main's line: neither an ancestor nor a descendant",
+            }
+        )
     try:
         entries = list(repo.references[MAIN].log())
     except (KeyError, pygit2.GitError):
@@ -335,7 +380,12 @@ def _rewrites(store: Store, head: pygit2.Commit) -> list[dict[str, Any]]:
         except (KeyError, pygit2.GitError):
             continue  # a value main once had is gone (pruned): nothing to compare
         if not kept:
-            out.append({"commit": str(new), "verified": None,
-                        "problem": f"main was rewritten: moved from {str(old)[:12]} to "
-                        f"{str(new)[:12]}, which does not contain it ({e.message})"})
+            out.append(
+                {
+                    "commit": str(new),
+                    "verified": None,
+                    "problem": f"main was rewritten: moved from {str(old)[:12]} to "
+                    f"{str(new)[:12]}, which does not contain it ({e.message})",
+                }
+            )
     return out

@@ -697,7 +697,7 @@ class Vault:
         assert isinstance(self.store.sign, signing.CommitSigner)
         self.store.sign.agent = signing.make_signer(key)
 
-    def keys(self) -> list[signing.SignerLine]:
+    def allowed_signers(self) -> list[signing.SignerLine]:
         """The allowed signers on main."""
         from . import signers
 

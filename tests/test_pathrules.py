@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pygit2
 import pytest
 
 from gitvault import Vault
@@ -24,10 +25,15 @@ from .test_mcp import call, fail, run_with
 def ruled(vault: Vault, cli: Cli) -> Vault:
     """The issue's rules: reviewer the task statuses and bugs, planner roadmap and tasks,
     interns only propose; root is the admin."""
-    for args in (("allow", "reviewer", "/tasks/*/status"), ("allow", "reviewer", "/bugs"),
-                 ("allow", "planner", "/roadmap"), ("allow", "planner", "/tasks"),
-                 ("allow", "intern-*", "/bugs"), ("propose-only", "intern-*"),
-                 ("admin", "add", "root")):
+    for args in (
+        ("allow", "reviewer", "/tasks/*/status"),
+        ("allow", "reviewer", "/bugs"),
+        ("allow", "planner", "/roadmap"),
+        ("allow", "planner", "/tasks"),
+        ("allow", "intern-*", "/bugs"),
+        ("propose-only", "intern-*"),
+        ("admin", "add", "root"),
+    ):
         r = cli("access", *args)
         assert r.exit_code == 0, r.output
     return vault
@@ -37,7 +43,7 @@ def refs(git: Git) -> str:
     return git("for-each-ref")
 
 
-def proposal(tmp_path: Path, doc: dict[str, Any], name: str = "p.json") -> str:
+def proposal(tmp_path: Path, doc: Any, name: str = "p.json") -> str:
     path = tmp_path / name
     path.write_text(json.dumps(doc))
     return str(path)
@@ -58,18 +64,22 @@ def set_status(doc: dict[str, Any]) -> None:
 
 
 # -- the rules themselves -------------------------------------------------------------------
-@pytest.mark.parametrize(("pattern", "pointer", "allowed"), [
-    ("/tasks/*/status", "/tasks/[id=T-1]/status", True),
-    ("/tasks/*/status", "/tasks/3/status", True),
-    ("/tasks/*/status", "/tasks/[id=T-1]/status/deeper", True),
-    ("/tasks/*/status", "/tasks/[id=T-1]/title", False),
-    ("/tasks/*/status", "/tasks", False),
-    ("/bugs", "/bugs/0/title", True),
-    ("/bugs", "/bugsy", False),
-    ("", "/anything/at/all", True),
-])
-def test_a_pointer_pattern_covers_its_value_and_below(pattern: str, pointer: str,
-                                                      allowed: bool) -> None:
+@pytest.mark.parametrize(
+    ("pattern", "pointer", "allowed"),
+    [
+        ("/tasks/*/status", "/tasks/[id=T-1]/status", True),
+        ("/tasks/*/status", "/tasks/3/status", True),
+        ("/tasks/*/status", "/tasks/[id=T-1]/status/deeper", True),
+        ("/tasks/*/status", "/tasks/[id=T-1]/title", False),
+        ("/tasks/*/status", "/tasks", False),
+        ("/bugs", "/bugs/0/title", True),
+        ("/bugs", "/bugsy", False),
+        ("", "/anything/at/all", True),
+    ],
+)
+def test_a_pointer_pattern_covers_its_value_and_below(
+    pattern: str, pointer: str, allowed: bool
+) -> None:
     rules = allow(Rules(present=True), "reviewer", pattern)
     assert (rule_for(rules, "reviewer", pointer) is not None) is allowed
 
@@ -94,6 +104,7 @@ def test_changes_are_found_member_by_member_below_a_changed_item(ruled: Vault) -
     from gitvault import codec
 
     tree = store.repo[store.build_tree(main.tree, codec.encode_document(doc))]
+    assert isinstance(tree, pygit2.Tree)
     assert forbidden(store, rules, "reviewer", main.tree, tree) == ["/tasks/[id=T-001]/title"]
 
 
@@ -110,11 +121,13 @@ def test_access_list_and_check_show_the_path_rules(ruled: Vault, cli: Cli, git: 
 
 
 def test_a_cli_checkin_outside_the_agents_paths_is_exit_5_naming_pointer_and_rule(
-        ruled: Vault, cli: Cli, git: Git, tmp_path: Path) -> None:
+    ruled: Vault, cli: Cli, git: Git, tmp_path: Path
+) -> None:
     assert cli("checkout", "reviewer").exit_code == 0
     before = refs(git)
-    r = cli("checkin", "reviewer", proposal(tmp_path, changed(ruled, set_title)), "review",
-            "--json")
+    r = cli(
+        "checkin", "reviewer", proposal(tmp_path, changed(ruled, set_title)), "review", "--json"
+    )
     assert r.exit_code == 5, r.output
     err = json.loads(r.stdout)
     assert err["pointer"] == "/tasks/[id=T-001]/title" and "reviewer may change" in err["rule"]
@@ -124,7 +137,8 @@ def test_a_cli_checkin_outside_the_agents_paths_is_exit_5_naming_pointer_and_rul
 
 
 def test_a_patch_checkin_outside_the_agents_paths_is_refused(
-        ruled: Vault, cli: Cli, git: Git, tmp_path: Path) -> None:
+    ruled: Vault, cli: Cli, git: Git, tmp_path: Path
+) -> None:
     assert cli("checkout", "reviewer").exit_code == 0
     before = refs(git)
     patch = proposal(tmp_path, [{"op": "replace", "path": "/roadmap/vision", "value": "mine"}])
@@ -134,7 +148,8 @@ def test_a_patch_checkin_outside_the_agents_paths_is_refused(
 
 
 def test_a_propose_only_checkin_is_kept_for_an_admin_and_never_merged(
-        ruled: Vault, cli: Cli, git: Git, tmp_path: Path) -> None:
+    ruled: Vault, cli: Cli, git: Git, tmp_path: Path
+) -> None:
     assert cli("checkout", "intern-1").exit_code == 0
     head = ruled.head()
     doc = changed(ruled, lambda d: d["bugs"].append({"id": "B-9", "title": "intern found"}))
@@ -150,8 +165,7 @@ def test_a_propose_only_checkin_is_kept_for_an_admin_and_never_merged(
 
 
 # -- resolve ----------------------------------------------------------------------------------
-def test_a_resolution_is_judged_by_the_resolvers_paths(
-        ruled: Vault, cli: Cli, git: Git) -> None:
+def test_a_resolution_is_judged_by_the_resolvers_paths(ruled: Vault, cli: Cli, git: Git) -> None:
     v = Vault.open(ruled.path)
     late = v.checkout("planner")
     with v.lease("reviewer") as s:
@@ -171,16 +185,22 @@ def test_a_resolution_is_judged_by_the_resolvers_paths(
 
 # -- MCP --------------------------------------------------------------------------------------
 def test_an_mcp_checkin_outside_the_agents_paths_is_an_is_error_result_with_the_rule(
-        tmp_path: Path, vault_dir: Path) -> None:
+    tmp_path: Path, vault_dir: Path
+) -> None:
     v = Vault.open(vault_dir)
     v.change_access(lambda r: allow(r, "reviewer", "/bugs"), "gitvault", "allow")
     head = v.head()
 
     async def scenario(s: Any) -> None:
         await call(s, "checkout")
-        err = await fail(s, "checkin", patch=[{"op": "replace", "path": "/tasks/0/status",
-                                               "value": "done"}],
-                         source="review", confidence=0.8, justification="")
+        err = await fail(
+            s,
+            "checkin",
+            patch=[{"op": "replace", "path": "/tasks/0/status", "value": "done"}],
+            source="review",
+            confidence=0.8,
+            justification="",
+        )
         assert err["exit_code"] == 5 and err["error"] == "NotAllowed"
         assert err["pointer"].startswith("/tasks") and "paths" in err["rule"]
         assert Vault.open(vault_dir).head() == head
@@ -195,7 +215,8 @@ def vault_dir(vault: Vault) -> Path:
 
 # -- push and merge ---------------------------------------------------------------------------
 def test_a_push_outside_the_agents_paths_is_refused_with_exit_5(
-        ruled: Vault, git: Git, tmp_path: Path) -> None:
+    ruled: Vault, git: Git, tmp_path: Path
+) -> None:
     c = work(ruled, tmp_path, "reviewer")
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Reviewer: every')
     commit(c, "reviewer")
@@ -206,7 +227,8 @@ def test_a_push_outside_the_agents_paths_is_refused_with_exit_5(
 
 
 def test_a_forbidden_change_arriving_through_a_merge_of_another_branch_is_refused(
-        ruled: Vault, git: Git, tmp_path: Path) -> None:
+    ruled: Vault, git: Git, tmp_path: Path
+) -> None:
     c = work(ruled, tmp_path, "reviewer")
     c("checkout", "-q", "-b", "planner-work")
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Planner: every')
@@ -214,8 +236,16 @@ def test_a_forbidden_change_arriving_through_a_merge_of_another_branch_is_refuse
     c("checkout", "-q", "main")
     edit(c, "tasks.json", '"status": "todo"', '"status": "done"')
     commit(c, "reviewer")
-    c("merge", "-q", "--no-edit", "planner-work", "-m", "reviewer merges planner's work",
-      "-m", "Agent-Id: reviewer\nSource: merge")
+    c(
+        "merge",
+        "-q",
+        "--no-edit",
+        "planner-work",
+        "-m",
+        "reviewer merges planner's work",
+        "-m",
+        "Agent-Id: reviewer\nSource: merge",
+    )
     before = refs(git)
     r = push(c, "refs/heads/agents/reviewer")
     assert r.returncode != 0 and report_of(r.stderr)["exit_code"] == 5, r.stderr
@@ -224,7 +254,8 @@ def test_a_forbidden_change_arriving_through_a_merge_of_another_branch_is_refuse
 
 
 def test_the_fold_of_a_branch_into_main_applies_the_path_rules(
-        ruled: Vault, git: Git, tmp_path: Path) -> None:
+    ruled: Vault, git: Git, tmp_path: Path
+) -> None:
     """The merge itself refuses, even for a branch that reached the vault some other way."""
     c = work(ruled, tmp_path, "reviewer")
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Reviewer: every')

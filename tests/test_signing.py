@@ -19,7 +19,7 @@ from gitvault.signing import VAULT_KEY
 
 from .conftest import Cli, Git
 from .test_access import report_of
-from .test_hooks import commit, edit, push, work
+from .test_hooks import edit, push, work
 
 if shutil.which("ssh-keygen") is None and os.environ.get("CI") != "true":
     pytest.skip("ssh-keygen (openssh-client) is not installed", allow_module_level=True)
@@ -28,8 +28,10 @@ DOC_EDIT = ('"status": "todo"', '"status": "doing"')
 
 
 def keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f",
-                    str(path)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
+        check=True,
+    )
     return path
 
 
@@ -56,8 +58,17 @@ def signers_file(vault: Vault, tmp_path: Path, git: Git) -> Path:
 
 
 def show_signature(git: Git, signers: Path, rev: str = "main") -> str:
-    return git("-c", "gpg.format=ssh", "-c", f"gpg.ssh.allowedSignersFile={signers}", "log",
-               "-1", "--show-signature", "--format=%H", rev)
+    return git(
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        f"gpg.ssh.allowedSignersFile={signers}",
+        "log",
+        "-1",
+        "--show-signature",
+        "--format=%H",
+        rev,
+    )
 
 
 def edit_tasks(vault: Vault) -> dict[str, object]:
@@ -68,8 +79,15 @@ def edit_tasks(vault: Vault) -> dict[str, object]:
     return doc
 
 
-def cli_checkin(cli: Cli, tmp_path: Path, vault: Vault, agent: str, key: Path | None,
-                *extra: str, checkout: bool = True) -> object:
+def cli_checkin(
+    cli: Cli,
+    tmp_path: Path,
+    vault: Vault,
+    agent: str,
+    key: Path | None,
+    *extra: str,
+    checkout: bool = True,
+) -> object:
     if checkout:
         assert cli("checkout", agent).exit_code == 0
     proposal = tmp_path / f"proposal-{agent}.json"
@@ -84,17 +102,20 @@ def refs(git: Git) -> str:
 
 # -- the vault's own key ----------------------------------------------------------------------
 def test_init_creates_a_private_vault_key_whose_public_half_is_on_main(
-        empty_vault: Vault, git: Git, tmp_path: Path) -> None:
+    empty_vault: Vault, git: Git, tmp_path: Path
+) -> None:
     key = Path(empty_vault.path) / VAULT_KEY
     assert key.stat().st_mode & 0o777 == 0o600
     assert git("show", "main:.gitvault/allowed_signers").count("\ngitvault ssh-ed25519 ") == 1
-    assert "Good \"git\" signature for gitvault" in show_signature(
-        git, signers_file(empty_vault, tmp_path, git))
+    assert 'Good "git" signature for gitvault' in show_signature(
+        git, signers_file(empty_vault, tmp_path, git)
+    )
 
 
 # -- checkins -------------------------------------------------------------------------------
 def test_a_signed_cli_checkin_is_a_good_signature_for_git_and_verified_in_the_log(
-        signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path) -> None:
+    signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path
+) -> None:
     r = cli_checkin(cli, tmp_path, signed, "alice", keys["alice"])
     assert r.exit_code == 0, r.output  # type: ignore[attr-defined]
     out = show_signature(git, signers_file(signed, tmp_path, git))
@@ -105,7 +126,8 @@ def test_a_signed_cli_checkin_is_a_good_signature_for_git_and_verified_in_the_lo
 
 
 def test_an_unsigned_checkin_is_refused_with_exit_5_and_changes_nothing(
-        signed: Vault, cli: Cli, git: Git, tmp_path: Path) -> None:
+    signed: Vault, cli: Cli, git: Git, tmp_path: Path
+) -> None:
     assert cli("checkout", "alice").exit_code == 0
     before = refs(git)
     r = cli_checkin(cli, tmp_path, signed, "alice", None, checkout=False)
@@ -115,7 +137,8 @@ def test_an_unsigned_checkin_is_refused_with_exit_5_and_changes_nothing(
 
 
 def test_alice_signing_with_bobs_key_is_refused_naming_the_key_and_the_agent(
-        signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path) -> None:
+    signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path
+) -> None:
     assert cli("checkout", "alice").exit_code == 0
     before = refs(git)
     r = cli_checkin(cli, tmp_path, signed, "alice", keys["bob"], "--json", checkout=False)
@@ -127,7 +150,8 @@ def test_alice_signing_with_bobs_key_is_refused_naming_the_key_and_the_agent(
 
 
 def test_an_unsigned_patch_checkin_is_refused_and_a_signed_one_lands(
-        signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path) -> None:
+    signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path
+) -> None:
     assert cli("checkout", "bob").exit_code == 0
     patch = tmp_path / "patch.json"
     patch.write_text('[{"op": "replace", "path": "/tasks/0/status", "value": "done"}]')
@@ -140,7 +164,8 @@ def test_an_unsigned_patch_checkin_is_refused_and_a_signed_one_lands(
 
 
 def test_a_key_from_the_environment_signs_library_checkins(
-        signed: Vault, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    signed: Vault, keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GITVAULT_SIGNING_KEY", str(keys["alice"]))
     v = Vault.open(signed.path)
     with v.lease("alice") as s:
@@ -151,8 +176,8 @@ def test_a_key_from_the_environment_signs_library_checkins(
 
 
 def test_a_key_held_by_ssh_agent_signs_through_its_public_half(
-        signed: Vault, keys: dict[str, Path], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    signed: Vault, keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
         pytest.skip("ssh-agent is not installed")
     sock = tmp_path / "agent.sock"
@@ -163,8 +188,11 @@ def test_a_key_held_by_ssh_agent_signs_through_its_public_half(
                 break
             subprocess.run(["sleep", "0.02"], check=True)  # the socket appears when it listens
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
-        subprocess.run(["ssh-add", "-q", str(keys["alice"])], check=True,
-                       env={**os.environ, "SSH_AUTH_SOCK": str(sock)})
+        subprocess.run(
+            ["ssh-add", "-q", str(keys["alice"])],
+            check=True,
+            env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
+        )
         v = Vault.open(signed.path)
         v.sign_with(f"{keys['alice']}.pub")
         with v.lease("alice") as s:
@@ -178,7 +206,8 @@ def test_a_key_held_by_ssh_agent_signs_through_its_public_half(
 
 # -- rotation -------------------------------------------------------------------------------
 def test_a_revoked_key_keeps_old_commits_verified_and_refuses_new_ones(
-        signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path) -> None:
+    signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path
+) -> None:
     assert cli_checkin(cli, tmp_path, signed, "alice", keys["alice"]).exit_code == 0  # type: ignore
     old = signed.head()
     assert cli("keys", "add", "alice", f"{keys['alice2']}.pub").exit_code == 0
@@ -199,12 +228,22 @@ def test_a_revoked_key_keeps_old_commits_verified_and_refuses_new_ones(
 # -- pushes ---------------------------------------------------------------------------------
 def signed_commit(clone: Git, agent: str, key: Path | None) -> None:
     sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key}"] if key else []
-    clone(*sign, "commit", *(["-S"] if key else []), "-qam", f"{agent} edits", "--trailer",
-          f"Agent-Id={agent}", "--trailer", "Source=field-notes")
+    clone(
+        *sign,
+        "commit",
+        *(["-S"] if key else []),
+        "-qam",
+        f"{agent} edits",
+        "--trailer",
+        f"Agent-Id={agent}",
+        "--trailer",
+        "Source=field-notes",
+    )
 
 
 def test_a_signed_plain_git_push_is_good_for_git_and_verified_for_gitvault(
-        signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path, cli: Cli) -> None:
+    signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path, cli: Cli
+) -> None:
     c = work(signed, tmp_path, "alice")
     edit(c, "tasks.json", *DOC_EDIT)
     signed_commit(c, "alice", keys["alice"])
@@ -212,7 +251,8 @@ def test_a_signed_plain_git_push_is_good_for_git_and_verified_for_gitvault(
     r = push(c, "refs/heads/agents/alice")
     assert r.returncode == 0, r.stderr
     assert 'Good "git" signature for alice' in show_signature(
-        git, signers_file(signed, tmp_path, git), tip)
+        git, signers_file(signed, tmp_path, git), tip
+    )
     entries = {e["commit"]: e for e in json.loads(cli("log", "--json").stdout)}
     assert entries[tip]["verified"] is True
     assert entries[signed.head() or ""]["verified"] is True  # the vault's signed merge or tip
@@ -220,8 +260,8 @@ def test_a_signed_plain_git_push_is_good_for_git_and_verified_for_gitvault(
 
 @pytest.mark.parametrize("case", ["unsigned", "bobs-key", "revoked"])
 def test_a_wrongly_signed_push_is_refused_with_exit_5_and_changes_no_ref(
-        case: str, signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path,
-        cli: Cli) -> None:
+    case: str, signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path, cli: Cli
+) -> None:
     if case == "revoked":
         assert cli("keys", "revoke", "alice", f"{keys['alice']}.pub").exit_code == 0
     key = {"unsigned": None, "bobs-key": keys["bob"], "revoked": keys["alice"]}[case]
@@ -236,16 +276,38 @@ def test_a_wrongly_signed_push_is_refused_with_exit_5_and_changes_no_ref(
 
 
 def test_a_backdated_commit_with_a_revoked_key_is_refused_at_push(
-        signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path, cli: Cli) -> None:
+    signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path, cli: Cli
+) -> None:
     assert cli("keys", "revoke", "alice", f"{keys['alice']}.pub").exit_code == 0
     c = work(signed, tmp_path, "alice")
     edit(c, "tasks.json", *DOC_EDIT)
     top = c("rev-parse", "--show-toplevel").strip()
-    env = {**os.environ, "GIT_COMMITTER_DATE": "2020-01-01T00:00:00Z",
-           "GIT_AUTHOR_DATE": "2020-01-01T00:00:00Z"}
-    subprocess.run(["git", "-C", top, "-c", "gpg.format=ssh", "-c",
-                    f"user.signingkey={keys['alice']}", "commit", "-S", "-qam", "old",
-                    "--trailer", "Agent-Id=alice", "--trailer", "Source=s"], check=True, env=env)
+    env = {
+        **os.environ,
+        "GIT_COMMITTER_DATE": "2020-01-01T00:00:00Z",
+        "GIT_AUTHOR_DATE": "2020-01-01T00:00:00Z",
+    }
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            top,
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            f"user.signingkey={keys['alice']}",
+            "commit",
+            "-S",
+            "-qam",
+            "old",
+            "--trailer",
+            "Agent-Id=alice",
+            "--trailer",
+            "Source=s",
+        ],
+        check=True,
+        env=env,
+    )
     before = refs(git)
     r = push(c, "refs/heads/agents/alice")
     assert r.returncode != 0 and "was revoked" in r.stderr, r.stderr
@@ -253,12 +315,17 @@ def test_a_backdated_commit_with_a_revoked_key_is_refused_at_push(
 
 
 def test_a_push_editing_allowed_signers_without_admin_rights_is_refused(
-        signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path) -> None:
+    signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path
+) -> None:
     c = work(signed, tmp_path, "alice")
     top = Path(c("rev-parse", "--show-toplevel").strip())
     signers = top / ".gitvault" / "allowed_signers"
-    signers.write_text(signers.read_text() + "alice " +
-                       " ".join(Path(f"{keys['bob']}.pub").read_text().split()[:2]) + "\n")
+    signers.write_text(
+        signers.read_text()
+        + "alice "
+        + " ".join(Path(f"{keys['bob']}.pub").read_text().split()[:2])
+        + "\n"
+    )
     signed_commit(c, "alice", keys["alice"])
     before = refs(git)
     r = push(c, "refs/heads/agents/alice")
@@ -269,7 +336,8 @@ def test_a_push_editing_allowed_signers_without_admin_rights_is_refused(
 
 # -- verify, show, blame, resolve, confidence ---------------------------------------------------
 def test_verify_prints_one_line_per_bad_commit_and_exits_5(
-        signed: Vault, cli: Cli, git: Git) -> None:
+    signed: Vault, cli: Cli, git: Git
+) -> None:
     assert cli("verify").exit_code == 0  # the import and the keys: the vault signed them
     git("config", "gitvault.requireSigned", "off")
     with Vault.open(signed.path).lease("mallory") as s:
@@ -283,7 +351,8 @@ def test_verify_prints_one_line_per_bad_commit_and_exits_5(
 
 
 def test_verify_finds_a_rewrite_of_main_in_its_reflog(
-        signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path) -> None:
+    signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path
+) -> None:
     assert cli_checkin(cli, tmp_path, signed, "alice", keys["alice"]).exit_code == 0  # type: ignore
     git("update-ref", "refs/heads/main", "main~1")
     r = cli("verify", "--require", "off")
@@ -291,7 +360,8 @@ def test_verify_finds_a_rewrite_of_main_in_its_reflog(
 
 
 def test_show_and_blame_json_carry_the_verification(
-        signed: Vault, keys: dict[str, Path], cli: Cli, tmp_path: Path) -> None:
+    signed: Vault, keys: dict[str, Path], cli: Cli, tmp_path: Path
+) -> None:
     assert cli_checkin(cli, tmp_path, signed, "alice", keys["alice"]).exit_code == 0  # type: ignore
     shown = json.loads(cli("show", "--json", "--path", "/tasks/0/status").stdout)
     assert shown["verified"] is True and shown["fingerprint"].startswith("SHA256:")
@@ -300,7 +370,8 @@ def test_show_and_blame_json_carry_the_verification(
 
 
 def test_resolving_an_unsigned_kept_proposal_is_refused_when_signatures_are_required(
-        signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path) -> None:
+    signed: Vault, keys: dict[str, Path], cli: Cli, git: Git, tmp_path: Path
+) -> None:
     git("config", "gitvault.requireSigned", "off")
     v = Vault.open(signed.path)
     a = v.checkout("bob")
@@ -320,7 +391,8 @@ def test_resolving_an_unsigned_kept_proposal_is_refused_when_signatures_are_requ
 
 
 def test_the_confidence_policy_ignores_an_unverified_writers_confidence(
-        signed: Vault, keys: dict[str, Path], git: Git) -> None:
+    signed: Vault, keys: dict[str, Path], git: Git
+) -> None:
     git("config", "gitvault.requireSigned", "off")
     v = Vault.open(signed.path)
     co = v.checkout("alice")
@@ -337,19 +409,22 @@ def test_the_confidence_policy_ignores_an_unverified_writers_confidence(
 
 
 def test_require_signed_is_read_from_the_vault_file_only(
-        empty_vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty_vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GITVAULT_REQUIRE_SIGNED", "agents")
     assert empty_vault.config_get("requireSigned") == "off"
 
 
 def test_keys_add_refuses_an_agent_id_git_would_read_as_a_pattern(
-        empty_vault: Vault, keys: dict[str, Path]) -> None:
+    empty_vault: Vault, keys: dict[str, Path]
+) -> None:
     with pytest.raises(Exception, match="cannot name a key"):
         empty_vault.add_key("intern-*", f"{keys['alice']}.pub")
 
 
 def test_a_refusal_is_a_not_allowed_error_in_the_library(
-        signed: Vault, keys: dict[str, Path]) -> None:
+    signed: Vault, keys: dict[str, Path]
+) -> None:
     v = Vault.open(signed.path)
     v.sign_with(str(keys["bob"]))
     co = v.checkout("alice")
@@ -363,3 +438,40 @@ def test_a_refusal_is_a_not_allowed_error_in_the_library(
 def _no_stray_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("GITVAULT_SIGNING_KEY", raising=False)
     yield
+
+
+def test_an_mcp_server_signs_with_the_sign_key_and_refuses_unsigned_as_is_error(
+    signed: Vault, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    import asyncio
+    import sys
+
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    from .test_mcp import ROOT, call, fail
+
+    patch = [{"op": "replace", "path": "/tasks/0/status", "value": "done"}]
+
+    async def server(*sign: str) -> None:
+        args = ["-m", "gitvault", *sign, "mcp", "--vault", signed.path, "--agent", "alice"]
+        params = StdioServerParameters(command=sys.executable, args=args, cwd=ROOT)
+        with (tmp_path / "mcp.log").open("a") as log:
+            async with stdio_client(params, errlog=log) as (r, w), ClientSession(r, w) as s:
+                await s.initialize()
+                await call(s, "checkout")
+                if not sign:
+                    err = await fail(
+                        s, "checkin", patch=patch, source="mcp", confidence=0.8, justification=""
+                    )
+                    assert err["exit_code"] == 5 and err["verified"] == "unsigned"
+                    assert err["rule"] == "gitvault.requireSigned=agents"
+                    return
+                await call(
+                    s, "checkin", patch=patch, source="mcp", confidence=0.8, justification=""
+                )
+                entries = (await call(s, "log", limit=1))["entries"]
+                assert entries[0]["verified"] is True and entries[0]["agent"] == "alice"
+
+    asyncio.run(asyncio.wait_for(server(), 60))
+    asyncio.run(asyncio.wait_for(server("--sign-key", str(keys["alice"])), 60))
