@@ -77,6 +77,8 @@ SETTINGS = {s.name: s for s in (
     Setting("requireSigned", str, "off", "refuse writes whose commits are not signed by a key "
             "allowed for their Agent-Id: off, agents (agents' commits), all (every commit)",
             vault_only=True),
+    Setting("vaultSigning", bool, True, "sign the vault's own commits (merges, resolutions, "
+            "import) with its key; off saves one ssh-keygen process per merge", vault_only=True),
     Setting("identityVariables", str, "GL_USER,REMOTE_USER", "with identityFrom=env: the "
             "variables naming the pusher, first set wins", vault_only=True),
 )}

@@ -154,7 +154,8 @@ class Vault:
         self.clock = clock or time.time
         self.leases = LeaseBook(store, self.clock)
         self.conflicts = ConflictStore(store)
-        store.sign = signing.CommitSigner(signing.vault_signer(store.path),
+        own = signing.vault_signer(store.path) if settings.value(store, "vaultSigning") else None
+        store.sign = signing.CommitSigner(own,
                                           signing.make_signer(os.environ.get(
                                               "GITVAULT_SIGNING_KEY")))
         # bytes of the key blobs this handle read or wrote last: a checkin compares its new
