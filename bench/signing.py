@@ -54,8 +54,9 @@ def keygen(path: Path) -> Path:
 def new_vault(folder: Path, name: str, key: Path) -> Vault:
     path = folder / name
     Vault.init(path, EXAMPLE)
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                   check=True)
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+    )
     v = Vault.open(path)
     v.add_key("bench", f"{key}.pub")
     return v
@@ -86,8 +87,10 @@ def bench_checkin(folder: Path, key: Path, n: int) -> dict[str, Any]:
             v.config_set("requireSigned", "agents")
         checkins(v, 3)  # warm caches and imports
         samples = checkins(v, n)
-        rows[mode] = {"median_ms": round(statistics.median(samples), 2),
-                      "samples_ms": [round(s, 2) for s in samples]}
+        rows[mode] = {
+            "median_ms": round(statistics.median(samples), 2),
+            "samples_ms": [round(s, 2) for s in samples],
+        }
         say(f"checkin {mode}: median {rows[mode]['median_ms']} ms")
     base = rows["unsigned"]["median_ms"]
     for mode in ("signed", "signed+required"):
@@ -107,16 +110,22 @@ def build_history(v: Vault, key: Path, n: int) -> float:
     when = parent.commit_time + 1  # one second apart, after the commit of the keys
     for i in range(n):
         tb = repo.TreeBuilder(blob_tree)
-        tb.insert("bench.json", repo.create_blob(f'{{\n  "n": {i}\n}}\n'.encode()),
-                  pygit2.enums.FileMode.BLOB)
+        tb.insert(
+            "bench.json",
+            repo.create_blob(f'{{\n  "n": {i}\n}}\n'.encode()),
+            pygit2.enums.FileMode.BLOB,
+        )
         tree = tb.write()
         sig = pygit2.Signature("bench", "bench@gitvault", when + i, 0)
-        msg = message(f"checkin bench: bench {i}", [("Agent-Id", "bench"), ("Source", "bench"),
-                                                     ("Confidence", "0.5")])
+        msg = message(
+            f"checkin bench: bench {i}",
+            [("Agent-Id", "bench"), ("Source", "bench"), ("Confidence", "0.5")],
+        )
         who = identity("bench")
         author = pygit2.Signature(who.name, who.email, when + i, 0)
-        content: str = repo.create_commit_string(author, sig, msg, tree,  # type: ignore[assignment]
-                                                 [parent.id])
+        parents: list[str | pygit2.Oid] = [parent.id]
+        made = repo.create_commit_string(author, sig, msg, tree, parents)
+        content = str(made)  # the commit's text (the stub says Oid)
         oid = repo.create_commit_with_signature(content, signer.sign(content), "gpgsig")
         parent = repo[oid]  # type: ignore[assignment]
         blob_tree = parent.tree
@@ -142,10 +151,15 @@ def bench_verify(folder: Path, key: Path, n: int, workers: int) -> dict[str, Any
     assert report.ok, report.bad[:3]
     per = took / report.checked
     say(f"verify: {report.checked} commits in {took:.1f} s ({per * 1000:.1f} ms each)")
-    return {"commits": report.checked, "build_s": round(build, 1),
-            "verify_s": round(took, 2), "per_commit_ms": round(per * 1000, 2),
-            "workers": workers, "extrapolated_10000_s": round(per * 10_000, 1),
-            "measured_10000": report.checked >= 10_000}
+    return {
+        "commits": report.checked,
+        "build_s": round(build, 1),
+        "verify_s": round(took, 2),
+        "per_commit_ms": round(per * 1000, 2),
+        "workers": workers,
+        "extrapolated_10000_s": round(per * 10_000, 1),
+        "measured_10000": report.checked >= 10_000,
+    }
 
 
 def main() -> None:
@@ -159,11 +173,13 @@ def main() -> None:
         folder = Path(tmp)
         key = keygen(folder / "bench-key")
         load = os.getloadavg()
-        result = {"checkin": bench_checkin(folder, key, args.checkins),
-                  "verify": bench_verify(folder, key, args.commits, args.workers),
-                  "loadavg_start": [round(x, 2) for x in load],
-                  "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-                  "cpus": os.cpu_count()}
+        result = {
+            "checkin": bench_checkin(folder, key, args.checkins),
+            "verify": bench_verify(folder, key, args.commits, args.workers),
+            "loadavg_start": [round(x, 2) for x in load],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count(),
+        }
     text = json.dumps(result, indent=2)
     out = ROOT / "bench" / "results" / "signing.json"
     out.write_text(text + "\n")

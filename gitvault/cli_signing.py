@@ -12,7 +12,7 @@ import typer
 
 from .cli import JsonOpt, VaultOpt, _err, _Group, _open, _out
 from .cli_access import ByOpt, access_app
-from .errors import GitVaultError
+from .errors import GitVaultError, InputError
 
 keys_app = typer.Typer(
     cls=_Group,
@@ -56,7 +56,7 @@ def keys_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Let AGENT sign its commits with KEY (a commit on main)."""
-    v = _open(ctx, vault, as_json)
+    v = _local(_open(ctx, vault, as_json))
     commit = v.add_key(agent, key, valid_after, by)
     _done(v, commit, f"added a key of {agent}", as_json)
 
@@ -74,9 +74,21 @@ def keys_revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """End AGENT's KEY now (valid-before): older commits stay verified, newer are refused."""
-    v = _open(ctx, vault, as_json)
+    v = _local(_open(ctx, vault, as_json))
     commit = v.revoke_key(agent, key, by)
     _done(v, commit, f"revoked a key of {agent}", as_json)
+
+
+def _local(v: Any) -> Any:
+    """Keys are changed on the vault's machine: a remote handle would write only its cache."""
+    from .remote import RemoteVault
+
+    if isinstance(v, RemoteVault):
+        raise InputError(
+            "change keys on the vault's machine (`gitvault keys ...` with a path), or as an "
+            "admin push a commit of .gitvault/allowed_signers to main"
+        )
+    return v
 
 
 def _done(v: Any, commit: str, what: str, as_json: bool) -> None:

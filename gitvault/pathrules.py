@@ -161,12 +161,24 @@ def forbidden(
     from .history import value_at
 
     pats = [pointers.split(p) for _a, p in patterns_for(rules, agent)]
+    keys: dict[tuple[pygit2.Oid, str], Any] = {}  # each key parsed once per side
+
+    def at(tree: pygit2.Tree | None, tokens: list[str]) -> Any:
+        if tree is None:
+            return MISSING
+        if (tree.id, tokens[0]) not in keys:
+            keys[tree.id, tokens[0]] = value_at(store, tree, pointers.join(tokens[:1]))
+        value = keys[tree.id, tokens[0]]
+        for token in tokens[1:]:
+            if value is MISSING:
+                break
+            value = pointers.step(value, token)
+        return value
+
     out: list[str] = []
     for element in changes.between(store, old, new):
         tokens = pointers.split(element)
-        before = value_at(store, old, element) if old is not None else MISSING
-        after = value_at(store, new, element)
-        out += _differences(tokens, before, after, pats)
+        out += _differences(tokens, at(old, tokens), at(new, tokens), pats)
     return out
 
 

@@ -527,11 +527,14 @@ def main_signers(store: Any) -> bytes | None:
     return None if main is None else signers_blob(store, store.commit(main).tree)
 
 
-def make_signer(key: str | None) -> Signer | None:
-    """The agent's signer from ``--sign-key`` or ``$GITVAULT_SIGNING_KEY`` (None: unsigned)."""
+def make_signer(key: str | None, check: bool = True) -> Signer | None:
+    """The agent's signer from ``--sign-key`` or ``$GITVAULT_SIGNING_KEY`` (None: unsigned).
+
+    ``check=False`` (the environment's key, read by every handle, hooks included) defers a
+    missing file to the first signature: a command that writes no agent commit still runs."""
     if not key:
         return None
-    if not os.path.exists(key):
+    if check and not os.path.exists(key):
         raise SigningError(
             f"signing key {key} does not exist; give --sign-key PATH "
             "(a private key, or a .pub held by ssh-agent)"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -286,6 +285,8 @@ def _check_all(store: Store, ver: Verifier, commits: list[str], workers: int = 4
     objs = [store.commit(c) for c in commits]
     if len(objs) < 8:
         return [ver.check(c) for c in objs]
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(ver.check, objs))
 

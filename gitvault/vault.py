@@ -157,7 +157,7 @@ class Vault:
         own = signing.vault_signer(store.path) if settings.value(store, "vaultSigning") else None
         store.sign = signing.CommitSigner(own,
                                           signing.make_signer(os.environ.get(
-                                              "GITVAULT_SIGNING_KEY")))
+                                              "GITVAULT_SIGNING_KEY"), check=False))
         # bytes of the key blobs this handle read or wrote last: a checkin compares its new
         # blobs with the base's (the Changed: index), which are usually the ones read at
         # checkout or written by the previous checkin

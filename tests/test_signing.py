@@ -475,3 +475,48 @@ def test_an_mcp_server_signs_with_the_sign_key_and_refuses_unsigned_as_is_error(
 
     asyncio.run(asyncio.wait_for(server(), 60))
     asyncio.run(asyncio.wait_for(server("--sign-key", str(keys["alice"])), 60))
+
+
+def test_git_verify_commit_and_gitvault_agree_on_every_commit_of_a_mixed_history(
+    signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path
+) -> None:
+    """Good, unsigned, another agent's key, a revoked key: git says whose key is good at the
+    commit's time; gitvault says the same, and also whether that key is the Agent-Id's."""
+    git("config", "gitvault.requireSigned", "off")
+    v = Vault.open(signed.path)
+
+    def land(agent: str, key: Path | None, status: str) -> None:
+        v.sign_with(str(key) if key else None)
+        with v.lease(agent) as s:
+            s.doc["tasks"][0]["status"] = status
+            s.commit("mixed")
+
+    land("alice", keys["alice"], "a")
+    land("alice", None, "b")
+    land("alice", keys["bob"], "c")
+    v.revoke_key("bob", f"{keys['bob']}.pub")
+    land("bob", keys["bob"], "d")  # signed after the revocation (in its second or later)
+    signers = signers_file(signed, tmp_path, git)
+    seen = set()
+    for e in v.log():
+        if e.commit is None:
+            continue  # an imported legacy event, not a commit
+        rc = subprocess.run(
+            [
+                "git",
+                "-C",
+                signed.path,
+                "-c",
+                f"gpg.ssh.allowedSignersFile={signers}",
+                "verify-commit",
+                e.commit,
+            ],
+            capture_output=True,
+            text=True,
+        ).returncode
+        verdict = v.verdict(e.commit)
+        wrong_agent = verdict.verified is False and "not allowed for Agent-Id" in verdict.reason
+        assert (rc == 0) == (verdict.verified is True or wrong_agent), (e.subject, verdict)
+        seen.add(verdict.verified if not wrong_agent else "wrong-agent")
+    # the revoked key's commit: good for both within the revocation's second, bad for both after
+    assert {True, "unsigned", "wrong-agent"} <= seen
