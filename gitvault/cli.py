@@ -434,7 +434,8 @@ def log(
     from .report import log_text
 
     entries = _open(ctx, vault, as_json).log(rev, agent=agent, key=key, path=path, source=source,
-                                             since=since, until=until, limit=limit)
+                                             since=since, until=until, limit=limit,
+                                             verify=as_json)
     _out([e.to_json() for e in entries]) if as_json else typer.echo(log_text(entries), nl=False)
 
 
@@ -503,7 +504,7 @@ def blame(
     """Who last set the value at PATH (or each leaf under it), from what source, how sure."""
     from .report import blame_text
 
-    entries = _open(ctx, vault, as_json).blame(path, rev)
+    entries = _open(ctx, vault, as_json).blame(path, rev, verify=as_json)
     _out([e.to_json() for e in entries]) if as_json else typer.echo(blame_text(entries), nl=False)
 
 

@@ -145,13 +145,21 @@ def verify(
             "unsigned merges pass; off: only wrong signatures count.",
         ),
     ] = "all",
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Ignore verdicts kept from earlier runs in "
+            "<vault>/gitvault-verified/; run ssh-keygen on every commit.",
+        ),
+    ] = False,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check every signature up to REV against the allowed signers as they were at each
     commit, and that main's history was never rewritten. One line per bad commit; exit 5 if
     there is any."""
-    r = _open(ctx, vault, as_json).verify(rev, require)
+    r = _open(ctx, vault, as_json).verify(rev, require, fresh)
     if as_json:
         _out(r.to_json())
     else:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import calendar
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -395,11 +396,50 @@ class Verifier:
     removes it. Results are kept by commit id, so asking twice costs nothing.
     """
 
-    def __init__(self, signers: bytes | None) -> None:
+    def __init__(self, signers: bytes | None, cache: str | None = None) -> None:
         self.data = signers or b""
         self.lines = parse_signers(self.data) if signers else []
         self._dir: str | None = None
         self._seen: dict[tuple[str, int | None], Verdict] = {}
+        # verdicts at commit time depend only on the commit and this file's bytes, so they
+        # can be kept across runs: ``cache`` is a folder, one file per allowed_signers version
+        self._cache = os.path.join(cache, str(pygit2.hash(self.data)) + ".jsonl") if cache else None
+        self._new: list[Verdict] = []
+        if self._cache is not None:
+            self._load()
+
+    def _load(self) -> None:
+        assert self._cache is not None
+        try:
+            with open(self._cache, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        d = json.loads(line)
+                        v = Verdict(
+                            d["commit"],
+                            d["verified"],
+                            d["agent"],
+                            d["fingerprint"],
+                            d["signer"],
+                            d["reason"],
+                        )
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn last line: that commit is checked again
+                    self._seen[v.commit, None] = v
+        except OSError:
+            pass
+
+    def _save(self) -> None:
+        if self._cache is None or not self._new:
+            return
+        text = "".join(json.dumps(v.to_json(), sort_keys=True) + "\n" for v in self._new)
+        try:
+            os.makedirs(os.path.dirname(self._cache), exist_ok=True)
+            with open(self._cache, "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError:
+            pass  # a reader without write access to the vault: checked again next time
+        self._new = []
 
     def _file(self) -> str:
         if self._dir is None:
@@ -410,6 +450,7 @@ class Verifier:
         return os.path.join(self._dir, "allowed_signers")
 
     def close(self) -> None:
+        self._save()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -426,7 +467,10 @@ class Verifier:
         so a revoked key cannot slip in by backdating its commit."""
         cache_key = (str(commit.id), None if also_at is None else int(also_at))
         if cache_key not in self._seen:
-            self._seen[cache_key] = self._check(commit, also_at)
+            verdict = self._check(commit, also_at)
+            self._seen[cache_key] = verdict
+            if also_at is None:
+                self._new.append(verdict)
         return self._seen[cache_key]
 
     def _check(self, commit: pygit2.Commit, also_at: float | None) -> Verdict:

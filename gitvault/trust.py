@@ -17,6 +17,7 @@ vault signed with its own key (principal ``gitvault``) is vouched for by the vau
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -38,8 +39,15 @@ def mode(store: Store) -> str:
     return str(settings.value(store, "requireSigned"))
 
 
-def verifier(store: Store) -> Verifier:
-    return Verifier(signing.main_signers(store))
+CACHE = "gitvault-verified"  # in the vault folder: verdicts by allowed_signers version
+
+
+def verifier(store: Store, cached: bool = False) -> Verifier:
+    """A verifier for main's allowed signers; ``cached``: reuse and keep verdicts in
+    ``<vault>/gitvault-verified/`` (for reading history; writes are always checked afresh)."""
+    return Verifier(
+        signing.main_signers(store), os.path.join(store.path, CACHE) if cached else None
+    )
 
 
 def _short(commit: pygit2.Commit | str) -> str:
@@ -265,7 +273,7 @@ def annotate(store: Store, entries: list[Any]) -> list[Any]:
     commits = sorted({e.commit for e in entries if getattr(e, "commit", None)})
     if not commits:
         return entries
-    with verifier(store) as ver:
+    with verifier(store, cached=True) as ver:
         verdicts = dict(zip(commits, _check_all(store, ver, commits), strict=True))
     return [
         replace(
@@ -323,17 +331,19 @@ def _vault_made(commit: pygit2.Commit) -> bool:
     )
 
 
-def verify(store: Store, rev: str | None, require: str) -> VerifyReport:
+def verify(store: Store, rev: str | None, require: str, fresh: bool = False) -> VerifyReport:
     """Every commit reachable from ``rev``: signed as ``require`` demands, by a key allowed
     for its Agent-Id at its time (main's allowed signers); signed commits not dated before
-    their parents; ``rev`` on main's line; and main's reflog only ever fast-forwarding."""
+    their parents; ``rev`` on main's line; and main's reflog only ever fast-forwarding.
+    ``fresh``: ignore the verdicts kept from earlier runs (someone with write access to the
+    vault folder could have planted them) and run ssh-keygen on every commit."""
     if require not in settings.SIGNED_MODES:
         raise InputError(f"--require {require!r}: use {', '.join(settings.SIGNED_MODES)}")
     head = store.resolve(rev or MAIN)
     commits = [c for c in store.repo.walk(head.id, SortMode.TOPOLOGICAL)]
     bad: list[dict[str, Any]] = []
     counts = {"verified": 0, "bad": 0, "unsigned": 0}
-    with verifier(store) as ver:
+    with verifier(store, cached=not fresh) as ver:
         verdicts = _check_all(store, ver, [str(c.id) for c in commits])
     for c, v in zip(commits, verdicts, strict=True):
         counts["verified" if v.ok else "unsigned" if v.verified == "unsigned" else "bad"] += 1

@@ -728,9 +728,10 @@ class Vault:
         with trust.verifier(self.store) as ver:
             return ver.check(revision(self.store, rev, at))
 
-    def verify(self, rev: str | None = None, require: str = "all") -> trust.VerifyReport:
+    def verify(self, rev: str | None = None, require: str = "all",
+               fresh: bool = False) -> trust.VerifyReport:
         """Check every commit reachable from ``rev`` (see :func:`gitvault.trust.verify`)."""
-        return trust.verify(self.store, rev, require)
+        return trust.verify(self.store, rev, require, fresh)
 
     # -- helpers ---------------------------------------------------------------------------
     def config(self) -> list[dict[str, Any]]:
@@ -820,13 +821,15 @@ class Vault:
     # -- history (see gitvault.history) ----------------------------------------------------
     def log(self, rev: str | None = None, *, agent: str | None = None, key: str | None = None,
             path: str | None = None, source: str | None = None, since: str | None = None,
-            until: str | None = None, limit: int | None = None) -> list[Any]:
-        """Checkins and merges, newest first, then the imported legacy events."""
+            until: str | None = None, limit: int | None = None,
+            verify: bool = True) -> list[Any]:
+        """Checkins and merges, newest first, then the imported legacy events; ``verify``:
+        with each commit's signature verdict (``verified``, ``fingerprint``, ``signer``)."""
         from . import history
 
-        return trust.annotate(self.store, history.log(
-            self.store, rev or MAIN, agent=agent, key=key, path=path, source=source,
-            since=since, until=until, limit=limit))
+        entries = history.log(self.store, rev or MAIN, agent=agent, key=key, path=path,
+                              source=source, since=since, until=until, limit=limit)
+        return trust.annotate(self.store, entries) if verify else entries
 
     def show(self, rev: str | None = None, at: str | None = None, path: str | None = None) -> Any:
         """The document (or the value at ``path``) at a revision or a point in time."""
@@ -841,11 +844,13 @@ class Vault:
 
         return history.diff(self.store, rev1, rev2, path=path)
 
-    def blame(self, path: str, rev: str | None = None) -> list[Any]:
-        """Who last set the value at ``path`` (or each leaf under it)."""
+    def blame(self, path: str, rev: str | None = None, verify: bool = True) -> list[Any]:
+        """Who last set the value at ``path`` (or each leaf under it), with signature
+        verdicts unless ``verify`` is False."""
         from . import history
 
-        return trust.annotate(self.store, history.blame(self.store, path, rev or MAIN))
+        entries = history.blame(self.store, path, rev or MAIN)
+        return trust.annotate(self.store, entries) if verify else entries
 
     def checkin_patch(self, agent: str, patch: list[dict[str, Any]], source: str,
                       confidence: float | str | None = None, justification: str = "",

@@ -520,3 +520,18 @@ def test_git_verify_commit_and_gitvault_agree_on_every_commit_of_a_mixed_history
         seen.add(verdict.verified if not wrong_agent else "wrong-agent")
     # the revoked key's commit: good for both within the revocation's second, bad for both after
     assert {True, "unsigned", "wrong-agent"} <= seen
+
+
+def test_verify_fresh_ignores_verdicts_planted_in_the_vault_folder(
+    signed: Vault, cli: Cli, git: Git
+) -> None:
+    git("config", "gitvault.requireSigned", "off")
+    with Vault.open(signed.path).lease("mallory") as s:
+        s.doc["tasks"][0]["status"] = "done"
+        s.commit("unsigned")
+    assert cli("verify").exit_code == 5  # and its verdicts are kept
+    [kept] = (Path(signed.path) / "gitvault-verified").iterdir()
+    lines = kept.read_text().replace('"verified": "unsigned"', '"verified": true')
+    kept.write_text(lines)
+    assert cli("verify").exit_code == 0  # the kept verdicts are believed...
+    assert cli("verify", "--fresh").exit_code == 5  # ...unless asked not to
