@@ -48,7 +48,7 @@ def keys_add(
         typer.Option(
             "--valid-after",
             help="Valid from this time (ISO 8601, unix seconds or "
-            "YYYYMMDDHHMMSSZ); default: always.",
+            "YYYYMMDDHHMMSSZ); default: now, so it vouches for no earlier commit.",
         ),
     ] = None,
     by: ByOpt = "gitvault",

@@ -46,12 +46,14 @@ def load_main(store: Store) -> list[SignerLine]:
 
 
 def add(agent: str, pub: str, valid_after: str | None, now: float) -> Change:
-    """A change adding ``pub`` (a .pub file) for ``agent``, valid from ``valid_after``."""
+    """A change adding ``pub`` (a .pub file) for ``agent``, valid from ``valid_after``.
+
+    By default a key is valid from the moment it is added: the allowed signers as they were
+    at a commit's time, so a key registered today does not vouch for commits made before."""
     check_principal(agent)
     keytype, key, comment = read_public_key(pub)
-    options: tuple[tuple[str, str | None], ...] = ()
-    if valid_after is not None:
-        options = (("valid-after", stamp(parse_time(valid_after))),)
+    start = now if valid_after is None else parse_time(valid_after)
+    options: tuple[tuple[str, str | None], ...] = (("valid-after", stamp(start)),)
 
     def change(lines: list[SignerLine]) -> list[SignerLine]:
         for ln in lines:

@@ -310,7 +310,8 @@ def test_a_backdated_commit_with_a_revoked_key_is_refused_at_push(
     )
     before = refs(git)
     r = push(c, "refs/heads/agents/alice")
-    assert r.returncode != 0 and "was revoked" in r.stderr, r.stderr
+    assert r.returncode != 0 and report_of(r.stderr)["exit_code"] == 5, r.stderr
+    assert "valid only from" in r.stderr or "was revoked" in r.stderr
     assert refs(git) == before
 
 
