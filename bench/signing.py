@@ -10,6 +10,8 @@ over a long signed history.
    (``ssh-keygen -Y sign``, one process per checkin), and signed *and* verified with
    ``gitvault.requireSigned=agents`` (one more ``ssh-keygen -Y verify``). Ratios are to the
    unsigned checkin.
+   Then checkins that merge (another agent moved main meanwhile), with the vault signing its
+   merge commits (the default) and with ``gitvault.vaultSigning false``.
 2. **verify.** A chain of ``--commits`` commits, each signed by ssh-keygen with an agent key in
    allowed_signers (building it costs one ssh-keygen process per commit: ~35 ms on a loaded
    two-core machine, so 10,000 take minutes; the default builds 1,000 and the report
@@ -99,6 +101,40 @@ def bench_checkin(folder: Path, key: Path, n: int) -> dict[str, Any]:
     return rows
 
 
+def merges(v: Vault, n: int) -> list[float]:
+    """Milliseconds of ``n`` checkins that each merge (another agent moved main meanwhile)."""
+    out = []
+    for i in range(n):
+        late = v.checkout("late", 3600)
+        with v.lease("early", 3600) as s:
+            s.doc["tasks"][0]["status"] = f"e{i}"
+            s.commit("bench")
+        doc = late.document
+        doc["tasks"][1]["status"] = f"l{i}"
+        t = time.perf_counter()
+        r = v.checkin("late", doc, "bench", 0.5, "", lease=late.lease.token)
+        out.append((time.perf_counter() - t) * 1000)
+        assert r.merged
+    return out
+
+
+def bench_merge(folder: Path, key: Path, n: int) -> dict[str, Any]:
+    """A checkin that merges: the vault signs the merge commit with its key (or not)."""
+    rows: dict[str, Any] = {}
+    for mode in ("vault signing off", "vault signing on"):
+        v = new_vault(folder, f"merge-{mode.split()[-1]}.git", key)
+        if mode.endswith("off"):
+            v.config_set("vaultSigning", "false")
+            v = Vault.open(v.path)
+        merges(v, 2)
+        samples = merges(v, n)
+        rows[mode] = {"median_ms": round(statistics.median(samples), 2)}
+        say(f"merge, {mode}: median {rows[mode]['median_ms']} ms")
+    off = rows["vault signing off"]["median_ms"]
+    rows["vault signing on"]["ratio_to_off"] = round(rows["vault signing on"]["median_ms"] / off, 2)
+    return rows
+
+
 def build_history(v: Vault, key: Path, n: int) -> float:
     """A chain of ``n`` commits signed by ``key`` as agent ``bench``; seconds taken."""
     store, repo = v.store, v.store.repo
@@ -183,6 +219,7 @@ def main() -> None:
         load = os.getloadavg()
         result = {
             "checkin": bench_checkin(folder, key, args.checkins),
+            "merge": bench_merge(folder, key, args.checkins),
             "verify": bench_verify(folder, key, args.commits, args.workers),
             "loadavg_start": [round(x, 2) for x in load],
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
