@@ -30,6 +30,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -400,6 +401,7 @@ class Verifier:
         self.data = signers or b""
         self.lines = parse_signers(self.data) if signers else []
         self._dir: str | None = None
+        self._lock = threading.Lock()
         self._seen: dict[tuple[str, int | None], Verdict] = {}
         # verdicts at commit time depend only on the commit and this file's bytes, so they
         # can be kept across runs: ``cache`` is a folder, one file per allowed_signers version
@@ -442,6 +444,10 @@ class Verifier:
         self._new = []
 
     def _file(self) -> str:
+        with self._lock:  # verify runs checks in threads: one folder, written once
+            return self._write_file()
+
+    def _write_file(self) -> str:
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="gitvault-signers-")
             weakref.finalize(self, shutil.rmtree, self._dir, True)

@@ -152,9 +152,9 @@ def guard_resolve(
             agent=resolver,
         )
     if not admin:
-        tree = store.repo[target]
-        assert isinstance(tree, pygit2.Commit)
-        pathrules.check(store, rules, resolver, main.tree, tree.tree, what)
+        landed = store.repo[target]
+        assert isinstance(landed, pygit2.Commit)
+        pathrules.check(store, rules, resolver, main.tree, landed.tree, what)
 
 
 # -- pushes ------------------------------------------------------------------------------------

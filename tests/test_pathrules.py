@@ -266,3 +266,15 @@ def test_the_fold_of_a_branch_into_main_applies_the_path_rules(
     with pytest.raises(NotAllowed) as e:
         Vault.open(ruled.path).fold_branch("refs/heads/agents/reviewer")
     assert e.value.details["pointer"] == "/roadmap/vision" and ruled.head() == head
+
+
+def test_a_propose_only_push_is_kept_under_conflicts_and_main_stays(
+    ruled: Vault, git: Git, tmp_path: Path
+) -> None:
+    c = work(ruled, tmp_path, "intern-2")
+    edit(c, "bugs.json", '"severity": "', '"severity": "x')
+    commit(c, "intern-2")
+    head = ruled.head()
+    r = push(c, "refs/heads/agents/intern-2")
+    assert report_of(r.stderr)["exit_code"] == 5 and "may only propose" in r.stderr, r.stderr
+    assert ruled.head() == head and "refs/conflicts/intern-2/1" in refs(git)
