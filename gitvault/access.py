@@ -15,6 +15,8 @@ when it arrived. The file is canonical JSON::
 - ``version``: the format; sections a later gitvault adds (path rules, signers) raise the
   version, and a gitvault that does not know a section refuses the file rather than
   silently ignoring a rule.
+- ``paths`` and ``propose_only`` (issue 16): which agents may change which JSON Pointers,
+  and which may only propose; parsed and applied by :mod:`gitvault.pathrules`.
 
 A vault without the file has no rules: every pusher may act as every agent, as before access
 rules existed. The first rules are written on the vault's own machine (``gitvault access ...``
