@@ -27,12 +27,16 @@ class Reading:
     # -- history (see gitvault.history) ----------------------------------------------------
     def log(self, rev: str | None = None, *, agent: str | None = None, key: str | None = None,
             path: str | None = None, source: str | None = None, since: str | None = None,
-            until: str | None = None, limit: int | None = None) -> list[Any]:
-        """Checkins and merges, newest first, then the imported legacy events."""
+            until: str | None = None, limit: int | None = None,
+            verify: bool = True) -> list[Any]:
+        """Checkins and merges, newest first, then the imported legacy events; ``verify``:
+        with each commit's signature verdict (``verified``, ``fingerprint``, ``signer``)."""
         from gitvault import history
+        from gitvault.engine import trust
 
-        return history.log(self.store, rev or MAIN, agent=agent, key=key, path=path,
-                           source=source, since=since, until=until, limit=limit)
+        entries = history.log(self.store, rev or MAIN, agent=agent, key=key, path=path,
+                              source=source, since=since, until=until, limit=limit)
+        return trust.annotate(self.store, entries) if verify else entries
 
     def show(self, rev: str | None = None, at: str | None = None, path: str | None = None) -> Any:
         """The document (or the value at ``path``) at a revision or a point in time."""
@@ -47,11 +51,14 @@ class Reading:
 
         return history.diff(self.store, rev1, rev2, path=path)
 
-    def blame(self, path: str, rev: str | None = None) -> list[Any]:
-        """Who last set the value at ``path`` (or each leaf under it)."""
+    def blame(self, path: str, rev: str | None = None, verify: bool = True) -> list[Any]:
+        """Who last set the value at ``path`` (or each leaf under it), with signature
+        verdicts unless ``verify`` is False."""
         from gitvault import history
+        from gitvault.engine import trust
 
-        return history.blame(self.store, path, rev or MAIN)
+        entries = history.blame(self.store, path, rev or MAIN)
+        return trust.annotate(self.store, entries) if verify else entries
 
     def store_for(self, what: str) -> Store:
         """The vault's own repository, for a command that follows its refs as they move."""

@@ -254,7 +254,18 @@ class RemoteVault:
         co = self.checkout(agent, ttl, exclusive)
         return co, reading.parts_of(co.document, paths)
 
+    def sign_with(self, key: str | None) -> None:
+        """Sign this agent's commits, which are made in the cache and pushed as they are."""
+        self.cache.sign_with(key)
+
     # -- writes a push cannot carry: refused before anything is written ------------------------
+    def add_key(self, *args: Any, **kwargs: Any) -> Any:
+        raise RemoteUnsupported("keys add (an admin's change of the allowed signers)", self.url)
+
+    def revoke_key(self, *args: Any, **kwargs: Any) -> Any:
+        raise RemoteUnsupported("keys revoke (an admin's change of the allowed signers)",
+                                self.url)
+
     def revert(self, *args: Any, **kwargs: Any) -> Any:
         raise RemoteUnsupported("revert", self.url)
 
@@ -330,8 +341,17 @@ class RemoteVault:
              path: str | None = None) -> Any:
         return self.cache.diff(rev1, rev2, path)
 
-    def blame(self, path: str, rev: str | None = None) -> list[Any]:
-        return self.cache.blame(path, rev)
+    def blame(self, path: str, rev: str | None = None, verify: bool = True) -> list[Any]:
+        return self.cache.blame(path, rev, verify)
+
+    def allowed_signers(self) -> list[Any]:
+        return self.cache.allowed_signers()
+
+    def verdict(self, rev: str | None = None, at: str | None = None) -> Any:
+        return self.cache.verdict(rev, at)
+
+    def verify(self, rev: str | None = None, require: str = "all", fresh: bool = False) -> Any:
+        return self.cache.verify(rev, require, fresh)
 
     def export(self, rev: str | None = None, fmt: str = "json", history: bool = False) -> str:
         return self.cache.export(rev, fmt, history)

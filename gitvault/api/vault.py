@@ -23,7 +23,7 @@ from gitvault.api.undoing import Undoing
 from gitvault.core import codec
 from gitvault.core.codec import Document
 from gitvault.core.jsonmerge import Conflict
-from gitvault.engine import integrate, upkeep
+from gitvault.engine import integrate, signing, trust, upkeep
 from gitvault.engine.advance import Done, Step, advance, move_main
 from gitvault.engine.checkin import CheckinResult, Checkins
 from gitvault.engine.importer import read_legacy
@@ -69,6 +69,10 @@ class Vault(Reading, Undoing):
         self.clock = clock or time.time
         self.leases = LeaseBook(store, self.clock)
         self.conflicts = ConflictStore(store)
+        own = signing.vault_signer(store.path) if settings.value(store, "vaultSigning") else None
+        store.sign = signing.CommitSigner(own,
+                                          signing.make_signer(os.environ.get(
+                                              "GITVAULT_SIGNING_KEY"), check=False))
         self.checkins = Checkins(store, self.leases, self.conflicts, self.clock)
 
     @property
@@ -95,8 +99,10 @@ class Vault(Reading, Undoing):
         existed = os.path.isdir(target)
         try:
             store = Store.create(target)
+            pub = signing.create_vault_key(target)
             vault = cls(store, clock)
-            vault._first_commit(legacy, os.fspath(import_dir) if import_dir else "")
+            vault._first_commit(legacy, os.fspath(import_dir) if import_dir else "",
+                                None if pub is None else signing.vault_signers_file(pub))
             vault.install_hooks()
         except BaseException:
             if existed:
@@ -108,23 +114,23 @@ class Vault(Reading, Undoing):
             raise
         return vault
 
-    def _first_commit(self, legacy: Any, source_dir: str) -> None:
+    def _first_commit(self, legacy: Any, source_dir: str, signers: bytes | None = None) -> None:
         store = self.store
         extra: dict[str, pygit2.Oid] = {}
         files: dict[str, bytes] = {}
+        reserved: dict[str, Any] = {} if signers is None else {"allowed_signers": signers}
         if legacy is None:
             subject, source, why = "init: empty vault", "init", "new vault"
         else:
             files = codec.encode_document(legacy.document)
-            reserved: dict[str, Any] = {}
             if legacy.eventlog:
                 reserved["legacy-eventlog"] = legacy.eventlog
             if legacy.schemas:
                 reserved["schemas"] = {f"{k}.schema.json": v for k, v in legacy.schemas.items()}
-            if reserved:
-                extra[codec.RESERVED] = store.build_subtree(reserved)
             subject = subject_for("legacy-import", "import", sorted(legacy.document))
             source, why = "legacy-import", f"imported from {os.path.abspath(source_dir)}"
+        if reserved:
+            extra[codec.RESERVED] = store.build_subtree(reserved)
         tree = store.build_tree(None, files, extra)
         trailers = [("Agent-Id", "gitvault"), ("Source", source), ("Confidence", "1.0"),
                     ("Justification", why), ("Lease", "none"), ("Base", "none")]
@@ -314,6 +320,8 @@ class Vault(Reading, Undoing):
                         "nothing changed", {"id": kept.id, "ref": kept.ref,
                                             "conflicts": refused.entries}) from None
 
+            trust.guard_resolve(self, kept, resolver, main, proposal, target)
+
             def step(rtx: RefTx) -> CheckinResult | None:
                 if rtx.get(kept.ref) is None:
                     raise InputError(f"conflict {kept.id} was resolved or dropped meanwhile")
@@ -393,6 +401,48 @@ class Vault(Reading, Undoing):
 
         return access.commit_change(self.store, change, by, what, self.clock)[0]
 
+    # -- signatures (engine.signing, engine.trust) -------------------------------------------
+    def sign_with(self, key: str | None) -> None:
+        """Sign this handle's agent commits with ``key`` (a private key, or a .pub that
+        ssh-agent holds); None: leave them unsigned."""
+        assert isinstance(self.store.sign, signing.CommitSigner)
+        self.store.sign.agent = signing.make_signer(key)
+
+    def allowed_signers(self) -> list[signing.SignerLine]:
+        """The allowed signers on main."""
+        from gitvault.engine import signers
+
+        return signers.load_main(self.store)
+
+    def add_key(self, agent: str, pub: str, valid_after: str | None = None,
+                by: str = "gitvault") -> str:
+        """Allow ``agent`` to sign with the public key in file ``pub`` (a commit on main)."""
+        from gitvault.engine import signers
+
+        change = signers.add(agent, pub, valid_after, self.clock())
+        return signers.commit_change(self.store, change, by, f"add key of {agent}",
+                                     self.clock)[0]
+
+    def revoke_key(self, agent: str, key: str, by: str = "gitvault") -> str:
+        """End ``agent``'s key now: older commits stay verified, newer ones are refused."""
+        from gitvault.engine import signers
+
+        change = signers.revoke(agent, key, self.clock())
+        return signers.commit_change(self.store, change, by, f"revoke key of {agent}",
+                                     self.clock)[0]
+
+    def verdict(self, rev: str | None = None, at: str | None = None) -> signing.Verdict:
+        """What the signature of one commit proves (main's allowed signers)."""
+        from gitvault.history import revision
+
+        with trust.verifier(self.store) as ver:
+            return ver.check(revision(self.store, rev, at))
+
+    def verify(self, rev: str | None = None, require: str = "all",
+               fresh: bool = False) -> trust.VerifyReport:
+        """Check every commit reachable from ``rev`` (see :func:`gitvault.trust.verify`)."""
+        return trust.verify(self.store, rev, require, fresh)
+
     # -- helpers ---------------------------------------------------------------------------
     def config(self) -> list[dict[str, Any]]:
         """Every setting with its effective value and where it came from."""
@@ -449,6 +499,7 @@ class Vault(Reading, Undoing):
             if main.id == tip.id or repo.descendant_of(main.id, tip.id):
                 return Done(CheckinResult(None, [], None))  # already on main
             base = self.store.commit(repo.merge_base(main.id, tip.id))
+            trust.guard_fold(self, agent, ref, base, tip)  # path rules, propose-only (exit 5)
             changed = codec.changed_keys(self._encoded(base), self._encoded(tip))
             decide = integrate.decider(self.store, policy, base.id, main.id, prov.confidence)
             try:

@@ -28,6 +28,7 @@ from gitvault.cli import query as query_commands
 from gitvault.cli import undo as undo_commands
 from gitvault.cli import access as access_commands
 from gitvault.cli import integrate as integrate_commands
+from gitvault.cli import signing as signing_commands
 # isort: on
 
 web_commands.register(app)
@@ -35,6 +36,7 @@ query_commands.register(app)
 undo_commands.register(app)
 access_commands.register(app)
 integrate_commands.register(app)
+signing_commands.register(app)
 
 
 @functools.cache

@@ -4,6 +4,7 @@
 # every parameter's Annotated[...] twice on each start (~10 ms per command; bench/README.md).
 # Names imported only for type checking are quoted instead.
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -92,6 +93,9 @@ def mcp(
     """Run an MCP server (stdio by default) exposing the vault's tools to an agent."""
     from gitvault.mcp.server import run
 
+    key = (ctx.find_root().obj or {}).get("sign_key")
+    if key:  # every call opens the vault afresh; the key reaches it as $GITVAULT_SIGNING_KEY
+        os.environ["GITVAULT_SIGNING_KEY"] = os.path.abspath(key)
     run(_path(ctx, vault), agent=agent, transport="streamable-http" if http else "stdio",
         port=port, allow_quarantine=allow_quarantine)
 

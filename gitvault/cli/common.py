@@ -93,8 +93,11 @@ def _root(
     workdir: Annotated[str | None, typer.Option(
         "--workdir", help="Cache clone for a remote vault (default ~/.cache/gitvault/...).")
     ] = None,
+    sign_key: Annotated[str | None, typer.Option(
+        "--sign-key", help="Sign the agent's commits with this SSH key (a private key, or a "
+        ".pub held by ssh-agent); default $GITVAULT_SIGNING_KEY.")] = None,
 ) -> None:
-    ctx.obj = {"vault": vault, "workdir": workdir}
+    ctx.obj = {"vault": vault, "workdir": workdir, "sign_key": sign_key}
 
 
 def _path(ctx: typer.Context, vault: str | None) -> str:
@@ -109,9 +112,11 @@ def _open(ctx: typer.Context, vault: str | None, as_json: bool = False) -> "Vaul
 
     _want_json(ctx, as_json)
     path = _path(ctx, vault)
-    if is_remote(path):
-        return RemoteVault(path, (ctx.find_root().obj or {}).get("workdir"))
-    return Vault.open(path)
+    root = ctx.find_root().obj or {}
+    v = RemoteVault(path, root.get("workdir")) if is_remote(path) else Vault.open(path)
+    if root.get("sign_key"):
+        v.sign_with(root["sign_key"])
+    return v
 
 
 def _want_json(ctx: typer.Context, as_json: bool) -> None:

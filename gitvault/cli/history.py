@@ -40,7 +40,8 @@ def log(
     from gitvault.api.report import log_text
 
     entries = _open(ctx, vault, as_json).log(rev, agent=agent, key=key, path=path, source=source,
-                                             since=since, until=until, limit=limit)
+                                             since=since, until=until, limit=limit,
+                                             verify=as_json)
     _out([e.to_json() for e in entries]) if as_json else typer.echo(log_text(entries), nl=False)
 
 
@@ -57,13 +58,17 @@ def show(
 ) -> None:
     """Print the document (or one value) at a revision or a point in time.
 
-    With --json: {"rev", "at", "path", "value"}.
+    With --json: {"rev", "at", "path", "value", "commit", "verified", "fingerprint", "signer"}.
     """
     from gitvault.core.codec import dumps
 
-    value = _open(ctx, vault, as_json).show(rev, at=at, path=path)
+    v = _open(ctx, vault, as_json)
+    value = v.show(rev, at=at, path=path)
     if as_json:
-        _out({"rev": rev or "main", "at": at, "path": path, "value": value})
+        sig = v.verdict(rev, at)  # the signature of the commit shown
+        _out({"rev": rev or "main", "at": at, "path": path, "value": value,
+              "commit": sig.commit, "verified": sig.verified, "fingerprint": sig.fingerprint,
+              "signer": sig.signer})
         return
     sys.stdout.buffer.write(dumps(value))
     sys.stdout.flush()
@@ -105,7 +110,7 @@ def blame(
     """Who last set the value at PATH (or each leaf under it), from what source, how sure."""
     from gitvault.api.report import blame_text
 
-    entries = _open(ctx, vault, as_json).blame(path, rev)
+    entries = _open(ctx, vault, as_json).blame(path, rev, verify=as_json)
     _out([e.to_json() for e in entries]) if as_json else typer.echo(blame_text(entries), nl=False)
 
 

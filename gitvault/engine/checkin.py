@@ -19,7 +19,7 @@ from typing import Any
 import pygit2
 
 from gitvault.core import codec
-from gitvault.engine import integrate, upkeep
+from gitvault.engine import integrate, trust, upkeep
 from gitvault.engine.advance import Done, Step, advance
 from gitvault.errors import (
     ConflictError,
@@ -171,6 +171,7 @@ class Checkins:
                 # the agent's own commit on its base; a lost race for main keeps it
                 made = ((current.token, current.base),
                         *self.propose(agent, current, files, prov))
+                trust.guard_checkin(self, agent, made[2])  # signatures, path rules (exit 5)
             _key, changed, proposal = made
             if proposal is None:
                 return Done(CheckinResult(None, [], current))

@@ -75,8 +75,14 @@ def decider(store: Store, policy: str, base: pygit2.Oid, main: pygit2.Oid,
     if policy == "theirs":
         return lambda c: ("theirs", "policy theirs")
     if policy == "confidence":
+        from gitvault.engine.trust import writer_check
+
+        counts = writer_check(store)  # signatures required: only verified writers count
+
         def by_confidence(c: Conflict) -> tuple[str, str] | None:
             w = last_writer(store, main, c.path, hide=base)
+            if w is not None and counts is not None and not counts(w.commit):
+                return "theirs", f"the current value's writer {w.agent} is not verified"
             if w is None or w.confidence is None or w.confidence == confidence:
                 return None  # unknown or tie: refuse
             side = "ours" if w.confidence > confidence else "theirs"

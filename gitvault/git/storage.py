@@ -70,6 +70,9 @@ class Store(Transactions):
         self._layouts: dict[pygit2.Oid, shards.Layout] = {}  # sharded keys read or written last
         self._chunks: dict[pygit2.Oid, list[shards.Chunk]] = {}  # their chunks' sizes
         self._blobs: dict[pygit2.Oid, bytes] = {}  # the last key blobs read or written
+        # signs a commit's buffer (content, message, number of parents) or returns None:
+        # set by the Vault from its keys (gitvault.signing.CommitSigner)
+        self.sign: Callable[[str, str, int], str | None] | None = None
         if self._batched():
             self._clean_after_power_cut()
 
@@ -352,5 +355,13 @@ class Store(Transactions):
             committer = pygit2.Signature("gitvault", "gitvault@localhost", t, 0)
         except ValueError as e:
             raise StorageError(f"cannot write to the vault: {e}") from None
+        if self.sign is not None:
+            named: list[str | pygit2.Oid] = list(parents)
+            content: str = self.repo.create_commit_string(  # type: ignore[assignment]
+                sig, committer, message, tree, named)  # (its stub says Oid; it is the text)
+            signature = self.sign(content, message, len(parents))
+            if signature is not None:
+                return self.objects(lambda: self.repo.create_commit_with_signature(
+                    content, signature, "gpgsig"))
         return self.objects(
             lambda: self.repo.create_commit(None, sig, committer, message, tree, parents))

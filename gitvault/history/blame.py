@@ -13,7 +13,15 @@ from gitvault.core.jsonmerge import MISSING, is_id_array, json_equal
 from gitvault.errors import InputError
 from gitvault.git.storage import MAIN, Store
 from gitvault.history import pathindex
-from gitvault.history.common import Writer, _blob_id, _Blobs, _check_path, _iso, _name
+from gitvault.history.common import (
+    Writer,
+    _blob_id,
+    _Blobs,
+    _check_path,
+    _iso,
+    _name,
+    _verification,
+)
 from gitvault.history.diff import _key_doc, positional
 from gitvault.model import changes
 
@@ -33,10 +41,14 @@ class BlameEntry:
     justification: str
     time: int
     iso: str
+    verified: bool | str | None = None  # set by gitvault.trust.annotate
+    fingerprint: str | None = None
+    signer: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "pointer": self.pointer, "value": self.value,
-                "commit": self.commit, "agent": self.agent, "source": self.source,
+        return {**_verification(self), "path": self.path, "pointer": self.pointer,
+                "value": self.value, "commit": self.commit, "agent": self.agent,
+                "source": self.source,
                 "confidence": self.confidence, "justification": self.justification,
                 "time": self.time, "iso": self.iso}
 

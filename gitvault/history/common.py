@@ -222,3 +222,8 @@ def _name(rev: str, commit: pygit2.Commit) -> str:
     return short if rev and full.startswith(rev.lower()) else f"{rev} ({short})"
 
 
+def _verification(entry: Any) -> dict[str, Any]:
+    """The signature fields of an entry, once gitvault.trust.annotate has filled them."""
+    if entry.verified is None:
+        return {}
+    return {"verified": entry.verified, "fingerprint": entry.fingerprint, "signer": entry.signer}

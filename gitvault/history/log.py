@@ -22,6 +22,7 @@ from gitvault.history.common import (
     _confidence,
     _iso,
     _tree_of,
+    _verification,
     parse_time,
     trailer_confidence,
 )
@@ -53,9 +54,13 @@ class LogEntry:
     legacy: bool = False
     legacy_file: str | None = None  # the event's file under .gitvault/legacy-eventlog/
     reverts: tuple[str, ...] = ()  # commits this one undid (gitvault revert, quarantine)
+    verified: bool | str | None = None  # set by gitvault.trust.annotate: True/False/"unsigned"
+    fingerprint: str | None = None
+    signer: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **_verification(self),
             "commit": self.commit, "time": self.time, "iso": self.iso, "agent": self.agent,
             "source": self.source, "confidence": self.confidence,
             "justification": self.justification, "lease": self.lease, "base": self.base,

@@ -343,6 +343,10 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
         store, updates = Store.open_env(), parse_updates(stdin)
         refusals = identity.check_push(store, [(u.old, u.new, u.ref) for u in updates],
                                        push_options())
+        from gitvault.engine import trust  # signatures, allowed signers, path rules
+
+        refusals += trust.check_push(store, [(u.old, u.new, u.ref) for u in updates],
+                                     identity.pusher(store).user)
         problems = [str(e) for e in refusals] + check_push(store, updates)
         for line in refuse_lines(problems) if problems else []:
             say(line)

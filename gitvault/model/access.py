@@ -15,6 +15,8 @@ when it arrived. The file is canonical JSON::
 - ``version``: the format; sections a later gitvault adds (path rules, signers) raise the
   version, and a gitvault that does not know a section refuses the file rather than
   silently ignoring a rule.
+- ``paths`` and ``propose_only`` (issue 16): which agents may change which JSON Pointers,
+  and which may only propose; parsed and applied by :mod:`gitvault.engine.pathrules`.
 
 A vault without the file has no rules: every pusher may act as every agent, as before access
 rules existed. The first rules are written on the vault's own machine (``gitvault access ...``
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -41,7 +43,8 @@ from gitvault.model.provenance import check_agent, identity, message
 
 ACCESS_PATH = ".gitvault/access.json"
 VERSION = 1
-SECTIONS = ("admins", "grants", "version")
+SECTIONS = ("admins", "grants", "version", "paths", "propose_only")
+EXTENSIONS = ("paths", "propose_only")  # parsed and checked by gitvault.engine.pathrules
 ATTEMPTS = 200
 
 
@@ -52,6 +55,7 @@ class Rules:
     admins: tuple[str, ...] = ()
     grants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     present: bool = False  # False: the vault has no access file (no rules at all)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # EXTENSIONS (gitvault.engine.pathrules)
 
     @classmethod
     def from_json(cls, data: Any, where: str = ACCESS_PATH) -> Rules:
@@ -77,13 +81,17 @@ class Rules:
             or "" in grants
         ):
             raise InputError(f"{where}: grants must map each user to a list of agent patterns")
-        return cls(tuple(admins), {u: tuple(p) for u, p in grants.items()}, True)
+        from gitvault.model.pathrules import check_sections
+
+        extra = check_sections({k: data[k] for k in EXTENSIONS if k in data}, where)
+        return cls(tuple(admins), {u: tuple(p) for u, p in grants.items()}, True, extra)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "admins": sorted(set(self.admins)),
             "grants": {u: sorted(set(p)) for u, p in sorted(self.grants.items()) if p},
             "version": VERSION,
+            **{k: v for k, v in sorted(self.extra.items()) if v},
         }
 
     def is_admin(self, user: str) -> bool:
@@ -126,7 +134,7 @@ class Rules:
         check_agent(pattern)
         grants = dict(self.grants)
         grants[user] = tuple(sorted({*grants.get(user, ()), pattern}))
-        return Rules(self.admins, grants, True)
+        return replace(self, grants=grants, present=True)
 
     def revoke(self, user: str, pattern: str | None = None) -> Rules:
         grants = dict(self.grants)
@@ -138,15 +146,16 @@ class Rules:
         kept = tuple(p for p in grants.pop(user) if pattern is not None and p != pattern)
         if kept:
             grants[user] = kept
-        return Rules(self.admins, grants, True)
+        return replace(self, grants=grants, present=True)
 
     def add_admin(self, user: str) -> Rules:
-        return Rules(tuple(sorted({*self.admins, _name(user, "admin")})), self.grants, True)
+        return replace(self, admins=tuple(sorted({*self.admins, _name(user, "admin")})),
+                       present=True)
 
     def remove_admin(self, user: str) -> Rules:
         if user not in self.admins:
             raise InputError(f"{user} is not an admin; `gitvault access list` shows them")
-        return Rules(tuple(a for a in self.admins if a != user), self.grants, True)
+        return replace(self, admins=tuple(a for a in self.admins if a != user), present=True)
 
 
 def _name(text: str, what: str) -> str:
@@ -246,6 +255,9 @@ def describe(rules: Rules) -> list[str]:
         return ["no access rules: every pusher may act as every agent"]
     lines = [f"admin {a}" for a in sorted(rules.admins)]
     lines += [f"grant {u} {p}" for u, ps in sorted(rules.grants.items()) for p in sorted(ps)]
+    from gitvault.model.pathrules import describe as describe_paths
+
+    lines += describe_paths(rules)
     return lines or ["an empty access file: only authenticated admins may act (there are none)"]
 
 

@@ -18,6 +18,7 @@ from gitvault.git.storage import Store
 from gitvault.model.policy import POLICIES
 
 IDENTITY_SOURCES = ("none", "gitolite", "http", "env")
+SIGNED_MODES = ("off", "agents", "all")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class Setting:
             return value
         if self.name == "onConflict" and raw not in POLICIES:
             raise InputError(f"{where}: onConflict={raw!r}: use fail, ours, theirs or confidence")
+        if self.name == "requireSigned" and raw not in SIGNED_MODES:
+            raise InputError(f"{where}: requireSigned={raw!r}: use {', '.join(SIGNED_MODES)}")
         if self.name == "identityFrom" and raw not in IDENTITY_SOURCES:
             raise InputError(f"{where}: identityFrom={raw!r}: use {', '.join(IDENTITY_SOURCES)}")
         return raw
@@ -72,6 +75,11 @@ SETTINGS = {s.name: s for s in (
             "authenticate (on for `init --hosted`)", vault_only=True),
     Setting("identityFrom", str, "none", "who vouches for the pusher: none, gitolite "
             "($GL_USER), http ($REMOTE_USER), env (identityVariables)", vault_only=True),
+    Setting("requireSigned", str, "off", "refuse writes whose commits are not signed by a key "
+            "allowed for their Agent-Id: off, agents (agents' commits), all (every commit)",
+            vault_only=True),
+    Setting("vaultSigning", bool, True, "sign the vault's own commits (merges, resolutions, "
+            "import) with its key; off saves one ssh-keygen process per merge", vault_only=True),
     Setting("identityVariables", str, "GL_USER,REMOTE_USER", "with identityFrom=env: the "
             "variables naming the pusher, first set wins", vault_only=True),
 )}

@@ -154,6 +154,8 @@ REFUSED: dict[str, Write] = {
     "restore": lambda rv, real: rv.restore("main~1", by="alice", source="undo"),
     "quarantine": lambda rv, real: rv.quarantine("mallory", by="alice", source="undo"),
     "lift_quarantine": lambda rv, real: rv.lift_quarantine("mallory", by="alice"),
+    "add_key": lambda rv, real: rv.add_key("alice", "ssh-ed25519 AAAA alice"),
+    "revoke_key": lambda rv, real: rv.revoke_key("alice", "ssh-ed25519 AAAA alice"),
 }
 CARRIED: dict[str, Write] = {
     "checkout": _checkout, "release": _release, "checkin": _checkin,
