@@ -17,6 +17,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import FileMode
 
+from gitvault.api.governance import Governance
 from gitvault.api.reading import Reading
 from gitvault.api.results import Checkout, KeyInfo, Session, Status
 from gitvault.api.undoing import Undoing
@@ -57,7 +58,7 @@ from gitvault.model.waitqueue import Waiter
 __all__ = ["CheckinResult", "Checkout", "KeyInfo", "Session", "Status", "Vault"]
 
 
-class Vault(Reading, Undoing):
+class Vault(Reading, Undoing, Governance):
     """A gitvault: a bare git repository holding one JSON document with its history."""
 
     def __init__(self, store: Store, clock: Callable[[], float] | None = None) -> None:
@@ -387,61 +388,6 @@ class Vault(Reading, Undoing):
                                                         f"schema {key}") else None
 
         return advance(self.store, f"schema set {key}", [MAIN], attempt)
-
-    def access(self) -> Any:
-        """The access rules on main (:class:`gitvault.access.Rules`)."""
-        from gitvault.model import access
-
-        return access.load_main(self.store)
-
-    def change_access(self, change: Callable[[Any], Any], by: str = "gitvault",
-                      what: str = "access") -> str:
-        """Commit ``change(rules)`` as main's new access rules (compare-and-swap on main)."""
-        from gitvault.model import access
-
-        return access.commit_change(self.store, change, by, what, self.clock)[0]
-
-    # -- signatures (engine.signing, engine.trust) -------------------------------------------
-    def sign_with(self, key: str | None) -> None:
-        """Sign this handle's agent commits with ``key`` (a private key, or a .pub that
-        ssh-agent holds); None: leave them unsigned."""
-        assert isinstance(self.store.sign, signing.CommitSigner)
-        self.store.sign.agent = signing.make_signer(key)
-
-    def allowed_signers(self) -> list[signing.SignerLine]:
-        """The allowed signers on main."""
-        from gitvault.engine import signers
-
-        return signers.load_main(self.store)
-
-    def add_key(self, agent: str, pub: str, valid_after: str | None = None,
-                by: str = "gitvault") -> str:
-        """Allow ``agent`` to sign with the public key in file ``pub`` (a commit on main)."""
-        from gitvault.engine import signers
-
-        change = signers.add(agent, pub, valid_after, self.clock())
-        return signers.commit_change(self.store, change, by, f"add key of {agent}",
-                                     self.clock)[0]
-
-    def revoke_key(self, agent: str, key: str, by: str = "gitvault") -> str:
-        """End ``agent``'s key now: older commits stay verified, newer ones are refused."""
-        from gitvault.engine import signers
-
-        change = signers.revoke(agent, key, self.clock())
-        return signers.commit_change(self.store, change, by, f"revoke key of {agent}",
-                                     self.clock)[0]
-
-    def verdict(self, rev: str | None = None, at: str | None = None) -> signing.Verdict:
-        """What the signature of one commit proves (main's allowed signers)."""
-        from gitvault.history import revision
-
-        with trust.verifier(self.store) as ver:
-            return ver.check(revision(self.store, rev, at))
-
-    def verify(self, rev: str | None = None, require: str = "all",
-               fresh: bool = False) -> trust.VerifyReport:
-        """Check every commit reachable from ``rev`` (see :func:`gitvault.trust.verify`)."""
-        return trust.verify(self.store, rev, require, fresh)
 
     # -- helpers ---------------------------------------------------------------------------
     def config(self) -> list[dict[str, Any]]:

@@ -72,3 +72,18 @@ def move_main(rtx: RefTx, expected: pygit2.Oid, target: pygit2.Oid, reflog: str)
         return False
     rtx.set(MAIN, target, reflog)
     return True
+
+
+def commit_on_main(store: Store, what: str,
+                   build: Callable[[pygit2.Commit], tuple[pygit2.Oid, T]]) -> tuple[str, T]:
+    """Land a commit made on main as it is (``build(main)`` gives the commit and a value to
+    hand back), re-building it whenever main moved first: vault files changed by a command
+    (access rules, allowed signers) go to main this way."""
+
+    def attempt(_n: int) -> Step[tuple[str, T]]:
+        main = store.resolve(MAIN)
+        commit, value = build(main)
+        return lambda rtx: (str(commit), value) if move_main(rtx, main.id, commit,
+                                                             what) else None
+
+    return advance(store, what, [MAIN], attempt)

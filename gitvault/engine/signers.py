@@ -25,8 +25,7 @@ from gitvault.engine.signing import (
     read_public_key,
     stamp,
 )
-from gitvault.errors import InputError, VaultBusy
-from gitvault.git.refs import RefTx
+from gitvault.errors import InputError
 from gitvault.git.storage import MAIN, Store
 from gitvault.model.provenance import check_agent, identity, message
 
@@ -94,40 +93,24 @@ def add_vault_key(lines: list[SignerLine], pub: tuple[str, str, str]) -> list[Si
     return [*lines, SignerLine((VAULT_PRINCIPAL,), (), pub[0], pub[1], pub[2])]
 
 
-def commit_change(
-    store: Store, change: Change, by: str, what: str, when: Callable[[], float]
-) -> tuple[str, list[SignerLine]]:
-    """Apply ``change`` to main's allowed signers in a new commit on main (CAS, retried)."""
-    for _attempt in range(ATTEMPTS):
-        main_id = store.ref(MAIN)
-        if main_id is None:
-            raise InputError("the vault has no main yet")
-        main = store.commit(main_id)
-        lines = change(load(store, main.tree))
-        index = pygit2.Index()
-        index.read_tree(main.tree)
-        index.add(
-            pygit2.IndexEntry(SIGNERS_PATH, store.write_blob(format_signers(lines)), FileMode.BLOB)
-        )
-        tree = store.objects(functools.partial(index.write_tree, store.repo))
-        trailers = [
-            ("Agent-Id", check_agent(by)),
-            ("Source", "keys"),
-            ("Confidence", "1.0"),
-            ("Justification", what),
-            ("Lease", "none"),
-            ("Base", str(main.id)),
-        ]
-        commit = store.write_commit(
-            tree, [main.id], identity(by), message(f"keys: {what}", trailers), when()
-        )
+def signers_commit(store: Store, main: pygit2.Commit, lines: list[SignerLine], by: str,
+                   what: str, now: float) -> pygit2.Oid:
+    """A commit on ``main`` whose allowed signers are ``lines`` (landed by the caller)."""
+    index = pygit2.Index()
+    index.read_tree(main.tree)
+    index.add(
+        pygit2.IndexEntry(SIGNERS_PATH, store.write_blob(format_signers(lines)), FileMode.BLOB)
+    )
+    tree = store.objects(functools.partial(index.write_tree, store.repo))
+    trailers = [
+        ("Agent-Id", check_agent(by)),
+        ("Source", "keys"),
+        ("Confidence", "1.0"),
+        ("Justification", what),
+        ("Lease", "none"),
+        ("Base", str(main.id)),
+    ]
+    return store.write_commit(
+        tree, [main.id], identity(by), message(f"keys: {what}", trailers), now
+    )
 
-        def fn(rtx: RefTx, m: pygit2.Oid = main.id, c: pygit2.Oid = commit) -> bool:
-            if rtx.get(MAIN) != m:
-                return False
-            rtx.set(MAIN, c, f"keys: {what}")
-            return True
-
-        if store.transact([MAIN], fn, f"keys {what}"):
-            return str(commit), lines
-    raise VaultBusy(f"keys {what}", ATTEMPTS)

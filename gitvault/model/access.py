@@ -27,7 +27,7 @@ admin changes them, by a commit on main.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
@@ -36,8 +36,7 @@ import pygit2
 from pygit2.enums import FileMode
 
 from gitvault.core import codec
-from gitvault.errors import InputError, NotAllowed, VaultBusy
-from gitvault.git.refs import RefTx
+from gitvault.errors import InputError, NotAllowed
 from gitvault.git.storage import MAIN, Store
 from gitvault.model.provenance import check_agent, identity, message
 
@@ -199,26 +198,6 @@ def changed_by(store: Store, commit: pygit2.Commit) -> bool:
     if not commit.parents:
         return mine is not None
     return all(blob_id(p.tree) != mine for p in commit.parents)
-
-
-def commit_change(
-    store: Store, change: Callable[[Rules], Rules], by: str, what: str, when: Callable[[], float]
-) -> tuple[str, Rules]:
-    """Apply ``change`` to main's rules in a new commit on main (compare-and-swap, retried)."""
-    for _attempt in range(ATTEMPTS):
-        main = store.commit(_main(store))
-        rules = change(load(store, main.tree))
-        commit = rules_commit(store, main, rules, by, what, when())
-
-        def fn(rtx: RefTx, m: pygit2.Oid = main.id, c: pygit2.Oid = commit) -> bool:
-            if rtx.get(MAIN) != m:
-                return False
-            rtx.set(MAIN, c, f"access: {what}")
-            return True
-
-        if store.transact([MAIN], fn, f"access {what}"):
-            return str(commit), rules
-    raise VaultBusy(f"access {what}", ATTEMPTS)
 
 
 def _main(store: Store) -> pygit2.Oid:
