@@ -245,6 +245,6 @@ def _put(store: Store, index: pygit2.Index, name: str, data: bytes) -> None:
         index.add(pygit2.IndexEntry(name, store.write_blob(data), FileMode.BLOB))
         return
     folder = name[: -len(codec.BLOB_SUFFIX)]
-    writer = shards.Writer(store.repo, store.blob)
+    writer = shards.ChunkWriter(store.repo, store.blob)
     for chunk, oid, _ in store.objects(lambda: writer.full(data)):
         index.add(pygit2.IndexEntry(f"{folder}/{chunk}", oid, FileMode.BLOB))

@@ -5,7 +5,7 @@ kilobytes; applying the patch must not then cost the whole document. When every 
 names an item of a sharded key by index (``/tasks/5/status``, ``/tasks/-``) or a path in an
 ordinary key, only the chunks around those items and the ordinary keys named are read and
 parsed; the patch is applied to that window with jsonpatch, and the sharded key's layout is
-rewritten around it (:meth:`gitvault.shards.Writer.replace`). Anything else (a pointer to a
+rewritten around it (:meth:`gitvault.shards.ChunkWriter.replace`). Anything else (a pointer to a
 whole sharded key, a patch that fails on the window) goes through the whole document, with
 the same result and the same errors.
 """
@@ -145,7 +145,7 @@ class _Window:
         codec.check_limits({"k": value}, limits)  # as the whole document's check words it
         data = codec.dumps(value) if value else b""
         run = shards.items(data) if value else []
-        writer = shards.Writer(self.store.repo, self.store.blob)
+        writer = shards.ChunkWriter(self.store.repo, self.store.blob)
         chunks = self.store.objects(lambda: writer.replace(self.chunks, self.first, self.last,
                                                             run))
         if shards.size_of(chunks) >= shards.SHARD_BYTES:

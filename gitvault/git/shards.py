@@ -253,7 +253,7 @@ def _lay_out(segments: Sequence[tuple[pygit2.Oid, int] | list[bytes]], m: _Merge
     return out
 
 
-class Writer:
+class ChunkWriter:
     """Writes chunks of a sharded key, reusing a base layout's chunks where they are unchanged."""
 
     def __init__(self, repo: pygit2.Repository, read: Callable[[pygit2.Oid], bytes]) -> None:

@@ -319,7 +319,7 @@ class Store(Transactions):
 
     def _sharded(self, base: pygit2.Oid | None, data: bytes) -> pygit2.Oid:
         """Write ``data`` sharded, editing the base's layout when the base was sharded too."""
-        writer = shards.Writer(self.repo, self.blob)
+        writer = shards.ChunkWriter(self.repo, self.blob)
         prior = self.repo[base] if base is not None and self.is_tree(base) else None
         if isinstance(prior, pygit2.Tree):  # (a blob base is not loaded: it is laid out anew)
             layout = self.layout(prior)

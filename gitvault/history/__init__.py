@@ -17,13 +17,28 @@ reordered.
 from __future__ import annotations
 
 from gitvault.history.blame import BlameEntry, blame, id_form
-from gitvault.history.common import Writer, last_writer, parse_time, value_at
+from gitvault.history.common import LastWriter, last_writer, parse_time, value_at
 from gitvault.history.diff import DiffResult, diff, diff_documents, positional
 from gitvault.history.log import LogEntry, entry_of, legacy_events, log
 from gitvault.history.show import export, revision, show
 
 __all__ = [
-    "BlameEntry", "DiffResult", "LogEntry", "Writer", "blame", "diff", "diff_documents",
-    "entry_of", "export", "id_form", "last_writer", "legacy_events", "log", "parse_time",
-    "positional", "revision", "show", "value_at",
+    "BlameEntry",
+    "DiffResult",
+    "LastWriter",
+    "LogEntry",
+    "blame",
+    "diff",
+    "diff_documents",
+    "entry_of",
+    "export",
+    "id_form",
+    "last_writer",
+    "legacy_events",
+    "log",
+    "parse_time",
+    "positional",
+    "revision",
+    "show",
+    "value_at",
 ]

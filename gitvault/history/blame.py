@@ -14,7 +14,7 @@ from gitvault.errors import InputError
 from gitvault.git.storage import MAIN, Store
 from gitvault.history import pathindex
 from gitvault.history.common import (
-    Writer,
+    LastWriter,
     _blob_id,
     _Blobs,
     _check_path,
@@ -175,7 +175,7 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
     out = []
     for leaf in root.leaves():
         assert leaf.writer is not None
-        w = Writer.of(leaf.writer)
+        w = LastWriter.of(leaf.writer)
         out.append(BlameEntry(leaf.path, leaf.pointer, leaf.want, w.commit, w.agent, w.source,
                               w.confidence, w.justification, w.time,
                               _iso(w.time, leaf.writer.commit_time_offset)))

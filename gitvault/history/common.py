@@ -23,7 +23,7 @@ LEGACY_DIR = "legacy-eventlog"
 
 
 @dataclass(frozen=True)
-class Writer:
+class LastWriter:
     commit: str
     agent: str
     source: str
@@ -32,7 +32,7 @@ class Writer:
     time: int
 
     @classmethod
-    def of(cls, commit: pygit2.Commit) -> Writer:
+    def of(cls, commit: pygit2.Commit) -> LastWriter:
         t = parse_trailers(commit.message)
         return cls(str(commit.id), t.get("Agent-Id", commit.author.name), t.get("Source", ""),
                    trailer_confidence(t), t.get("Justification", ""),
@@ -65,7 +65,7 @@ def value_at(store: Store, tree: pygit2.Tree, path: str) -> Any:
 
 
 def last_writer(store: Store, head: pygit2.Oid, path: str,
-                hide: pygit2.Oid | None = None) -> Writer | None:
+                hide: pygit2.Oid | None = None) -> LastWriter | None:
     """The commit that last set the value at ``path`` as it is at ``head``."""
     key_file = pointers.top_key(path) + codec.BLOB_SUFFIX
     want = value_at(store, store.commit(head).tree, path)
@@ -82,7 +82,7 @@ def last_writer(store: Store, head: pygit2.Oid, path: str,
             continue
         changed_here = parent is None or not json_equal(value_at(store, parent.tree, path), want)
         if changed_here and json_equal(value_at(store, commit.tree, path), want):
-            return Writer.of(commit)
+            return LastWriter.of(commit)
     return None
 
 
