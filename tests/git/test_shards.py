@@ -107,8 +107,10 @@ def chunks(git: Git, rev: str = "main", key: str = "items") -> list[tuple[str, s
 
 
 def top(git: Git, rev: str = "main") -> dict[str, str]:
-    """Top-level entry name -> object type at ``rev``."""
-    return {line.split("\t")[1]: line.split()[1] for line in git("ls-tree", rev).splitlines()}
+    """Top-level entry name -> object type at ``rev`` (the keys: not the vault's own
+    ``.gitvault/``, which holds the allowed signers from init on)."""
+    return {line.split("\t")[1]: line.split()[1] for line in git("ls-tree", rev).splitlines()
+            if line.split("\t")[1] != ".gitvault"}
 
 
 def canonical_layout(data: bytes) -> list[tuple[str, str]]:
