@@ -234,7 +234,7 @@ _NOTICE = ("gitvault: started a background daemon (pid {pid}, socket {sock}) so 
 
 def may_autostart(args: list[str]) -> bool:
     """Whether this call may start a daemon: by default yes for the hot commands, but never
-    under CI or inside a git hook unless GITVAULT_DAEMON=auto asks for it.
+    under CI, inside a git hook or under pytest unless GITVAULT_DAEMON=auto asks for it.
 
     GITVAULT_DAEMON: unset or ``auto`` start one on demand; ``1`` use one that runs, never
     start one; ``0`` never use one.
@@ -247,6 +247,8 @@ def may_autostart(args: list[str]) -> bool:
     env = os.environ
     if env.get("CI", "").lower() not in ("", "0", "false", "no"):
         return False
+    if "PYTEST_CURRENT_TEST" in env:
+        return False  # a test run: a test that strips GITVAULT_* must still leave no daemon
     if any(k in env for k in ("GIT_DIR", "GIT_QUARANTINE_PATH", "GIT_INDEX_FILE",
                               "GIT_EXEC_PATH")):
         return False  # a git hook (or a command run by git)

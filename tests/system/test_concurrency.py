@@ -166,17 +166,6 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "gitvault"]
 
 
-HERD_SPREAD = 1.0
-
-
-def _lease_held(vault: str) -> bool:
-    """A cheap look at the loose lease refs, so waiters do not spawn the CLI in a busy loop."""
-    try:
-        return bool(os.listdir(os.path.join(vault, "refs", "leases")))
-    except FileNotFoundError:
-        return False
-
-
 def cli_worker(vault: str, agent: str, rounds: int, workdir: str) -> Result:
     """``rounds`` times: exclusive checkout (waiting in the queue), add an item, checkin,
     release."""
