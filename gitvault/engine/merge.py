@@ -112,31 +112,39 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
         if key is None or "/" in name:  # a file of .gitvault/: no JSON merge for it
             outcome.conflicts.append(Conflict("/" + name, "/" + name, None, None, None, "file"))
             continue
-        if name not in conflicted:
-            try:
-                data = store.blob(index[name].id)
-                if not codec.is_canonical(data):  # usual: both sides were, and so is the merge
-                    _put(store, index, name, codec.canonical(data, name))
-                elif shards.wanted(data):  # the two sides' additions made it a large array
-                    _put(store, index, name, data)
-                outcome.how[key] = "git"
-                outcome.stats["git"] += 1
-                continue
-            except CodecError:
-                outcome.stats["git-invalid"] += 1
-            except KeyError:  # both deleted: nothing to do
-                continue
-            values = _values(store, [blobs.get(name) for blobs in sides], name)
-        else:
-            outcome.stats["git-conflict"] += 1
-            values = [_blob_value(store, e, name) for e in conflicted[name]]
-            del index.conflicts[name]
-        _structural(store, index, outcome, name, key, values, resolve)
+        _merge_file(store, index, outcome, name, key, conflicted.get(name), sides, resolve)
     outcome.conflicts += undecided
     if outcome.conflicts:
         return outcome
     outcome.tree = store.objects(lambda: index.write_tree(repo))
     return outcome
+
+
+def _merge_file(store: Store, index: pygit2.Index, outcome: MergeOutcome, name: str, key: str,
+                conflicted: tuple[Any, Any, Any] | None, sides: list[dict[str, pygit2.Oid]],
+                resolve: Decide) -> None:
+    """One key file both sides changed: git's merge when it gave canonical JSON, else the
+    structural merge of the three values."""
+    if conflicted is None:
+        try:
+            data = store.blob(index[name].id)
+            if not codec.is_canonical(data):  # usual: both sides were, and so is the merge
+                _put(store, index, name, codec.canonical(data, name))
+            elif shards.wanted(data):  # the two sides' additions made it a large array
+                _put(store, index, name, data)
+            outcome.how[key] = "git"
+            outcome.stats["git"] += 1
+            return
+        except CodecError:
+            outcome.stats["git-invalid"] += 1
+        except KeyError:  # both deleted: nothing to do
+            return
+        values = _values(store, [blobs.get(name) for blobs in sides], name)
+    else:
+        outcome.stats["git-conflict"] += 1
+        values = [_blob_value(store, e, name) for e in conflicted]
+        del index.conflicts[name]
+    _structural(store, index, outcome, name, key, values, resolve)
 
 
 def _splice_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree,

@@ -296,45 +296,23 @@ def acquire(
         while True:
             entries = queue.entries()
             if not any(w.ref == me.ref for w in entries):
-                # our entry is gone: the releaser handed us the lease, or (rarely) it was
-                # judged stale; then take a new place. Read under the lease mutex: a
-                # hand-over's refs land one after another, entry first.
-                lease = book.store.transact(
-                    [NOTES], lambda _rtx: book.get(agent), f"lease of {agent}"
-                )
-                if lease is not None and lease.token > before and lease.live(book.clock()):
+                lease = _handed_over(book, agent, before)
+                if lease is not None:
                     granted = True
                     return lease
                 me = queue.join(
                     agent, mode, time.time() + max(0.0, end - time.monotonic()) + 1.0, ttl
                 )
                 continue
-            now = queue.clock()
-            stale = [w for w in entries if w.seq < me.seq and not w.alive(now)]
-            queue.prune(stale)
-            live = [w for w in entries if w.alive(now) or w.ref == me.ref]
-            ahead = queue.blockers(me, agent, exclusive, live)
-            clock = book.clock()
-            busy = [
-                x
-                for x in book.all()
-                if x.agent != agent and x.live(clock) and (exclusive or x.mode == EXCLUSIVE)
-            ]
-            if not ahead and not busy:
-                try:
-                    lease = book.acquire(
-                        agent, ttl, exclusive, gate=queue.gate(me, agent, exclusive), also=[me.ref]
-                    )
-                    granted = True
-                    return lease
-                except LeaseHeld:
-                    pass
-            left = end - time.monotonic()
+            lease, live, busy = _try_turn(queue, book, me, agent, exclusive, ttl, entries)
+            if lease is not None:
+                granted = True
+                return lease
             position = 1 + sum(1 for w in live if w.seq < me.seq)
             if on_wait is not None and time.monotonic() - told >= 2.0:
                 on_wait(me, position)
                 told = time.monotonic()
-            if left <= 0:
+            if end - time.monotonic() <= 0:
                 holders = [x.agent for x in busy]
                 raise LeaseWaitTimeout(
                     agent,
@@ -342,12 +320,48 @@ def acquire(
                     f"position {position} in the queue"
                     + (f", held by {', '.join(map(repr, holders))}" if holders else ""),
                 )
-            seen, looked = _signature(book.store), time.monotonic()
-            while time.monotonic() < min(end, looked + LOOK) and _signature(book.store) == seen:
-                time.sleep(POLL)
+            _pause(book.store, end)
     finally:
         if not granted:
             queue.leave(me)
+
+
+def _handed_over(book: LeaseBook, agent: str, before: int) -> Lease | None:
+    """Our entry is gone: the releaser handed us the lease (a newer live token), or (rarely)
+    it was judged stale and we must take a new place (None). Read under the lease mutex: a
+    hand-over's refs land one after another, entry first."""
+    lease = book.store.transact([NOTES], lambda _rtx: book.get(agent), f"lease of {agent}")
+    if lease is not None and lease.token > before and lease.live(book.clock()):
+        return lease
+    return None
+
+
+def _try_turn(queue: WaitQueue, book: LeaseBook, me: Waiter, agent: str, exclusive: bool,
+              ttl: int, entries: list[Waiter]) -> tuple[Lease | None, list[Waiter], list[Lease]]:
+    """Prune the dead ahead of us, and take the lease if it is our turn. Returns the lease
+    (or None), the live entries and the leases that block us."""
+    now = queue.clock()
+    queue.prune([w for w in entries if w.seq < me.seq and not w.alive(now)])
+    live = [w for w in entries if w.alive(now) or w.ref == me.ref]
+    ahead = queue.blockers(me, agent, exclusive, live)
+    clock = book.clock()
+    busy = [x for x in book.all()
+            if x.agent != agent and x.live(clock) and (exclusive or x.mode == EXCLUSIVE)]
+    if not ahead and not busy:
+        try:
+            lease = book.acquire(agent, ttl, exclusive, gate=queue.gate(me, agent, exclusive),
+                                 also=[me.ref])
+            return lease, live, busy
+        except LeaseHeld:
+            pass
+    return None, live, busy
+
+
+def _pause(store: Store, end: float) -> None:
+    """Sleep until the lease files change, a full look is due, or the wait ends."""
+    seen, looked = _signature(store), time.monotonic()
+    while time.monotonic() < min(end, looked + LOOK) and _signature(store) == seen:
+        time.sleep(POLL)
 
 
 def release(book: LeaseBook, agent: str) -> Lease | None:
