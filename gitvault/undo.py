@@ -40,7 +40,7 @@ import pygit2
 from pygit2.enums import SortMode
 
 from . import changes, codec, integrate, pointers, quarantine, schemas
-from .errors import ConflictError, InputError, VaultBusy
+from .errors import ConflictError, GitVaultError, InputError, VaultBusy
 from .history import _Blobs, diff_documents, parse_time, revision, value_at
 from .jsonmerge import MISSING, Conflict, json_equal, merge3
 from .leases import NOTES, iso, lease_ref
@@ -311,17 +311,19 @@ def _fast(store: Store, blobs: _Blobs, acc: _Acc, step: Step, d: _Decider, ids: 
     for key, steps in index.keys.items():
         if steps is None:
             return False
-        cvalue = blobs.at(step.commit.tree, pointers.join([key]))
-        pvalue = blobs.at(step.parent, pointers.join([key]))
+        cside = _elements(store, blobs, step.commit.tree, key, steps)
+        pside = _elements(store, blobs, step.parent, key, steps)
         avalue = acc.value(key)
+        if cside is None or pside is None:
+            return False
         for token in steps:
-            for v in (cvalue, pvalue, avalue):
-                if not (isinstance(v, dict) or (isinstance(v, list) and token.startswith("[id="))):
-                    return False
-            ce, ae = pointers.step(cvalue, token), ids.step(avalue, token)
+            if not (
+                isinstance(avalue, dict) or (isinstance(avalue, list) and token.startswith("[id="))
+            ):
+                return False
+            ce, ae, pe = cside[token], ids.step(avalue, token), pside[token]
             if ce is MISSING or ae is MISSING:
                 return False
-            pe = pointers.step(pvalue, token)
             path = pointers.join([key, token])
             merged = merge3(ce, ae, pe, prefix=path)
             if merged.conflicts:
@@ -354,6 +356,70 @@ def _fast(store: Store, blobs: _Blobs, acc: _Acc, step: Step, d: _Decider, ids: 
                 avalue[i] = value
         acc.dirty.add(key)
     return True
+
+
+def _elements(
+    store: Store, blobs: _Blobs, tree: pygit2.Tree, key: str, tokens: Iterable[str]
+) -> dict[str, Any] | None:
+    """The elements ``tokens`` of a key in a tree (MISSING where absent), or None unless the
+    key is an object or (for id steps) an array. Items of a large array are cut out of its
+    canonical bytes rather than parsing all of it; anything unexpected parses it whole."""
+    tokens = list(tokens)
+    try:
+        oid = tree[key + codec.BLOB_SUFFIX].id
+    except KeyError:
+        try:
+            oid = tree[key].id  # sharded
+        except KeyError:
+            return None
+    if all(t.startswith("[id=") for t in tokens):
+        data = store.blob(oid)
+        if data[:1] == b"[":
+            cut = {t: _item_in(data, t) for t in tokens}
+            if all(v is not _UNSURE for v in cut.values()):
+                return cut
+    value = blobs.value(oid, key)
+    if isinstance(value, dict) or (
+        isinstance(value, list) and all(t.startswith("[id=") for t in tokens)
+    ):
+        return {t: pointers.step(value, t) for t in tokens}
+    return None
+
+
+_UNSURE = object()
+
+
+def _item_in(data: bytes, token: str) -> Any:
+    """The item an id step names, from an array's canonical bytes: its members are the only
+    lines indented by four spaces, so ``\n    "id": <id>`` starts inside it. String ids
+    first, as ``pointers.step``; _UNSURE when the cut-out does not parse as that item."""
+    wanted = token[4:-1]
+    forms: list[tuple[bytes, Any]] = [(codec.dumps(wanted).rstrip(b"\n"), wanted)]
+    if re.fullmatch(r"-?\d+", wanted):
+        forms.append((str(int(wanted)).encode(), int(wanted)))
+    for form, want in forms:
+        needle = b'\n    "id": ' + form
+        at = data.find(needle)
+        while at != -1:
+            after = data[at + len(needle) : at + len(needle) + 1]
+            if after in (b",", b"\n"):
+                start = data.rfind(b"\n  {", 0, at)
+                stop = data.find(b"\n  }", at)
+                if start == -1 or stop == -1:
+                    return _UNSURE
+                try:
+                    item = codec.loads_trusted(data[start + 3 : stop + 4], "item")
+                except GitVaultError:
+                    return _UNSURE
+                if not (
+                    isinstance(item, dict)
+                    and type(item.get("id")) is type(want)
+                    and item.get("id") == want
+                ):
+                    return _UNSURE
+                return item
+            at = data.find(needle, at + 1)
+    return MISSING
 
 
 def _at(found: list[Conflict], c: Conflict) -> Conflict:
