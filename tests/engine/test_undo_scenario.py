@@ -179,11 +179,11 @@ def test_a_clean_quarantine_is_one_commit_that_reverts_and_records(
 def test_the_element_wise_undo_gives_what_the_tree_merge_gives(
     history: tuple[Vault, list[tuple[str, Op]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gitvault.engine import undo
+    from gitvault.engine import undo_merge
 
     vault, _landed = history
     fast = vault.quarantine(BAD, by="admin", source="s", dry_run=True)
-    monkeypatch.setattr(undo, "_fast", lambda *args: False)  # every step through merge_trees
+    monkeypatch.setattr(undo_merge, "_fast", lambda *args: False)  # every step through merge_trees
     slow = vault.quarantine(BAD, by="admin", source="s", dry_run=True)
     assert fast.patch == slow.patch
     assert sorted(
