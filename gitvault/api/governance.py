@@ -8,16 +8,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gitvault.engine import signing, trust
+from gitvault.engine import signing, trust, verification
 from gitvault.engine.advance import commit_on_main
 from gitvault.git.storage import Store
+from gitvault.model import settings
 
 
 class Governance:
-    """Access rules and signing keys for a vault (mixed into ``Vault``)."""
+    """Settings, access rules and signing keys for a vault (mixed into ``Vault``)."""
 
     store: Store
     clock: Callable[[], float]
+
+    def config(self) -> list[dict[str, Any]]:
+        """Every setting with its effective value and where it came from."""
+        return settings.all_settings(self.store)
+
+    def config_get(self, name: str) -> Any:
+        return settings.value(self.store, name)
+
+    def config_set(self, name: str, value: str) -> Any:
+        """Store a setting in the vault's git config (checked against its type first)."""
+        return settings.set_value(self.store, name, value)
 
     def access(self) -> Any:
         """The access rules on main (:class:`gitvault.model.access.Rules`)."""
@@ -76,7 +88,7 @@ class Governance:
         return self._change_signers(signers.revoke(agent, key, self.clock()), by,
                                     f"revoke key of {agent}")
 
-    def verdict(self, rev: str | None = None, at: str | None = None) -> signing.Verdict:
+    def verdict(self, rev: str | None = None, at: str | None = None) -> verification.Verdict:
         """What the signature of one commit proves (main's allowed signers)."""
         from gitvault.history import revision
 

@@ -390,17 +390,6 @@ class Vault(Reading, Undoing, Governance):
         return advance(self.store, f"schema set {key}", [MAIN], attempt)
 
     # -- helpers ---------------------------------------------------------------------------
-    def config(self) -> list[dict[str, Any]]:
-        """Every setting with its effective value and where it came from."""
-        return settings.all_settings(self.store)
-
-    def config_get(self, name: str) -> Any:
-        return settings.value(self.store, name)
-
-    def config_set(self, name: str, value: str) -> Any:
-        """Store a setting in the vault's git config (checked against its type first)."""
-        return settings.set_value(self.store, name, value)
-
     def _main(self) -> pygit2.Oid:
         oid = self.store.ref(MAIN)
         if oid is None:

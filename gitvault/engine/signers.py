@@ -84,9 +84,18 @@ def revoke(agent: str, key: str, now: float) -> Change:
     def change(lines: list[SignerLine]) -> list[SignerLine]:
         if not any(matches(ln) for ln in lines):
             raise InputError(f"{agent} has no live key {key}; `gitvault keys list` shows them")
-        return [ln.with_option("valid-before", stamp(now)) if matches(ln) else ln for ln in lines]
+        return [ln.with_option("valid-before", stamp(_end(ln, now))) if matches(ln) else ln
+                for ln in lines]
 
     return change
+
+
+def _end(line: SignerLine, now: float) -> float:
+    """When a key revoked ``now`` stops vouching. ssh-keygen refuses a line whose valid-before
+    is not after its valid-after (times are whole seconds), so a key revoked in the very
+    second it became valid ends at the close of that second."""
+    start = line.valid_after
+    return max(now, start + 1) if start is not None else now
 
 
 def add_vault_key(lines: list[SignerLine], pub: tuple[str, str, str]) -> list[SignerLine]:

@@ -27,7 +27,8 @@ import pygit2
 from pygit2.enums import SortMode
 
 from gitvault.engine import pathcheck, signing
-from gitvault.engine.signing import SIGNERS_PATH, Verdict, Verifier
+from gitvault.engine.signing import SIGNERS_PATH
+from gitvault.engine.verification import Verdict, Verifier
 from gitvault.errors import GitVaultError, InputError, NotAllowed
 from gitvault.git.storage import MAIN, Store
 from gitvault.model import access, pathrules, settings

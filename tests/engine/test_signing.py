@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,6 +212,7 @@ def test_a_revoked_key_keeps_old_commits_verified_and_refuses_new_ones(
     assert cli_checkin(cli, tmp_path, signed, "alice", keys["alice"]).exit_code == 0  # type: ignore
     old = signed.head()
     assert cli("keys", "add", "alice", f"{keys['alice2']}.pub").exit_code == 0
+    next_second()  # allowed_signers counts whole seconds: revoke after the old commit's
     assert cli("keys", "revoke", "alice", f"{keys['alice']}.pub").exit_code == 0
     listed = json.loads(cli("keys", "list", "--json").stdout)
     assert [k["revoked"] for k in listed if k["principals"] == ["alice"]] == [True, False]
@@ -258,11 +260,21 @@ def test_a_signed_plain_git_push_is_good_for_git_and_verified_for_gitvault(
     assert entries[signed.head() or ""]["verified"] is True  # the vault's signed merge or tip
 
 
+def next_second() -> None:
+    """Wait for the clock's next whole second (at most one): allowed_signers times, like git's
+    commit times, are whole seconds, so a revocation in the old commit's own second would
+    also end that commit's validity."""
+    now = int(time.time())
+    while int(time.time()) == now:
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("case", ["unsigned", "bobs-key", "revoked"])
 def test_a_wrongly_signed_push_is_refused_with_exit_5_and_changes_no_ref(
     case: str, signed: Vault, keys: dict[str, Path], git: Git, tmp_path: Path, cli: Cli
 ) -> None:
     if case == "revoked":
+        next_second()  # a key revoked in its first second vouches to that second's end
         assert cli("keys", "revoke", "alice", f"{keys['alice']}.pub").exit_code == 0
     key = {"unsigned": None, "bobs-key": keys["bob"], "revoked": keys["alice"]}[case]
     c = work(signed, tmp_path, "alice")
@@ -484,7 +496,11 @@ def test_git_verify_commit_and_gitvault_agree_on_every_commit_of_a_mixed_history
     """Good, unsigned, another agent's key, a revoked key: git says whose key is good at the
     commit's time; gitvault says the same, and also whether that key is the Agent-Id's."""
     git("config", "gitvault.requireSigned", "off")
-    v = Vault.open(signed.path)
+    # a clock that moves a second on every reading: each commit and the revocation get a
+    # second of their own, whatever the machine's speed (git compares whole seconds)
+    ticks = iter(range(1, 1_000_000))
+    start = time.time()
+    v = Vault.open(signed.path, clock=lambda: start + next(ticks))
 
     def land(agent: str, key: Path | None, status: str) -> None:
         v.sign_with(str(key) if key else None)
