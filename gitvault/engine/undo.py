@@ -27,8 +27,6 @@ the value before.
 from __future__ import annotations
 
 import functools
-import random
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +36,11 @@ import pygit2
 from gitvault.core import codec, pointers
 from gitvault.core.jsonmerge import MISSING
 from gitvault.engine import integrate
+from gitvault.engine.advance import Done, advance, move_main
+from gitvault.engine.advance import Step as Step_
 from gitvault.engine.parts import VaultParts as Vault
 from gitvault.engine.undo_merge import Step, _Outcome, _run, _theirs, _tree, _with_values
-from gitvault.errors import ConflictError, InputError, SchemaError, VaultBusy
+from gitvault.errors import ConflictError, InputError, SchemaError
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Store
 from gitvault.history import diff_documents, revision, value_at
@@ -70,7 +70,6 @@ __all__ = [
     "revert",
 ]
 
-ATTEMPTS = 50  # lost races for main before VaultBusy (each recomputes the whole undo)
 
 
 @dataclass(frozen=True)
@@ -155,23 +154,24 @@ class _Undo:
 
     def land(
         self, main: pygit2.Commit, tree: pygit2.Tree, msg: str, revoke: str | None = None
-    ) -> pygit2.Oid | None:
-        """A commit of ``tree`` on main, if main is still ``main``; revokes a lease with it."""
-        store = self.store
-        commit = store.write_commit(
+    ) -> Callable[[RefTx], pygit2.Oid | None]:
+        """The step that puts a commit of ``tree`` on main, if main is still ``main``, and
+        revokes a lease with it (for :func:`gitvault.engine.advance.advance`)."""
+        commit = self.store.write_commit(
             tree.id, [main.id], identity(self.prov.agent), msg, self.vault.clock()
         )
 
-        def fn(rtx: RefTx) -> bool:
-            if rtx.get(MAIN) != main.id:
-                return False
-            rtx.set(MAIN, commit, msg.split("\n", 1)[0])
+        def step(rtx: RefTx) -> pygit2.Oid | None:
+            if not move_main(rtx, main.id, commit, msg.split("\n", 1)[0]):
+                return None
             if revoke is not None:
                 self.vault.leases.revoke(rtx, revoke, "quarantined")
-            return True
+            return commit
 
-        names = [MAIN, NOTES, lease_ref(revoke)] if revoke is not None else [MAIN]
-        return commit if store.transact(names, fn, msg.split("\n", 1)[0]) else None
+        return step
+
+    def names(self, revoke: str | None) -> list[str]:
+        return [MAIN, NOTES, lease_ref(revoke)] if revoke is not None else [MAIN]
 
     def keep(
         self,
@@ -273,12 +273,6 @@ def _newest_first(store: Store, commits: list[pygit2.Commit]) -> list[pygit2.Com
     return sorted(unique, key=functools.cmp_to_key(cmp))
 
 
-def _wait(attempt: int) -> None:
-    """After a lost race for main, a short jittered wait (none before the first try)."""
-    if attempt:
-        time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.05)))
-
-
 def step_of(commit: pygit2.Commit, path: str | None = None) -> Step:
     return Step(commit, commit.parents[0].tree if commit.parents else None, path)
 
@@ -296,8 +290,10 @@ def undo_steps(
     """The loop every undo shares: steps against the current main, then one commit."""
     u = _Undo(vault, prov, policy)
     store = vault.store
-    for attempt in range(ATTEMPTS):
-        _wait(attempt)
+    waiting: list[tuple[pygit2.Commit, list[Step], _Outcome, list[tuple[str, str]]]] = []
+
+    def attempt(_n: int) -> Step_[Any] | Done[Any]:
+        waiting.clear()
         main = u.main()
         todo = steps(main)
         out = _run(store, main, todo, policy, prov.confidence)
@@ -305,38 +301,41 @@ def undo_steps(
         keys = _keys_changed(store, main.tree, out.tree)
         reverted = [str(s.commit.id) for s in todo]
         if dry_run:
-            return UndoResult(
-                None,
-                reverted,
-                keys,
-                _patch(store, main.tree, out.tree),
-                out.entries,
-                out.decisions,
-                True,
-            )
+            return Done(UndoResult(None, reverted, keys, _patch(store, main.tree, out.tree),
+                                   out.entries, out.decisions, True))
         if out.entries:
-            if record is not None:  # the quarantine holds even though its undo waits
-                tree = _tree(store, record(main.tree))
-                msg = _message(prov, main, what, [], [], [])
-                if u.land(main, tree, msg, revoke) is None:
-                    continue
-            raise u.keep(main, todo, out, reverts)
+            if record is None:
+                raise u.keep(main, todo, out, reverts)
+            # the quarantine holds even though its undo waits: record it, then keep the undo
+            waiting.append((main, todo, out, reverts))
+            tree = _tree(store, record(main.tree))
+            return u.land(main, tree, _message(prov, main, what, [], [], []), revoke)
         tree = out.tree
         if record is not None:
             tree = _tree(store, record(tree))
         elif not keys:
-            return UndoResult(None, reverted, [], [], [], out.decisions)
+            return Done(UndoResult(None, reverted, [], [], [], out.decisions))
         _schema_gate(store, tree, keys)
         index = changes.between(store, main.tree, tree)
         msg = _message(
             prov, main, what, keys, [*reverts, *(("Resolved", d) for d in out.decisions)], index
         )
-        commit = u.land(main, tree, msg, revoke)
-        if commit is not None:
-            return UndoResult(
-                str(commit), reverted, keys, _patch(store, main.tree, tree), [], out.decisions
-            )
-    raise VaultBusy(what, ATTEMPTS)
+        land = u.land(main, tree, msg, revoke)
+
+        def step(rtx: RefTx) -> UndoResult | None:
+            commit = land(rtx)
+            if commit is None:
+                return None
+            return UndoResult(str(commit), reverted, keys, _patch(store, main.tree, tree), [],
+                              out.decisions)
+
+        return step
+
+    result = advance(store, what, u.names(revoke), attempt)
+    if waiting:
+        raise u.keep(*waiting[0])
+    assert isinstance(result, UndoResult)
+    return result
 
 
 # -- the commands -------------------------------------------------------------------------
@@ -394,8 +393,8 @@ def restore(
     if path is not None:
         codec.check_key(pointers.top_key(path))
     u = _Undo(vault, prov, "fail")
-    for attempt in range(ATTEMPTS):
-        _wait(attempt)
+
+    def attempt(_n: int) -> Step_[UndoResult] | Done[UndoResult]:
         main = u.main()
         if path is None:
             tree = _tree(store, store.build_tree(main.tree, dict(store.key_blobs(past.tree))))
@@ -406,7 +405,7 @@ def restore(
         keys = _keys_changed(store, main.tree, tree)
         patch = _patch(store, main.tree, tree)
         if dry_run or not keys:
-            return UndoResult(None, [], keys, patch, dry_run=dry_run)
+            return Done(UndoResult(None, [], keys, patch, dry_run=dry_run))
         _schema_gate(store, tree, keys)
         msg = _message(
             prov,
@@ -416,10 +415,14 @@ def restore(
             [("Restores", str(past.id))],
             changes.between(store, main.tree, tree),
         )
-        commit = u.land(main, tree, msg)
-        if commit is not None:
-            return UndoResult(str(commit), [], keys, patch)
-    raise VaultBusy("restore", ATTEMPTS)
+        land = u.land(main, tree, msg)
+        def step(rtx: RefTx) -> UndoResult | None:
+            commit = land(rtx)
+            return UndoResult(str(commit), [], keys, patch) if commit is not None else None
+
+        return step
+
+    return advance(store, "restore", [MAIN], attempt)
 
 
 def quarantine_agent(
@@ -494,15 +497,18 @@ def lift(
     prov = _provenance(by, source, None, justification or f"lift quarantine of {agent}")
     u = _Undo(vault, prov, "fail")
     store = vault.store
-    for attempt in range(ATTEMPTS):
-        _wait(attempt)
+
+    def attempt(_n: int) -> Step_[Any] | Done[Any]:
         main = u.main()
         entries = quarantine.read(store, main.tree)
         entry = entries.pop(agent, None)
         if entry is None:
-            return None
+            return Done(None)
         tree = _tree(store, quarantine.write(store, main.tree, entries))
         msg = _message(prov, main, f"lift quarantine {agent}", [], [("Lifts", agent)], [])
-        if u.land(main, tree, msg) is not None:
-            return entry
-    raise VaultBusy(f"lift quarantine of {agent}", ATTEMPTS)
+        land = u.land(main, tree, msg)
+        return lambda rtx: entry if land(rtx) is not None else None
+
+    lifted: quarantine.Entry | None = advance(store, f"lift quarantine of {agent}", [MAIN],
+                                              attempt)
+    return lifted
