@@ -97,7 +97,11 @@ def test_a_merge_commit_shows_both_sides_and_the_strategy_per_key(
     theirs = browser.find_element(By.ID, "theirs").text
     assert "/tasks/[id=T-001]/status: 'todo' → 'doing'" in ours
     assert "/tasks/[id=T-002]/status: 'todo' → 'done'" in theirs
-    assert "tasks: git" in browser.find_element(By.TAG_NAME, "main").text
+    recorded = git(
+        server.vault, "log", "-1", "--format=%(trailers:key=Merge-Strategy,valueonly)", merge
+    ).strip()  # e.g. "tasks=splice": what git says the merge did, shown as "tasks: splice"
+    key, how = recorded.split("=")
+    assert f"{key}: {how}" in browser.find_element(By.TAG_NAME, "main").text
 
 
 def test_the_blame_of_a_value_names_its_writer_and_links_to_the_commit(
