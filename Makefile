@@ -20,6 +20,7 @@ demo: venv
 
 lint: venv
 	$(BIN)/ruff check gitvault tests bench examples
+	$(BIN)/ruff format --check gitvault tests bench examples
 
 typecheck: venv
 	$(BIN)/mypy --strict

@@ -66,8 +66,9 @@ class MemoryStore(Protocol):
 
     def checkout(self, agent: str, ttl: int = DEFAULT_TTL) -> Document: ...
 
-    def checkin(self, agent: str, doc: Mapping[str, Any], source: str, confidence: float,
-                justification: str) -> None: ...
+    def checkin(
+        self, agent: str, doc: Mapping[str, Any], source: str, confidence: float, justification: str
+    ) -> None: ...
 
     def release(self, agent: str) -> None: ...
 
@@ -129,8 +130,13 @@ class OldFileStore:
         self.ensure_dirs()
 
     def ensure_dirs(self) -> None:
-        for d in (self.memory, self.events, self.checkouts, self.root / "schemas",
-                  self.root / "config"):
+        for d in (
+            self.memory,
+            self.events,
+            self.checkouts,
+            self.root / "schemas",
+            self.root / "config",
+        ):
             d.mkdir(parents=True, exist_ok=True)
         if not self.snapshot.exists():
             write_atomic(self.snapshot, canonical({}), self.fsync)
@@ -148,11 +154,16 @@ class OldFileStore:
             raise LeaseProblem(f"lease held by {lease.get('agent')} until {lease['expires_at']}")
         snap = read_json(self.snapshot) or {}
         now = datetime.now(UTC)
-        self._write_json(self.lease, {
-            "agent": agent, "acquired_at": now.isoformat(),
-            "expires_at": (now + timedelta(seconds=ttl)).isoformat(), "ttl": ttl,
-            "base_sha": sha256(snap),
-        })
+        self._write_json(
+            self.lease,
+            {
+                "agent": agent,
+                "acquired_at": now.isoformat(),
+                "expires_at": (now + timedelta(seconds=ttl)).isoformat(),
+                "ttl": ttl,
+                "base_sha": sha256(snap),
+            },
+        )
         self._write_json(self.checkouts / f"{agent}.json", snap)
         return dict(snap)
 
@@ -164,8 +175,9 @@ class OldFileStore:
             "removed": sorted(k for k in old if k not in new),
         }
 
-    def checkin(self, agent: str, doc: Mapping[str, Any], source: str, confidence: float,
-                justification: str) -> None:
+    def checkin(
+        self, agent: str, doc: Mapping[str, Any], source: str, confidence: float, justification: str
+    ) -> None:
         lease = read_json(self.lease)
         if not lease or lease.get("agent") != agent:
             raise LeaseProblem(f"{agent} holds no lease")
@@ -176,9 +188,15 @@ class OldFileStore:
             raise Diverged("snapshot changed since checkout: 3-way merge required")
         patch = self.compute_simple_patch(current, doc)
         self._write_json(self.snapshot, dict(doc))
-        event = {"agent": agent, "source": source, "confidence": confidence,
-                 "justification": justification, "timestamp": now_iso(),
-                 "base_sha": lease.get("base_sha"), "patch": patch}
+        event = {
+            "agent": agent,
+            "source": source,
+            "confidence": confidence,
+            "justification": justification,
+            "timestamp": now_iso(),
+            "base_sha": lease.get("base_sha"),
+            "patch": patch,
+        }
         name = self.events / f"{time.time_ns()}-{agent}.json"
         with name.open("wb") as f:
             f.write(canonical(event))
@@ -194,8 +212,11 @@ class OldFileStore:
 
     def status(self) -> dict[str, Any]:
         snap = read_json(self.snapshot) or {}
-        return {"keys": sorted(snap), "lease": read_json(self.lease),
-                "events": sum(1 for _ in self.events.iterdir())}
+        return {
+            "keys": sorted(snap),
+            "lease": read_json(self.lease),
+            "events": sum(1 for _ in self.events.iterdir()),
+        }
 
     def close(self) -> None:
         pass
@@ -221,10 +242,17 @@ class GitCliStore:
         self._git("config", "core.fsync", "committed" if fsync else "none")
         self._git("config", "core.fsyncMethod", "fsync")
 
-    def _git(self, *args: str, data: bytes | None = None, env: Mapping[str, str] | None = None,
-             ok: Sequence[int] = (0,)) -> str:
+    def _git(
+        self,
+        *args: str,
+        data: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        ok: Sequence[int] = (0,),
+    ) -> str:
         r = self._subprocess.run(
-            ["git", "--git-dir", self.path, *args], input=data, capture_output=True,
+            ["git", "--git-dir", self.path, *args],
+            input=data,
+            capture_output=True,
             env={**os.environ, **env} if env else None,
         )
         if r.returncode not in ok:
@@ -252,12 +280,14 @@ class GitCliStore:
                 if name.endswith(".json"):
                     doc[name[:-5]] = json.loads(self._git("cat-file", "blob", f"{head}:{name}"))
         old = self._git("rev-parse", "--verify", "-q", f"refs/leases/{agent}", ok=(0, 1)).strip()
-        self._write_lease(agent, {"agent": agent, "base": head,
-                                  "expires": time.time() + ttl}, old or ZERO)
+        self._write_lease(
+            agent, {"agent": agent, "base": head, "expires": time.time() + ttl}, old or ZERO
+        )
         return doc
 
-    def checkin(self, agent: str, doc: Mapping[str, Any], source: str, confidence: float,
-                justification: str) -> None:
+    def checkin(
+        self, agent: str, doc: Mapping[str, Any], source: str, confidence: float, justification: str
+    ) -> None:
         lease, lease_oid = self._lease(agent)
         if lease["expires"] <= time.time():
             raise LeaseProblem(f"lease of {agent} expired")
@@ -269,14 +299,21 @@ class GitCliStore:
             blob = self._git("hash-object", "-w", "--stdin", data=canonical(doc[key])).strip()
             entries.append(f"100644 blob {blob}\t{key}.json\n")
         tree = self._git("mktree", data="".join(entries).encode()).strip()
-        msg = (f"checkin {agent}\n\nAgent-Id: {agent}\nSource: {source}\n"
-               f"Confidence: {confidence}\nJustification: {justification}\n"
-               f"Base: {head or 'none'}\n")
-        who = {"GIT_AUTHOR_NAME": agent, "GIT_AUTHOR_EMAIL": f"{agent}@agents",
-               "GIT_COMMITTER_NAME": "script", "GIT_COMMITTER_EMAIL": "script@localhost"}
+        msg = (
+            f"checkin {agent}\n\nAgent-Id: {agent}\nSource: {source}\n"
+            f"Confidence: {confidence}\nJustification: {justification}\n"
+            f"Base: {head or 'none'}\n"
+        )
+        who = {
+            "GIT_AUTHOR_NAME": agent,
+            "GIT_AUTHOR_EMAIL": f"{agent}@agents",
+            "GIT_COMMITTER_NAME": "script",
+            "GIT_COMMITTER_EMAIL": "script@localhost",
+        }
         parents = ["-p", head] if head else []
-        commit = self._git("commit-tree", tree, *parents, "-F", "-", data=msg.encode(),
-                           env=who).strip()
+        commit = self._git(
+            "commit-tree", tree, *parents, "-F", "-", data=msg.encode(), env=who
+        ).strip()
         self._git("update-ref", "refs/heads/main", commit, head or ZERO)
         self._write_lease(agent, {**lease, "base": commit}, lease_oid)
 
@@ -296,17 +333,20 @@ class SqliteStore:
     def __init__(self, path: str | os.PathLike[str], fsync: bool = True) -> None:
         import sqlite3
 
-        self.db: sqlite3.Connection = sqlite3.connect(os.fspath(path), isolation_level=None,
-                                                      timeout=60)
+        self.db: sqlite3.Connection = sqlite3.connect(
+            os.fspath(path), isolation_level=None, timeout=60
+        )
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'OFF'}")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS versions (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, "
             "source TEXT NOT NULL, confidence REAL NOT NULL, justification TEXT NOT NULL, "
-            "time REAL NOT NULL, document TEXT NOT NULL)")
+            "time REAL NOT NULL, document TEXT NOT NULL)"
+        )
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS leases (agent TEXT PRIMARY KEY, expires REAL NOT NULL, "
-            "base INTEGER)")
+            "base INTEGER)"
+        )
 
     def _head(self) -> int | None:
         row = self.db.execute("SELECT max(id) FROM versions").fetchone()
@@ -316,8 +356,9 @@ class SqliteStore:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             head = self._head()
-            self.db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
-                            (agent, time.time() + ttl, head))
+            self.db.execute(
+                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (agent, time.time() + ttl, head)
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -328,13 +369,15 @@ class SqliteStore:
         doc: Document = json.loads(row[0])
         return doc
 
-    def checkin(self, agent: str, doc: Mapping[str, Any], source: str, confidence: float,
-                justification: str) -> None:
+    def checkin(
+        self, agent: str, doc: Mapping[str, Any], source: str, confidence: float, justification: str
+    ) -> None:
         text = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            lease = self.db.execute("SELECT expires, base FROM leases WHERE agent = ?",
-                                    (agent,)).fetchone()
+            lease = self.db.execute(
+                "SELECT expires, base FROM leases WHERE agent = ?", (agent,)
+            ).fetchone()
             if lease is None:
                 raise LeaseProblem(f"{agent} holds no lease")
             if lease[0] <= time.time():
@@ -344,7 +387,8 @@ class SqliteStore:
             cur = self.db.execute(
                 "INSERT INTO versions (agent, source, confidence, justification, time, document)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (agent, source, confidence, justification, time.time(), text))
+                (agent, source, confidence, justification, time.time(), text),
+            )
             self.db.execute("UPDATE leases SET base = ? WHERE agent = ?", (cur.lastrowid, agent))
             self.db.execute("COMMIT")
         except BaseException:
@@ -376,8 +420,9 @@ class Floor:
     def checkout(self, agent: str, ttl: int = DEFAULT_TTL) -> Document:
         return self._doc
 
-    def checkin(self, agent: str, doc: Mapping[str, Any], source: str, confidence: float,
-                justification: str) -> None:
+    def checkin(
+        self, agent: str, doc: Mapping[str, Any], source: str, confidence: float, justification: str
+    ) -> None:
         self._doc = dict(doc)
         self.write(canonical(self._doc))
 
@@ -405,7 +450,7 @@ def main(argv: Sequence[str]) -> int:
     if "--out" in args:
         i = args.index("--out")
         out = args[i + 1]
-        del args[i:i + 2]
+        del args[i : i + 2]
     if len(args) < 2 or args[1] not in ("checkout", "checkin", "release", "status"):
         print(USAGE, file=sys.stderr)
         return 2

@@ -82,8 +82,17 @@ def cli_command() -> list[str]:
 def make_vault(path: Path, doc: dict[str, Any], fsync: bool) -> None:
     """A vault whose main holds ``doc``, with fsync set as asked."""
     Vault.init(path)
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync",
-                    "true" if fsync else "false"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "config",
+            "-f",
+            str(path / "config"),
+            "gitvault.fsync",
+            "true" if fsync else "false",
+        ],
+        check=True,
+    )
     v = Vault.open(path)
     v.checkout("seed")
     v.checkin("seed", doc, "bench-seed", 1.0, "the benchmark document")
@@ -173,10 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gitvault-bench-", dir=args.dir) as tmp:
         root = Path(tmp)
         plan: list[tuple[str, bool, Callable[[Path, Path], list[float]]]] = [
-            ("floor: write+fsync+rename", True,
-             lambda _v, w: bench_floor(w, make_document(args.items), args.runs, True)),
-            ("floor without fsync", False,
-             lambda _v, w: bench_floor(w, make_document(args.items), args.runs, False)),
+            (
+                "floor: write+fsync+rename",
+                True,
+                lambda _v, w: bench_floor(w, make_document(args.items), args.runs, True),
+            ),
+            (
+                "floor without fsync",
+                False,
+                lambda _v, w: bench_floor(w, make_document(args.items), args.runs, False),
+            ),
             ("library, fsync on", True, lambda v, _w: bench_library(v, args.runs)),
             ("library, fsync off", False, lambda v, _w: bench_library(v, args.runs)),
             ("CLI, fsync on", True, lambda v, w: bench_cli(v, w, args.runs)),
@@ -190,22 +205,32 @@ def main(argv: list[str] | None = None) -> int:
                 make_vault(vault, doc, fsync)
             print(f"running {mode} ...", file=sys.stderr, flush=True)
             samples = fn(vault, work)
-            rows.append({"mode": mode, "fsync": fsync,
-                         "median_ms": statistics.median(samples),
-                         "p90_ms": percentile(samples, 90), "runs": len(samples),
-                         "samples_ms": [round(s, 3) for s in samples]})
+            rows.append(
+                {
+                    "mode": mode,
+                    "fsync": fsync,
+                    "median_ms": statistics.median(samples),
+                    "p90_ms": percentile(samples, 90),
+                    "runs": len(samples),
+                    "samples_ms": [round(s, 3) for s in samples],
+                }
+            )
 
     floor = rows[0]["median_ms"]
     for row in rows:
         row["ratio_to_floor"] = row["median_ms"] / floor
 
-    print(f"\none checkout+checkin cycle, {args.items} items "
-          f"({size / 1e6:.2f} MB of pretty-printed JSON), {args.runs} runs per mode\n")
+    print(
+        f"\none checkout+checkin cycle, {args.items} items "
+        f"({size / 1e6:.2f} MB of pretty-printed JSON), {args.runs} runs per mode\n"
+    )
     print("| mode | median ms | p90 ms | runs | ratio to floor |")
     print("|---|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['mode']} | {row['median_ms']:.1f} | {row['p90_ms']:.1f} | {row['runs']} "
-              f"| {row['ratio_to_floor']:.1f} |")
+        print(
+            f"| {row['mode']} | {row['median_ms']:.1f} | {row['p90_ms']:.1f} | {row['runs']} "
+            f"| {row['ratio_to_floor']:.1f} |"
+        )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {

@@ -103,6 +103,7 @@ def log_stderr(text: str) -> None:
 
 # -- the document and its edits ----------------------------------------------------------------
 
+
 def make_document(items: int, seed: int) -> Doc:
     rng = random.Random(seed)
     tasks = [
@@ -117,9 +118,12 @@ def make_document(items: int, seed: int) -> Doc:
     ]
     return {
         "tasks": tasks,
-        "roadmap": {"vision": "one shared memory for every agent", "quarter": "2026-Q1",
-                    "focus": "import the legacy memory",
-                    "milestones": ["M1 import", "M2 agents online", "M3 launch"]},
+        "roadmap": {
+            "vision": "one shared memory for every agent",
+            "quarter": "2026-Q1",
+            "focus": "import the legacy memory",
+            "milestones": ["M1 import", "M2 agents online", "M3 launch"],
+        },
         "meta": {"schema": 1, "revision": 0, "owner": "planner"},
         "team": {"lead": "planner", "size": len(OWNERS)},
     }
@@ -171,6 +175,7 @@ class Clock:
 
 # -- writing commits directly ------------------------------------------------------------------
 
+
 def item_chunk(item: Any) -> bytes:
     """One array item as ``codec.dumps`` writes it inside the array (indented one level)."""
     return b"  " + codec.dumps(item)[:-1].replace(b"\n", b"\n  ")
@@ -211,9 +216,10 @@ class DirectWriter:
         tb.insert(key + codec.BLOB_SUFFIX, self.repo.create_blob(data), FileMode.BLOB)
         tree_id = tb.write()
         changed = changes.key_changes(key, old, data)  # the Changed: lines a checkin writes
-        msg = message(subject_for(AGENT, "checkin", [key]),
-                      checkin_trailers(self.prov, self.token, str(self.head))
-                      + changes.trailers(changed))
+        msg = message(
+            subject_for(AGENT, "checkin", [key]),
+            checkin_trailers(self.prov, self.token, str(self.head)) + changes.trailers(changed),
+        )
         author = pygit2.Signature(self.who.name, self.who.email, int(when), 0)
         committer = pygit2.Signature("gitvault", "gitvault@localhost", int(when), 0)
         self.head = self.repo.create_commit(None, author, committer, msg, tree_id, [self.head])
@@ -240,9 +246,14 @@ class DirectWriter:
 
 # -- building a vault --------------------------------------------------------------------------
 
+
 def git(path: Path, *args: str) -> None:
-    subprocess.run(["git", "--git-dir", str(path), *args], check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["git", "--git-dir", str(path), *args],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def wait_for_gc(path: Path, timeout: float = 1800.0) -> None:
@@ -275,15 +286,23 @@ class Built:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "commits": self.commits, "via_library": self.library, "via_direct": self.direct,
-            "library_s": round(self.library_s, 2), "direct_s": round(self.direct_s, 2),
+            "commits": self.commits,
+            "via_library": self.library,
+            "via_direct": self.direct,
+            "library_s": round(self.library_s, 2),
+            "direct_s": round(self.direct_s, 2),
             "library_ms_per_commit": round(self.library_s * 1000 / self.library, 2)
-            if self.library else None,
+            if self.library
+            else None,
             "direct_ms_per_commit": round(self.direct_s * 1000 / self.direct, 2)
-            if self.direct else None,
-            "build_s": round(self.build_s, 2), "gc_s": round(self.gc_s, 2),
-            "bytes_before_gc": self.bytes_before_gc, "bytes_after_gc": self.bytes_after_gc,
-            "root": self.root, "watch_commit": self.watch_commit,
+            if self.direct
+            else None,
+            "build_s": round(self.build_s, 2),
+            "gc_s": round(self.gc_s, 2),
+            "bytes_before_gc": self.bytes_before_gc,
+            "bytes_after_gc": self.bytes_after_gc,
+            "root": self.root,
+            "watch_commit": self.watch_commit,
             "lease_renewals": self.lease_renewals,
         }
 
@@ -298,8 +317,9 @@ def build(workdir: Path, commits: int, items: int, builder: str, seed: int, log:
     clock = Clock(START)
     Vault.init(path, import_dir=legacy, clock=clock)
     shutil.rmtree(legacy)
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                   check=True)
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+    )
     vault = Vault.open(path, clock=clock)
     out = Built(path, commits, root=str(vault.head()))
     lease = vault.checkout(AGENT, TTL).lease
@@ -314,13 +334,17 @@ def build(workdir: Path, commits: int, items: int, builder: str, seed: int, log:
         if writer is None and builder == "auto" and out.library == CALIBRATE:
             projected = out.library_s / out.library * commits
             if projected > LIBRARY_BUDGET_S:
-                log(f"{commits} commits: the library takes {out.library_s / out.library * 1000:.0f}"
+                log(
+                    f"{commits} commits: the library takes {out.library_s / out.library * 1000:.0f}"
                     f" ms per checkin, {projected / 60:.1f} min in all; writing the other "
-                    f"{commits - i + 1} commits directly")
+                    f"{commits - i + 1} commits directly"
+                )
                 writer = DirectWriter(path, doc, lease.token)
             else:
-                log(f"{commits} commits: the library takes "
-                    f"{out.library_s / out.library * 1000:.0f} ms per checkin; keeping it")
+                log(
+                    f"{commits} commits: the library takes "
+                    f"{out.library_s / out.library * 1000:.0f} ms per checkin; keeping it"
+                )
         key, index = editor.edit(i)
         t = time.perf_counter()
         if writer is not None:
@@ -350,13 +374,16 @@ def build(workdir: Path, commits: int, items: int, builder: str, seed: int, log:
     git(path, "gc", "--quiet")
     out.gc_s = time.perf_counter() - t
     out.bytes_after_gc = disk_bytes(path)
-    log(f"{commits} commits: built in {out.build_s:.0f} s ({out.library} library, {out.direct} "
+    log(
+        f"{commits} commits: built in {out.build_s:.0f} s ({out.library} library, {out.direct} "
         f"direct), gc {out.gc_s:.0f} s, {out.bytes_before_gc / 1e6:.0f} MB -> "
-        f"{out.bytes_after_gc / 1e6:.0f} MB")
+        f"{out.bytes_after_gc / 1e6:.0f} MB"
+    )
     return out
 
 
 # -- the operations ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Op:
@@ -373,21 +400,34 @@ def operations(built: Built) -> list[Op]:
     at = datetime.fromtimestamp(middle, UTC).isoformat()
     back = min(500, n)
     return [
-        Op("log_path", f"log(path='{WATCH}/status')",
-           lambda v: v.log(path=f"{WATCH}/status")),
+        Op("log_path", f"log(path='{WATCH}/status')", lambda v: v.log(path=f"{WATCH}/status")),
         Op("log_limit", "log(limit=50)", lambda v: v.log(limit=50)),
-        Op("blame_leaf", f"blame('{WATCH}/status')", lambda v: v.blame(f"{WATCH}/status"),
-           lambda r: len(r) == 1 and r[0].commit == built.watch_id),
+        Op(
+            "blame_leaf",
+            f"blame('{WATCH}/status')",
+            lambda v: v.blame(f"{WATCH}/status"),
+            lambda r: len(r) == 1 and r[0].commit == built.watch_id,
+        ),
         Op("blame_small", "blame('/roadmap')", lambda v: v.blame("/roadmap")),
         Op("show_at", "show(at=<middle commit's time>)", lambda v: v.show(at=at)),
         Op("diff_range", "diff(<root>, 'main')", lambda v: v.diff(built.root, "main")),
-        Op("show_rev_path", f"show(rev='main~{back}', path='{WATCH}')",
-           lambda v: v.show(rev=f"main~{back}", path=WATCH)),
+        Op(
+            "show_rev_path",
+            f"show(rev='main~{back}', path='{WATCH}')",
+            lambda v: v.show(rev=f"main~{back}", path=WATCH),
+        ),
     ]
 
 
-MEASURE_ORDER = ["log_limit", "show_rev_path", "show_at", "blame_small", "diff_range",
-                 "blame_leaf", "log_path"]
+MEASURE_ORDER = [
+    "log_limit",
+    "show_rev_path",
+    "show_at",
+    "blame_small",
+    "diff_range",
+    "blame_leaf",
+    "log_path",
+]
 
 
 def check(built: Built) -> None:
@@ -429,12 +469,17 @@ def measure(path: Path, op: Op, max_runs: int) -> dict[str, Any]:
             raise AssertionError(f"{op.label} gave an unexpected result: {value!r:.300}")
         result = summarise(value)
         del value, vault
-    return {"label": op.label, "median_ms": round(statistics.median(samples), 2),
-            "runs": len(samples), "samples_ms": [round(s, 2) for s in samples],
-            "result": result}
+    return {
+        "label": op.label,
+        "median_ms": round(statistics.median(samples), 2),
+        "runs": len(samples),
+        "samples_ms": [round(s, 2) for s in samples],
+        "result": result,
+    }
 
 
 # -- profiling ---------------------------------------------------------------------------------
+
 
 def where(func: Func) -> str:
     file, line, name = func
@@ -482,16 +527,23 @@ def profile(path: Path, op: Op, top: int = 10) -> dict[str, Any]:
     text = buf.getvalue()
     text = text.replace(str(ROOT) + os.sep, "")
     marker = "site-packages" + os.sep
-    text = "\n".join(line if marker not in line else
-                     line[: line.rfind(" ", 0, line.find(marker)) + 1]
-                     + line[line.find(marker) + len(marker):]
-                     for line in text.splitlines())
+    text = "\n".join(
+        line
+        if marker not in line
+        else line[: line.rfind(" ", 0, line.find(marker)) + 1]
+        + line[line.find(marker) + len(marker) :]
+        for line in text.splitlines()
+    )
     raw = cast(dict[Func, Any], stats.__dict__["stats"])
-    return {"wall_s_profiled": round(wall, 2), "top_cumulative": text.strip(),
-            "hot_spots": hot_spots(raw)}
+    return {
+        "wall_s_profiled": round(wall, 2),
+        "top_cumulative": text.strip(),
+        "hot_spots": hot_spots(raw),
+    }
 
 
 # -- the report --------------------------------------------------------------------------------
+
 
 def fmt_ms(ms: float) -> str:
     if ms >= 100:
@@ -528,9 +580,11 @@ def table(points: list[dict[str, Any]], ops: list[Op]) -> str:
 
 
 def build_table(points: list[dict[str, Any]]) -> str:
-    lines = ["| commits | via library | via pygit2 | build (s) | library ms/commit | "
-             "direct ms/commit | git gc (s) | size before → after gc (MB) | total for N (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| commits | via library | via pygit2 | build (s) | library ms/commit | "
+        "direct ms/commit | git gc (s) | size before → after gc (MB) | total for N (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for p in points:
         b = p["build"]
         lines.append(
@@ -538,7 +592,8 @@ def build_table(points: list[dict[str, Any]]) -> str:
             f"{b['build_s']:,.0f} | {b['library_ms_per_commit'] or '-'} | "
             f"{b['direct_ms_per_commit'] or '-'} | {b['gc_s']:,.0f} | "
             f"{b['bytes_before_gc'] / 1e6:,.0f} → {b['bytes_after_gc'] / 1e6:,.0f} | "
-            f"{p['total_s']:,.0f} |")
+            f"{p['total_s']:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -550,12 +605,14 @@ def superlinear(a: dict[str, Any], b: dict[str, Any], name: str) -> bool:
 
 # -- main --------------------------------------------------------------------------------------
 
+
 def parse_lengths(text: str) -> list[int]:
     try:
         values = [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise SystemExit(f"--commits {text!r}: give comma-separated counts, e.g. 1000,10000"
-                         ) from None
+        raise SystemExit(
+            f"--commits {text!r}: give comma-separated counts, e.g. 1000,10000"
+        ) from None
     if not values or any(v < 10 for v in values):
         raise SystemExit("--commits: every history length must be at least 10")
     return sorted(set(values))
@@ -563,8 +620,11 @@ def parse_lengths(text: str) -> list[int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--commits", default="1000,10000",
-                    help="comma-separated history lengths (default 1000,10000)")
+    ap.add_argument(
+        "--commits",
+        default="1000,10000",
+        help="comma-separated history lengths (default 1000,10000)",
+    )
     ap.add_argument("--items", type=int, default=10_000, help="tasks in the document")
     ap.add_argument("--full", action="store_true", help="also 100,000 commits")
     ap.add_argument("--builder", choices=["auto", "library", "direct"], default="auto")
@@ -597,8 +657,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 t = time.perf_counter()
                 point["ops"][name] = measure(built.path, by_name[name], 3 if n >= 100_000 else 5)
                 m = point["ops"][name]
-                log(f"{n} commits: {by_name[name].label}: {fmt_ms(m['median_ms'])} ms "
-                    f"(n={m['runs']}, {m['result']}; {time.perf_counter() - t:.0f} s)")
+                log(
+                    f"{n} commits: {by_name[name].label}: {fmt_ms(m['median_ms'])} ms "
+                    f"(n={m['runs']}, {m['result']}; {time.perf_counter() - t:.0f} s)"
+                )
             point["ops"] = {op.name: point["ops"][op.name] for op in ops}
             prev = points[-1] if points else None
             for op in ops:
@@ -610,8 +672,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     reasons.append("super-linear")
                 if reasons:
                     log(f"{n} commits: profiling {op.label} ({', '.join(reasons)})")
-                    prof = {"commits": n, "reason": " and ".join(reasons),
-                            **profile(built.path, op)}
+                    prof = {
+                        "commits": n,
+                        "reason": " and ".join(reasons),
+                        **profile(built.path, op),
+                    }
                     profiled.setdefault(op.name, []).append(prof)
             point["total_s"] = round(time.perf_counter() - t_n, 1)
             points.append(point)
@@ -625,12 +690,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     growth = {}
     for a, b in itertools.pairwise(points):
         growth[f"{a['commits']}->{b['commits']}"] = {
-            op.name: {"ratio": round(b["ops"][op.name]["median_ms"]
-                                     / a["ops"][op.name]["median_ms"], 2),
-                      "superlinear": superlinear(a, b, op.name)} for op in ops}
+            op.name: {
+                "ratio": round(b["ops"][op.name]["median_ms"] / a["ops"][op.name]["median_ms"], 2),
+                "superlinear": superlinear(a, b, op.name),
+            }
+            for op in ops
+        }
     at_target = next((p for p in points if p["commits"] == TARGET_COMMITS), None)
-    target = None if at_target is None else {
-        op.name: at_target["ops"][op.name]["median_ms"] < TARGET_MS for op in ops}
+    target = (
+        None
+        if at_target is None
+        else {op.name: at_target["ops"][op.name]["median_ms"] < TARGET_MS for op in ops}
+    )
     report = {
         "benchmark": "history length",
         "gitvault": __version__,
@@ -638,15 +709,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "libgit2": pygit2.LIBGIT2_VERSION,
         "jsonpatch": metadata.version("jsonpatch"),
         "python": platform.python_version(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "loadavg_end": os.getloadavg()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg_end": os.getloadavg(),
+        },
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "args": {"commits": lengths, "items": args.items, "builder": args.builder,
-                 "seed": args.seed},
-        "document": {"items": args.items, "tasks_blob_bytes": doc_bytes,
-                     "watched": WATCH, "commit_spacing_s": STEP_S},
-        "target": {"each_under_ms": TARGET_MS, "at_commits": TARGET_COMMITS,
-                   "pass": target, "all_pass": None if target is None else all(target.values())},
+        "args": {
+            "commits": lengths,
+            "items": args.items,
+            "builder": args.builder,
+            "seed": args.seed,
+        },
+        "document": {
+            "items": args.items,
+            "tasks_blob_bytes": doc_bytes,
+            "watched": WATCH,
+            "commit_spacing_s": STEP_S,
+        },
+        "target": {
+            "each_under_ms": TARGET_MS,
+            "at_commits": TARGET_COMMITS,
+            "pass": target,
+            "all_pass": None if target is None else all(target.values()),
+        },
         "points": points,
         "growth": growth,
         "profiles": profiled,
@@ -659,15 +745,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"## History length: {args.items:,} tasks ({doc_bytes / 1e6:.1f} MB `tasks` blob)\n")
     print(table(points, ops))
     verdict = "n/a" if target is None else ("pass" if all(target.values()) else "FAIL")
-    print(f"\nTarget: each operation under 1 s at {TARGET_COMMITS:,} commits: **{verdict}**"
-          f" (medians; n = runs)\n")
+    print(
+        f"\nTarget: each operation under 1 s at {TARGET_COMMITS:,} commits: **{verdict}**"
+        f" (medians; n = runs)\n"
+    )
     print("### How the history was built\n")
     print(build_table(points))
     for name, profs in profiled.items():
         for prof in profs:
             label = next(op.label for op in ops if op.name == name)
-            print(f"\n### Profile: `{label}` at {prof['commits']:,} commits ({prof['reason']}; "
-                  f"{prof['wall_s_profiled']} s under the profiler)\n")
+            print(
+                f"\n### Profile: `{label}` at {prof['commits']:,} commits ({prof['reason']}; "
+                f"{prof['wall_s_profiled']} s under the profiler)\n"
+            )
             print("Hot spots (own time, traced to gitvault/history.py):\n")
             for line in prof["hot_spots"]:
                 print(f"- {line}")

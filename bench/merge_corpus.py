@@ -55,8 +55,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "v.git"
         Vault.init(path, EXAMPLE)
-        subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                       check=True)
+        subprocess.run(
+            ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+        )
         v = Vault.open(path)
         for i in range(args.scenarios):
             a, b = v.checkout("a"), v.checkout("b")

@@ -41,8 +41,12 @@ Report = tuple[int, int, str]  # round, worker, "ok" or the error text
 def git_notes(git_dir: Path, ref: str) -> int:
     """How many notes ``ref`` holds, by the git binary."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    r = subprocess.run(["git", f"--git-dir={git_dir}", "notes", f"--ref={ref}", "list"],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "notes", f"--ref={ref}", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if r.returncode != 0:
         if "not a valid ref" in r.stderr or "does not exist" in r.stderr:
             return 0
@@ -51,23 +55,26 @@ def git_notes(git_dir: Path, ref: str) -> int:
 
 
 # -- the workers (module level, for 'spawn') -------------------------------------------------
-def pygit2_worker(repo_path: str, worker: int, rounds: int, barrier: Barrier,
-                  out: Queue[Report]) -> None:
+def pygit2_worker(
+    repo_path: str, worker: int, rounds: int, barrier: Barrier, out: Queue[Report]
+) -> None:
     repo = pygit2.Repository(repo_path)
     sig = pygit2.Signature(f"racer-{worker}", f"racer-{worker}@example.com")
     for rnd in range(rounds):
         target = repo.create_blob(f"object of worker {worker} in round {rnd}\n".encode())
         barrier.wait(timeout=120)
         try:
-            repo.create_note(f"note {worker}/{rnd}", sig, sig, str(target),
-                             f"refs/notes/race-{rnd}")
+            repo.create_note(
+                f"note {worker}/{rnd}", sig, sig, str(target), f"refs/notes/race-{rnd}"
+            )
             out.put((rnd, worker, "ok"))
         except (pygit2.GitError, OSError) as e:  # pygit2 raises OSError for a held lock
             out.put((rnd, worker, f"{type(e).__name__}: {e}"))
 
 
-def gitvault_worker(vaults: Sequence[str], worker: int, rounds: int, barrier: Barrier,
-                    out: Queue[Report]) -> None:
+def gitvault_worker(
+    vaults: Sequence[str], worker: int, rounds: int, barrier: Barrier, out: Queue[Report]
+) -> None:
     for rnd in range(rounds):
         vault = Vault.open(vaults[rnd])
         barrier.wait(timeout=120)
@@ -81,8 +88,13 @@ def gitvault_worker(vaults: Sequence[str], worker: int, rounds: int, barrier: Ba
 def run(target: object, args: tuple[object, ...], procs: int, rounds: int) -> list[Report]:
     barrier = CTX.Barrier(procs)
     out: Queue[Report] = CTX.Queue()
-    workers = [CTX.Process(target=target,  # type: ignore[arg-type]
-                           args=(*args, i, rounds, barrier, out)) for i in range(procs)]
+    workers = [
+        CTX.Process(
+            target=target,  # type: ignore[arg-type]
+            args=(*args, i, rounds, barrier, out),
+        )
+        for i in range(procs)
+    ]
     for w in workers:
         w.start()
     reports: list[Report] = []
@@ -111,13 +123,17 @@ def tally(name: str, counts: list[int], reports: list[Report], procs: int) -> tu
         lost = ok - survived
         lost_total += lost
         failed_total += failed
-        print(f"  round {rnd + 1:2}: {survived:2}/{procs} notes survived, "
-              f"{lost} lost silently, {failed} failed with an error")
+        print(
+            f"  round {rnd + 1:2}: {survived:2}/{procs} notes survived, "
+            f"{lost} lost silently, {failed} failed with an error"
+        )
     errors = sorted({re.sub(r"'[^']*'", "<path>", r[2]) for r in reports if r[2] != "ok"})
     for e in errors[:3]:
         print(f"  error seen: {e}")
-    print(f"  total: {lost_total} lost silently, {failed_total} failed, "
-          f"{procs * len(counts) - lost_total - failed_total} of {procs * len(counts)} kept")
+    print(
+        f"  total: {lost_total} lost silently, {failed_total} failed, "
+        f"{procs * len(counts) - lost_total - failed_total} of {procs * len(counts)} kept"
+    )
     return lost_total, failed_total
 
 
@@ -144,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(rounds):
             path = root / f"vault-{rnd}.git"
             Vault.init(path)
-            subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync",
-                            "false"], check=True)
+            subprocess.run(
+                ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+            )
             vaults.append(str(path))
         reports = run(gitvault_worker, (vaults,), procs, rounds)
         counts = [git_notes(Path(v), "refs/notes/leases") for v in vaults]

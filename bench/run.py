@@ -59,12 +59,54 @@ class Mode:
         return self.runs if items < 10_000 else max(3, self.runs // 2)
 
 
-QUICK = Mode("quick", (100, 10_000), 5, 3, (10, 1_000), 5, 1_000, (1, 2, 4, 8), 1.5,
-             1_000, 5, 10_000, 3, (10_000,))
-DEFAULT = Mode("default", (100, 1_000, 10_000), 20, 5, (10, 1_000, 10_000), 20, 10_000,
-               (1, 2, 4, 8), 8.0, 1_000, 10, 100_000, 5, (10_000, 100_000))
-FULL = Mode("full", (100, 1_000, 10_000, 100_000), 20, 5, (10, 1_000, 10_000, 100_000), 20,
-            10_000, (1, 2, 4, 8), 20.0, 1_000, 10, 100_000, 10, (10_000, 100_000))
+QUICK = Mode(
+    "quick",
+    (100, 10_000),
+    5,
+    3,
+    (10, 1_000),
+    5,
+    1_000,
+    (1, 2, 4, 8),
+    1.5,
+    1_000,
+    5,
+    10_000,
+    3,
+    (10_000,),
+)
+DEFAULT = Mode(
+    "default",
+    (100, 1_000, 10_000),
+    20,
+    5,
+    (10, 1_000, 10_000),
+    20,
+    10_000,
+    (1, 2, 4, 8),
+    8.0,
+    1_000,
+    10,
+    100_000,
+    5,
+    (10_000, 100_000),
+)
+FULL = Mode(
+    "full",
+    (100, 1_000, 10_000, 100_000),
+    20,
+    5,
+    (10, 1_000, 10_000, 100_000),
+    20,
+    10_000,
+    (1, 2, 4, 8),
+    20.0,
+    1_000,
+    10,
+    100_000,
+    10,
+    (10_000, 100_000),
+)
 
 
 def meta(mode: Mode, scratch: Path) -> dict[str, Any]:
@@ -72,13 +114,20 @@ def meta(mode: Mode, scratch: Path) -> dict[str, Any]:
     fs = subprocess.run(["df", "-T", str(scratch)], capture_output=True, text=True).stdout
     fs_line = fs.splitlines()[-1].split() if fs else []
     return {
-        "mode": mode.name, "gitvault": __version__, "pygit2": metadata.version("pygit2"),
-        "libgit2": pygit2.LIBGIT2_VERSION, "git": git, "sqlite": sqlite3.sqlite_version,
-        "python": platform.python_version(), "platform": platform.platform(terse=True),
-        "cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "mode": mode.name,
+        "gitvault": __version__,
+        "pygit2": metadata.version("pygit2"),
+        "libgit2": pygit2.LIBGIT2_VERSION,
+        "git": git,
+        "sqlite": sqlite3.sqlite_version,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "cpus": os.cpu_count(),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "scratch_fs": f"{fs_line[1]} {fs_line[0]}" if len(fs_line) > 1 else "?",
         "command": "python bench/run.py" + ("" if mode.name == "default" else f" --{mode.name}"),
-        "argv": shlex.join(sys.argv), "loadavg_start": list(os.getloadavg()),
+        "argv": shlex.join(sys.argv),
+        "loadavg_start": list(os.getloadavg()),
     }
 
 
@@ -87,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     speed = parser.add_mutually_exclusive_group()
     speed.add_argument("--quick", action="store_true", help="about a minute, smaller sizes")
     speed.add_argument("--full", action="store_true", help="adds 100,000 items and commits")
-    parser.add_argument("--dir", default=None, help="where to make scratch stores (default: "
-                        "the system temp dir; keep it on the disk you care about)")
+    parser.add_argument(
+        "--dir",
+        default=None,
+        help="where to make scratch stores (default: "
+        "the system temp dir; keep it on the disk you care about)",
+    )
     parser.add_argument("--out", type=Path, default=summary.RESULTS, help="results folder")
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL if args.full else DEFAULT
@@ -117,17 +170,32 @@ def main(argv: list[str] | None = None) -> int:
         res["meta"] = meta(mode, root)
         log(f"{mode.name} run in {root}")
         res["startup"] = timed("start-up", lambda: scenarios.startup(root, mode.startup_runs, log))
-        res["cycles"] = timed("cycles", lambda: scenarios.cycles(root, mode.sizes, mode.runs_for,
-                                                                 log))
-        res["history"] = timed("history", lambda: scenarios.history(
-            root, mode.history, mode.history_runs, mode.size_at, 100, 5, log))
-        res["alternative_sizes"] = timed("sizes", lambda: scenarios.alternative_sizes(
-            root, res["history"]["size"]["checkins"], 100, log))
-        res["concurrency"] = timed("concurrency", lambda: scenarios.concurrency(
-            root, mode.agents, mode.agent_seconds, mode.agent_items, log))
+        res["cycles"] = timed(
+            "cycles", lambda: scenarios.cycles(root, mode.sizes, mode.runs_for, log)
+        )
+        res["history"] = timed(
+            "history",
+            lambda: scenarios.history(
+                root, mode.history, mode.history_runs, mode.size_at, 100, 5, log
+            ),
+        )
+        res["alternative_sizes"] = timed(
+            "sizes",
+            lambda: scenarios.alternative_sizes(root, res["history"]["size"]["checkins"], 100, log),
+        )
+        res["concurrency"] = timed(
+            "concurrency",
+            lambda: scenarios.concurrency(
+                root, mode.agents, mode.agent_seconds, mode.agent_items, log
+            ),
+        )
         # the same at the largest size of scenario (i): a sharded key, merged chunk by chunk
-        res["concurrency_large"] = timed("concurrency-large", lambda: scenarios.concurrency(
-            root, (1, 8), mode.agent_seconds, max(s for s in mode.sizes if s <= 10_000), log))
+        res["concurrency_large"] = timed(
+            "concurrency-large",
+            lambda: scenarios.concurrency(
+                root, (1, 8), mode.agent_seconds, max(s for s in mode.sizes if s <= 10_000), log
+            ),
+        )
         log("exclusive writers queueing with --wait")
         res["exclusive_queue"] = timed("queue", lambda: queue_bench.exclusive_queue(root))
         log(f"building the {mode.big:,}-item vault")
@@ -142,18 +210,22 @@ def main(argv: list[str] | None = None) -> int:
                 if items != mode.big:
                     vault = root / f"profile-{items}.git"
                     scenarios.make_vault(vault, scenarios.make_document(items), fsync=True)
-                profiles.append(scenarios.profile_checkin(vault, items,
-                                                          3 if items < 100_000 else 2))
+                profiles.append(
+                    scenarios.profile_checkin(vault, items, 3 if items < 100_000 else 2)
+                )
 
         timed("profile", profile)
-        res["patch"] = timed("patch", lambda: scenarios.patch(root, big, mode.big,
-                                                              mode.patch_runs, 3, log))
+        res["patch"] = timed(
+            "patch", lambda: scenarios.patch(root, big, mode.big, mode.patch_runs, 3, log)
+        )
     res["meta"]["scenario_seconds"] = took
     res["meta"]["seconds"] = time.perf_counter() - t_start
     res["meta"]["loadavg_end"] = list(os.getloadavg())
     (args.out / "profile.txt").write_text(
         f"cProfile of gitvault's library checkin ({res['meta']['when']}, "
-        f"{mode.name} run; python bench/run.py)\n\n" + "\n\n".join(profiles), encoding="utf-8")
+        f"{mode.name} run; python bench/run.py)\n\n" + "\n\n".join(profiles),
+        encoding="utf-8",
+    )
     summary.write_all(res, args.out, log)
     failed = [t["target"] for t in res["targets"] if t["pass"] is False]
     log(f"done in {res['meta']['seconds']:.0f} s; {len(failed)} target(s) missed")

@@ -67,8 +67,12 @@ def make_document(n: int) -> Document:
             }
             for i in range(1, n + 1)
         ],
-        "meta": {"name": "benchmark memory", "schema": 1, "items": n,
-                 "owners": ["planner", "coder", "reviewer"]},
+        "meta": {
+            "name": "benchmark memory",
+            "schema": 1,
+            "items": n,
+            "owners": ["planner", "coder", "reviewer"],
+        },
     }
 
 
@@ -77,8 +81,9 @@ def edit(doc: Document, run: int) -> int:
     items = doc["items"]
     i = (run * 7919) % len(items)
     status = items[i]["status"]
-    items[i]["status"] = (STATUSES[(STATUSES.index(status) + 1) % len(STATUSES)]
-                          if status in STATUSES else "todo")
+    items[i]["status"] = (
+        STATUSES[(STATUSES.index(status) + 1) % len(STATUSES)] if status in STATUSES else "todo"
+    )
     return i
 
 
@@ -88,8 +93,14 @@ def stats(samples: Sequence[float]) -> Stats:
         return {"n": 0}
     ordered = sorted(samples)
     p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-    return {"n": len(ordered), "median": statistics.median(ordered), "p90": p90,
-            "mean": statistics.fmean(ordered), "min": ordered[0], "max": ordered[-1]}
+    return {
+        "n": len(ordered),
+        "median": statistics.median(ordered),
+        "p90": p90,
+        "mean": statistics.fmean(ordered),
+        "min": ordered[0],
+        "max": ordered[-1],
+    }
 
 
 def gitvault_cli() -> list[str]:
@@ -104,12 +115,15 @@ def gitvault_cli() -> list[str]:
     return [sys.executable, "-m", "gitvault"]
 
 
-def run_cmd(cmd: Sequence[str], what: str = "", env: Mapping[str, str] | None = None
-            ) -> subprocess.CompletedProcess[bytes]:
+def run_cmd(
+    cmd: Sequence[str], what: str = "", env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     r = subprocess.run(list(cmd), capture_output=True, env=env)
     if r.returncode != 0:
-        raise RuntimeError(f"{what or cmd[0]} failed ({r.returncode}): "
-                           f"{r.stderr.decode(errors='replace').strip()[-500:]}")
+        raise RuntimeError(
+            f"{what or cmd[0]} failed ({r.returncode}): "
+            f"{r.stderr.decode(errors='replace').strip()[-500:]}"
+        )
     return r
 
 
@@ -142,10 +156,12 @@ class LibraryStore:
         self.tokens[agent] = co.lease.token
         return co.document
 
-    def checkin(self, agent: str, doc: Mapping[str, Any], source: str, confidence: float,
-                justification: str) -> None:
-        r = self.vault.checkin(agent, doc, source, confidence, justification,
-                               lease=self.tokens.get(agent))
+    def checkin(
+        self, agent: str, doc: Mapping[str, Any], source: str, confidence: float, justification: str
+    ) -> None:
+        r = self.vault.checkin(
+            agent, doc, source, confidence, justification, lease=self.tokens.get(agent)
+        )
         if r.commit is None:
             raise RuntimeError("the checkin changed nothing")
 
@@ -159,22 +175,38 @@ class LibraryStore:
 class CliStore:
     """A command line driven by files: ``checkout ... --out FILE``, ``checkin AGENT FILE ...``."""
 
-    def __init__(self, name: str, prefix: Sequence[str], workdir: Path,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, prefix: Sequence[str], workdir: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.name, self.prefix, self.workdir, self.env = name, list(prefix), workdir, env
         self.out, self.proposal = workdir / "checkout.json", workdir / "proposal.json"
 
     def checkout(self, agent: str, ttl: int = DEFAULT_TTL) -> Document:
-        run_cmd([*self.prefix, "checkout", agent, str(ttl), "--out", str(self.out)],
-                f"{self.name} checkout", self.env)
+        run_cmd(
+            [*self.prefix, "checkout", agent, str(ttl), "--out", str(self.out)],
+            f"{self.name} checkout",
+            self.env,
+        )
         doc: Document = json.loads(self.out.read_bytes())
         return doc
 
-    def checkin(self, agent: str, doc: Mapping[str, Any], source: str, confidence: float,
-                justification: str) -> None:
+    def checkin(
+        self, agent: str, doc: Mapping[str, Any], source: str, confidence: float, justification: str
+    ) -> None:
         self.proposal.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-        run_cmd([*self.prefix, "checkin", agent, str(self.proposal), source, str(confidence),
-                 justification], f"{self.name} checkin", self.env)
+        run_cmd(
+            [
+                *self.prefix,
+                "checkin",
+                agent,
+                str(self.proposal),
+                source,
+                str(confidence),
+                justification,
+            ],
+            f"{self.name} checkin",
+            self.env,
+        )
 
     def release(self, agent: str) -> None:
         run_cmd([*self.prefix, "release", agent], f"{self.name} release", self.env)
@@ -227,8 +259,9 @@ class DaemonCliStore(CliStore):
 
 def old_cli_store(root: Path, workdir: Path, fsync: bool) -> CliStore:
     flags = [] if fsync else ["--no-fsync"]
-    return CliStore("old file-based CLI", [sys.executable, str(ALT_SCRIPT), str(root), *flags],
-                    workdir)
+    return CliStore(
+        "old file-based CLI", [sys.executable, str(ALT_SCRIPT), str(root), *flags], workdir
+    )
 
 
 def seed(store: MemoryStore, doc: Document) -> None:
@@ -239,8 +272,17 @@ def seed(store: MemoryStore, doc: Document) -> None:
 
 # -- (i) one agent's checkout + checkin cycle --
 DAEMON_CLI = "gitvault CLI (daemon)"
-IMPLEMENTATIONS = ("floor", "floor + JSON encode", "old file-based", "old file-based CLI",
-                   "git CLI plumbing", "SQLite", "gitvault library", "gitvault CLI", DAEMON_CLI)
+IMPLEMENTATIONS = (
+    "floor",
+    "floor + JSON encode",
+    "old file-based",
+    "old file-based CLI",
+    "git CLI plumbing",
+    "SQLite",
+    "gitvault library",
+    "gitvault CLI",
+    DAEMON_CLI,
+)
 
 
 def cycle_samples(store: MemoryStore, runs: int) -> dict[str, list[float]]:
@@ -262,8 +304,9 @@ def cycle_samples(store: MemoryStore, runs: int) -> dict[str, list[float]]:
     return out
 
 
-def floor_samples(workdir: Path, items: int, runs: int, fsync: bool,
-                  encode: bool) -> dict[str, list[float]]:
+def floor_samples(
+    workdir: Path, items: int, runs: int, fsync: bool, encode: bool
+) -> dict[str, list[float]]:
     """The floor: the same document bytes written with write(+fsync)+rename.
 
     Without ``encode`` the bytes are prepared untimed (pure I/O); with it, the JSON encoding is
@@ -291,8 +334,9 @@ def floor_samples(workdir: Path, items: int, runs: int, fsync: bool,
     return {"cycle": samples, "checkout": [0.0] * runs, "checkin": samples}
 
 
-def one_cycle_bench(impl: str, workdir: Path, items: int, runs: int, fsync: bool
-                    ) -> dict[str, list[float]]:
+def one_cycle_bench(
+    impl: str, workdir: Path, items: int, runs: int, fsync: bool
+) -> dict[str, list[float]]:
     workdir.mkdir(parents=True)
     if impl.startswith("floor"):
         return floor_samples(workdir, items, runs, fsync, encode=impl != "floor")
@@ -328,8 +372,9 @@ def one_cycle_bench(impl: str, workdir: Path, items: int, runs: int, fsync: bool
         store.close()
 
 
-def cycles(root: Path, sizes: Sequence[int], runs_for: Callable[[int], int],
-           log: Log) -> list[dict[str, Any]]:
+def cycles(
+    root: Path, sizes: Sequence[int], runs_for: Callable[[int], int], log: Log
+) -> list[dict[str, Any]]:
     rows = []
     for items in sizes:
         runs = runs_for(items)
@@ -341,11 +386,19 @@ def cycles(root: Path, sizes: Sequence[int], runs_for: Callable[[int], int],
                 t0 = time.perf_counter()
                 s = one_cycle_bench(impl, work, items, runs, fsync)
                 shutil.rmtree(work, ignore_errors=True)
-                rows.append({"impl": impl, "items": items, "fsync": fsync, "runs": runs,
-                             "cycle": stats(s["cycle"]), "checkout": stats(s["checkout"]),
-                             "checkin": stats(s["checkin"]),
-                             "wall_s": round(time.perf_counter() - t0, 2),
-                             "samples_ms": {k: [round(x, 3) for x in v] for k, v in s.items()}})
+                rows.append(
+                    {
+                        "impl": impl,
+                        "items": items,
+                        "fsync": fsync,
+                        "runs": runs,
+                        "cycle": stats(s["cycle"]),
+                        "checkout": stats(s["checkout"]),
+                        "checkin": stats(s["checkin"]),
+                        "wall_s": round(time.perf_counter() - t0, 2),
+                        "samples_ms": {k: [round(x, 3) for x in v] for k, v in s.items()},
+                    }
+                )
     return rows
 
 
@@ -397,8 +450,7 @@ def wait_for_gc(path: Path, timeout: float = 300) -> float:
     return time.perf_counter() - t0
 
 
-def _measure_checkins(path: Path, fsync: bool, runs: int, start: int,
-                      into: dict[str, Any]) -> None:
+def _measure_checkins(path: Path, fsync: bool, runs: int, start: int, into: dict[str, Any]) -> None:
     """Time ``runs`` checkout+checkin cycles (after one warm-up), adding to ``into``."""
     v = Vault.open(path)
     v.config_set("fsync", "true" if fsync else "false")
@@ -420,8 +472,9 @@ def _measure_checkins(path: Path, fsync: bool, runs: int, start: int,
     store.close()
 
 
-def interleaved(paths: Sequence[Path], runs: int, rounds: int, start: int
-                ) -> list[dict[str, dict[str, Any]]]:
+def interleaved(
+    paths: Sequence[Path], runs: int, rounds: int, start: int
+) -> list[dict[str, dict[str, Any]]]:
     """Checkin times on each vault, fsync on and off, measured in interleaved rounds.
 
     Measured one vault after the other, a slow minute of the machine (another job, a
@@ -429,23 +482,31 @@ def interleaved(paths: Sequence[Path], runs: int, rounds: int, start: int
     each round starting at a different one, spreads it over all of them.
     """
     out: list[dict[str, dict[str, Any]]] = [
-        {mode: {"checkout": [], "checkin": [], "samples_during_auto_gc": 0}
-         for mode in ("fsync_on", "fsync_off")} for _ in paths]
+        {
+            mode: {"checkout": [], "checkin": [], "samples_during_auto_gc": 0}
+            for mode in ("fsync_on", "fsync_off")
+        }
+        for _ in paths
+    ]
     per_round = max(1, runs // rounds)
     for r in range(rounds):
         for k in range(len(paths)):
             i = (k + r) % len(paths)
             for mode in ("fsync_on", "fsync_off"):
                 for p in paths:  # a gc of another copy would share the CPUs and the flushes
-                    out[i][mode]["gc_wait_s"] = round(out[i][mode].get("gc_wait_s", 0)
-                                                      + wait_for_gc(p), 2)
+                    out[i][mode]["gc_wait_s"] = round(
+                        out[i][mode].get("gc_wait_s", 0) + wait_for_gc(p), 2
+                    )
                 _measure_checkins(paths[i], mode == "fsync_on", per_round, start, out[i][mode])
                 start += per_round + 1
     for point in out:
         for mode, raw in point.items():
-            point[mode] = {"checkout": stats(raw["checkout"]), "checkin": stats(raw["checkin"]),
-                           "gc_wait_s": raw.get("gc_wait_s", 0),
-                           "samples_during_auto_gc": raw["samples_during_auto_gc"]}
+            point[mode] = {
+                "checkout": stats(raw["checkout"]),
+                "checkin": stats(raw["checkin"]),
+                "gc_wait_s": raw.get("gc_wait_s", 0),
+                "samples_during_auto_gc": raw["samples_during_auto_gc"],
+            }
     return out
 
 
@@ -456,8 +517,15 @@ def _setting(v: Vault, name: str) -> Any:
         return None  # a gitvault without that setting
 
 
-def history(root: Path, milestones: Sequence[int], runs: int, size_at: int, items: int,
-            status_runs: int, log: Log) -> dict[str, Any]:
+def history(
+    root: Path,
+    milestones: Sequence[int],
+    runs: int,
+    size_at: int,
+    items: int,
+    status_runs: int,
+    log: Log,
+) -> dict[str, Any]:
     """Checkin time (fsync on and off) with 10 ... N commits of history on main.
 
     History is built through the library with fsync off and without new checkouts (the lease
@@ -488,14 +556,21 @@ def history(root: Path, milestones: Sequence[int], runs: int, size_at: int, item
         waited = wait_for_gc(path)
         objects = disk_usage(path)
         if m == size_at:
-            size = {"checkins": commits - 2, "commits": commits, "before_gc": objects,
-                    "gc_loose_objects_setting": _setting(builder, "gcLooseObjects")}
+            size = {
+                "checkins": commits - 2,
+                "commits": commits,
+                "before_gc": objects,
+                "gc_loose_objects_setting": _setting(builder, "gcLooseObjects"),
+            }
         at = commits
-        point: dict[str, Any] = {"milestone": m, "commits": at,
-                                 "build_s": round(build_s, 2),
-                                 "build_ms_per_checkin": round(build_s * 1000 / built, 3)
-                                 if built else None,
-                                 "waited_for_auto_gc_s": round(waited, 2), "objects": objects}
+        point: dict[str, Any] = {
+            "milestone": m,
+            "commits": at,
+            "build_s": round(build_s, 2),
+            "build_ms_per_checkin": round(build_s * 1000 / built, 3) if built else None,
+            "waited_for_auto_gc_s": round(waited, 2),
+            "objects": objects,
+        }
         if m == milestones[-1]:
             snapshots.append(path)
         else:
@@ -533,8 +608,13 @@ def history(root: Path, milestones: Sequence[int], runs: int, size_at: int, item
     for snap in snapshots:
         if snap != path:
             shutil.rmtree(snap, ignore_errors=True)
-    return {"items": items, "document_bytes": len(canonical(make_document(items))),
-            "runs": runs, "points": points, "size": size}
+    return {
+        "items": items,
+        "document_bytes": len(canonical(make_document(items))),
+        "runs": runs,
+        "points": points,
+        "size": size,
+    }
 
 
 def alternative_sizes(root: Path, checkins: int, items: int, log: Log) -> list[dict[str, Any]]:
@@ -544,8 +624,11 @@ def alternative_sizes(root: Path, checkins: int, items: int, log: Log) -> list[d
         work = root / f"size-{name.replace(' ', '_')}"
         work.mkdir()
         target = work / ("old" if name.startswith("old") else "versions.sqlite")
-        store: MemoryStore = (OldFileStore(target, fsync=False) if name.startswith("old")
-                              else SqliteStore(target, fsync=False))
+        store: MemoryStore = (
+            OldFileStore(target, fsync=False)
+            if name.startswith("old")
+            else SqliteStore(target, fsync=False)
+        )
         doc = make_document(items)
         seed(store, doc)
         t0 = time.perf_counter()
@@ -556,8 +639,9 @@ def alternative_sizes(root: Path, checkins: int, items: int, log: Log) -> list[d
         store.close()
         elapsed = time.perf_counter() - t0
         log(f"size: {name}, {checkins} checkins in {elapsed:.1f} s")
-        out.append({"impl": name, "checkins": checkins, "build_s": round(elapsed, 2),
-                    **disk_usage(work)})
+        out.append(
+            {"impl": name, "checkins": checkins, "build_s": round(elapsed, 2), **disk_usage(work)}
+        )
         shutil.rmtree(work, ignore_errors=True)
     return out
 
@@ -598,8 +682,15 @@ class _Probe:
         setattr(storage, "time", Clock())  # noqa: B010
 
 
-def _agent(path: str, idx: int, agents: int, items: int, duration: float, barrier: Barrier,
-           out: Queue[dict[str, Any]]) -> None:
+def _agent(
+    path: str,
+    idx: int,
+    agents: int,
+    items: int,
+    duration: float,
+    barrier: Barrier,
+    out: Queue[dict[str, Any]],
+) -> None:
     """One agent process: checkout, set the status of one of its own items, checkin; repeat."""
     v = Vault.open(path)
     agent = f"agent-{idx}"
@@ -622,8 +713,9 @@ def _agent(path: str, idx: int, agents: int, items: int, duration: float, barrie
         try:
             co = v.checkout(agent, 600)
             co.document["items"][item]["status"] = value
-            r = v.checkin(agent, co.document, "bench-concurrency", 0.5, f"write {n}",
-                          lease=co.lease.token)
+            r = v.checkin(
+                agent, co.document, "bench-concurrency", 0.5, f"write {n}", lease=co.lease.token
+            )
         except ConflictError:
             errors["conflict"] += 1
             continue
@@ -645,14 +737,26 @@ def _agent(path: str, idx: int, agents: int, items: int, duration: float, barrie
         strategies.update(r.strategy.values())
     end = time.time()
     v.release(agent)
-    out.put({"agent": agent, "start": start, "end": end, "acked": acked, "merged": merged,
-             "errors": dict(errors), "strategies": dict(strategies), "latencies": latencies,
-             "plans": probe.plans, "lock_sleeps": probe.sleeps,
-             "lock_sleep_s": probe.slept})
+    out.put(
+        {
+            "agent": agent,
+            "start": start,
+            "end": end,
+            "acked": acked,
+            "merged": merged,
+            "errors": dict(errors),
+            "strategies": dict(strategies),
+            "latencies": latencies,
+            "plans": probe.plans,
+            "lock_sleeps": probe.sleeps,
+            "lock_sleep_s": probe.slept,
+        }
+    )
 
 
-def concurrency(root: Path, levels: Sequence[int], duration: float, items: int,
-                log: Log) -> list[dict[str, Any]]:
+def concurrency(
+    root: Path, levels: Sequence[int], duration: float, items: int, log: Log
+) -> list[dict[str, Any]]:
     rows = []
     for agents in levels:
         path = root / f"concurrency-{agents}.git"
@@ -661,9 +765,12 @@ def concurrency(root: Path, levels: Sequence[int], duration: float, items: int,
         log(f"concurrency: {agents} agent(s) for {duration:g} s")
         barrier = CTX.Barrier(agents)
         results: Queue[dict[str, Any]] = CTX.Queue()
-        procs = [CTX.Process(target=_agent, args=(str(path), i, agents, items, duration,
-                                                  barrier, results))
-                 for i in range(agents)]
+        procs = [
+            CTX.Process(
+                target=_agent, args=(str(path), i, agents, items, duration, barrier, results)
+            )
+            for i in range(agents)
+        ]
         for p in procs:
             p.start()
         reports = []
@@ -699,21 +806,32 @@ def concurrency(root: Path, levels: Sequence[int], duration: float, items: int,
         for rep in reports:
             errors.update(rep["errors"])
             strategies.update(rep["strategies"])
-        rows.append({
-            "agents": agents, "duration_s": round(elapsed, 3), "items": items,
-            "checkins": acked, "throughput": acked / elapsed if elapsed else 0.0,
-            "merged": sum(r["merged"] for r in reports), "merge_commits": merges,
-            "landed_commits": landed, "conflicts": errors.get("conflict", 0),
-            "busy": errors.get("busy", 0), "lease_errors": errors.get("lease", 0),
-            "other_errors": {k: v for k, v in errors.items()
-                             if k not in ("conflict", "busy", "lease")},
-            "retries": sum(errors.values()), "strategies": dict(strategies),
-            "lost_updates": lost, "latency": stats([x for r in reports for x in r["latencies"]]),
-            "attempts": sum(r["plans"] for r in reports),
-            "lock_sleeps": sum(r["lock_sleeps"] for r in reports),
-            "lock_sleep_s": round(sum(r["lock_sleep_s"] for r in reports), 3),
-            "per_agent": {r["agent"]: len(r["acked"]) for r in reports},
-        })
+        rows.append(
+            {
+                "agents": agents,
+                "duration_s": round(elapsed, 3),
+                "items": items,
+                "checkins": acked,
+                "throughput": acked / elapsed if elapsed else 0.0,
+                "merged": sum(r["merged"] for r in reports),
+                "merge_commits": merges,
+                "landed_commits": landed,
+                "conflicts": errors.get("conflict", 0),
+                "busy": errors.get("busy", 0),
+                "lease_errors": errors.get("lease", 0),
+                "other_errors": {
+                    k: v for k, v in errors.items() if k not in ("conflict", "busy", "lease")
+                },
+                "retries": sum(errors.values()),
+                "strategies": dict(strategies),
+                "lost_updates": lost,
+                "latency": stats([x for r in reports for x in r["latencies"]]),
+                "attempts": sum(r["plans"] for r in reports),
+                "lock_sleeps": sum(r["lock_sleeps"] for r in reports),
+                "lock_sleep_s": round(sum(r["lock_sleep_s"] for r in reports), 3),
+                "per_agent": {r["agent"]: len(r["acked"]) for r in reports},
+            }
+        )
         shutil.rmtree(path, ignore_errors=True)
     return rows
 
@@ -730,8 +848,10 @@ def startup(root: Path, runs: int, log: Log) -> list[dict[str, Any]]:
         ("gitvault --version", [*cli, "--version"]),
         ("gitvault status", [*cli, "--vault", str(vault), "status"]),
         ("gitvault status --json", [*cli, "--vault", str(vault), "status", "--json"]),
-        ("old tool status (alternatives.py ROOT status)",
-         [sys.executable, str(ALT_SCRIPT), str(root / "startup-old"), "status"]),
+        (
+            "old tool status (alternatives.py ROOT status)",
+            [sys.executable, str(ALT_SCRIPT), str(root / "startup-old"), "status"],
+        ),
     ]
     rows = [startup_row(label, cmd, runs, log) for label, cmd in commands]
     env = start_daemon(root / "startup-daemon" / "daemon.sock")
@@ -744,8 +864,9 @@ def startup(root: Path, runs: int, log: Log) -> list[dict[str, Any]]:
     return rows
 
 
-def startup_row(label: str, cmd: Sequence[str], runs: int, log: Log,
-                env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def startup_row(
+    label: str, cmd: Sequence[str], runs: int, log: Log, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     log(f"startup: {label}")
     samples = []
     for i in range(runs + 1):
@@ -781,8 +902,13 @@ def rss_work(kind: str, path: str) -> None:
     if kind == "baseline":
         Vault.open(path).status()
         return
-    store: MemoryStore = (LibraryStore(Path(path)) if kind == "gitvault library" else
-                          OldFileStore(path) if kind == "old file-based" else SqliteStore(path))
+    store: MemoryStore = (
+        LibraryStore(Path(path))
+        if kind == "gitvault library"
+        else OldFileStore(path)
+        if kind == "old file-based"
+        else SqliteStore(path)
+    )
     doc = store.checkout(agent)
     edit(doc, 1)
     store.checkin(agent, doc, "bench-rss", 0.9, "rss")
@@ -800,32 +926,51 @@ def peak_rss(root: Path, vault: Path, items: int, log: Log) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
 
     def add(kind: str, kib: int, measured: str) -> None:
-        rows.append({"kind": kind, "maxrss_kib": kib, "maxrss_mib": kib / 1024,
-                     "measured": measured})
+        rows.append(
+            {"kind": kind, "maxrss_kib": kib, "maxrss_mib": kib / 1024, "measured": measured}
+        )
 
-    add("launcher alone (python -S, measurement floor)",
-        maxrss_kib([sys.executable, "-S", "-c", "pass"], "launcher"), "python -S -c pass")
-    add("python + import gitvault (no work)",
-        maxrss_kib([sys.executable, "-c", "import gitvault"], "import"), "python -c")
-    for kind, path in (("baseline", vault), ("gitvault library", vault),
-                       ("old file-based", old), ("SQLite", sqlite)):
+    add(
+        "launcher alone (python -S, measurement floor)",
+        maxrss_kib([sys.executable, "-S", "-c", "pass"], "launcher"),
+        "python -S -c pass",
+    )
+    add(
+        "python + import gitvault (no work)",
+        maxrss_kib([sys.executable, "-c", "import gitvault"], "import"),
+        "python -c",
+    )
+    for kind, path in (
+        ("baseline", vault),
+        ("gitvault library", vault),
+        ("old file-based", old),
+        ("SQLite", sqlite),
+    ):
         log(f"rss: {kind}, {items:,} items")
-        code = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); import scenarios; "
-                f"scenarios.rss_work({kind!r}, {str(path)!r})")
-        label = ("baseline: import + Vault.open + status()" if kind == "baseline"
-                 else f"{kind}: checkout + edit + checkin")
+        code = (
+            f"import sys; sys.path.insert(0, {str(BENCH)!r}); import scenarios; "
+            f"scenarios.rss_work({kind!r}, {str(path)!r})"
+        )
+        label = (
+            "baseline: import + Vault.open + status()"
+            if kind == "baseline"
+            else f"{kind}: checkout + edit + checkin"
+        )
         add(label, maxrss_kib([sys.executable, "-c", code], f"rss {kind}"), "one process")
     out, proposal = root / "rss-out.json", root / "rss-proposal.json"
-    for kind, prefix in (("gitvault CLI", [*gitvault_cli(), "--vault", str(vault)]),
-                         ("old file-based CLI", [sys.executable, str(ALT_SCRIPT), str(old)])):
+    for kind, prefix in (
+        ("gitvault CLI", [*gitvault_cli(), "--vault", str(vault)]),
+        ("old file-based CLI", [sys.executable, str(ALT_SCRIPT), str(old)]),
+    ):
         log(f"rss: {kind}, {items:,} items")
         co = maxrss_kib([*prefix, "checkout", "rss-cli", "--out", str(out)], f"{kind} checkout")
         doc = json.loads(out.read_bytes())
         edit(doc, 2)
         proposal.write_text(json.dumps(doc))
         del doc
-        ci = maxrss_kib([*prefix, "checkin", "rss-cli", str(proposal), "bench-rss", "0.9"],
-                        f"{kind} checkin")
+        ci = maxrss_kib(
+            [*prefix, "checkin", "rss-cli", str(proposal), "bench-rss", "0.9"], f"{kind} checkin"
+        )
         add(f"{kind}: checkout process", co, "one process")
         add(f"{kind}: checkin process", ci, "one process")
     shutil.rmtree(old, ignore_errors=True)
@@ -833,8 +978,9 @@ def peak_rss(root: Path, vault: Path, items: int, log: Log) -> dict[str, Any]:
 
 
 # -- --patch: one value changed on the largest document --
-def patch(root: Path, vault: Path, items: int, runs: int, cli_runs: int,
-          log: Log) -> dict[str, Any]:
+def patch(
+    root: Path, vault: Path, items: int, runs: int, cli_runs: int, log: Log
+) -> dict[str, Any]:
     v = Vault.open(vault)
     v.checkout(AGENT, 3600)
     lib: list[float] = []
@@ -861,17 +1007,34 @@ def patch(root: Path, vault: Path, items: int, runs: int, cli_runs: int,
     patch_file = root / "patch.json"
     for run in range(cli_runs + 1):
         i = (run * 104729) % items
-        patch_file.write_text(json.dumps(
-            [{"op": "replace", "path": f"/items/{i}/status", "value": f"cli-{run}"}]))
+        patch_file.write_text(
+            json.dumps([{"op": "replace", "path": f"/items/{i}/status", "value": f"cli-{run}"}])
+        )
         t0 = time.perf_counter()
-        run_cmd([*gitvault_cli(), "--vault", str(vault), "checkin", AGENT, str(patch_file),
-                 "bench-patch", "0.9", "--patch"], "gitvault checkin --patch")
+        run_cmd(
+            [
+                *gitvault_cli(),
+                "--vault",
+                str(vault),
+                "checkin",
+                AGENT,
+                str(patch_file),
+                "bench-patch",
+                "0.9",
+                "--patch",
+            ],
+            "gitvault checkin --patch",
+        )
         if run:
             cli.append((time.perf_counter() - t0) * 1000)
     v.release(AGENT)
-    return {"items": items, "library_patch": stats(lib), "library_full_checkin": stats(full),
-            "cli_patch": stats(cli),
-            "samples_ms": {"library_patch": lib, "library_full_checkin": full, "cli_patch": cli}}
+    return {
+        "items": items,
+        "library_patch": stats(lib),
+        "library_full_checkin": stats(full),
+        "cli_patch": stats(cli),
+        "samples_ms": {"library_patch": lib, "library_full_checkin": full, "cli_patch": cli},
+    }
 
 
 # -- the profile --
@@ -889,13 +1052,17 @@ def profile_checkin(vault: Path, items: int, runs: int, top: int = 15) -> str:
         edit(co.document, run + 11)
         t0 = time.perf_counter()
         prof_in.enable()
-        v.checkin(AGENT, co.document, "bench-profile", 0.9, f"profile {run}",
-                  lease=co.lease.token)
+        v.checkin(AGENT, co.document, "bench-profile", 0.9, f"profile {run}", lease=co.lease.token)
         prof_in.disable()
         wall_in.append((time.perf_counter() - t0) * 1000)
     # the same calls without the profiler, and the phases that dominate them
-    plain: dict[str, list[float]] = {"checkout": [], "checkin": [], "read": [], "encode": [],
-                                     "canonical": []}
+    plain: dict[str, list[float]] = {
+        "checkout": [],
+        "checkin": [],
+        "read": [],
+        "encode": [],
+        "canonical": [],
+    }
     for run in range(runs):
         t0 = time.perf_counter()
         co = v.checkout(AGENT)
@@ -910,20 +1077,29 @@ def profile_checkin(vault: Path, items: int, runs: int, top: int = 15) -> str:
         t5 = time.perf_counter()
         json.dumps(co.document, sort_keys=True, ensure_ascii=False)
         t6 = time.perf_counter()
-        for k, a, b in (("checkout", t0, t1), ("checkin", t2, t3), ("read", t3, t4),
-                        ("encode", t4, t5), ("canonical", t5, t6)):
+        for k, a, b in (
+            ("checkout", t0, t1),
+            ("checkin", t2, t3),
+            ("read", t3, t4),
+            ("encode", t4, t5),
+            ("canonical", t5, t6),
+        ):
             plain[k].append((b - a) * 1000)
     v.release(AGENT)
     m = {k: statistics.median(x) for k, x in plain.items()}
     buf = io.StringIO()
-    head = (f"{items} items, fsync on, {runs} calls; wall time under the profiler "
-            f"(inflated by it): checkin median {statistics.median(wall_in):.1f} ms, "
-            f"checkout median {statistics.median(wall_out):.1f} ms")
-    buf.write(f"=== {items} items without the profiler (median of {runs}): "
-              f"Vault.checkin {m['checkin']:.1f} ms, of which codec.encode_document (the "
-              f"canonical bytes) alone takes {m['encode']:.1f} ms (for scale: stdlib json.dumps "
-              f"without indent, its C encoder, {m['canonical']:.1f} ms). "
-              f"Vault.checkout {m['checkout']:.1f} ms, of which Vault.read {m['read']:.1f} ms.\n\n")
+    head = (
+        f"{items} items, fsync on, {runs} calls; wall time under the profiler "
+        f"(inflated by it): checkin median {statistics.median(wall_in):.1f} ms, "
+        f"checkout median {statistics.median(wall_out):.1f} ms"
+    )
+    buf.write(
+        f"=== {items} items without the profiler (median of {runs}): "
+        f"Vault.checkin {m['checkin']:.1f} ms, of which codec.encode_document (the "
+        f"canonical bytes) alone takes {m['encode']:.1f} ms (for scale: stdlib json.dumps "
+        f"without indent, its C encoder, {m['canonical']:.1f} ms). "
+        f"Vault.checkout {m['checkout']:.1f} ms, of which Vault.read {m['read']:.1f} ms.\n\n"
+    )
     buf.write(f"=== Vault.checkin: {head}\n--- top {top} by cumulative time\n")
     st = pstats.Stats(prof_in, stream=buf)
     st.strip_dirs().sort_stats(pstats.SortKey.CUMULATIVE).print_stats(top)
@@ -931,5 +1107,6 @@ def profile_checkin(vault: Path, items: int, runs: int, top: int = 15) -> str:
     st.sort_stats(pstats.SortKey.TIME).print_stats(top)
     buf.write(f"\n=== Vault.checkout ({items} items, same calls) --- top {top} by cumulative\n")
     pstats.Stats(prof_out, stream=buf).strip_dirs().sort_stats(
-        pstats.SortKey.CUMULATIVE).print_stats(top)
+        pstats.SortKey.CUMULATIVE
+    ).print_stats(top)
     return buf.getvalue()

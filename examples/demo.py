@@ -45,15 +45,38 @@ def main() -> None:
     planner["tasks"][0]["status"] = "doing"
     planner["roadmap"]["vision"] = "One consistent memory, with its history, for every agent."
     coder["tasks"][1]["status"] = "done"
-    coder["bugs"].append({"id": "B-005", "title": "Merge keeps both agents' work", "open": False,
-                          "severity": "low", "reported_by": "coder"})
+    coder["bugs"].append(
+        {
+            "id": "B-005",
+            "title": "Merge keeps both agents' work",
+            "open": False,
+            "severity": "low",
+            "reported_by": "coder",
+        }
+    )
     (out / "planner.json").write_text(json.dumps(planner, indent=2, ensure_ascii=False))
     (out / "coder.json").write_text(json.dumps(coder, indent=2, ensure_ascii=False))
-    run("gitvault", "checkin", "planner", str(out / "planner.json"), "planning-session", "0.9",
-        "user confirmed the roadmap", *v)
+    run(
+        "gitvault",
+        "checkin",
+        "planner",
+        str(out / "planner.json"),
+        "planning-session",
+        "0.9",
+        "user confirmed the roadmap",
+        *v,
+    )
     # main moved: coder's checkin is merged, nothing is lost
-    run("gitvault", "checkin", "coder", str(out / "coder.json"), "ci-logs", "0.7",
-        "T-002 finished, found B-005", *v)
+    run(
+        "gitvault",
+        "checkin",
+        "coder",
+        str(out / "coder.json"),
+        "ci-logs",
+        "0.7",
+        "T-002 finished, found B-005",
+        *v,
+    )
 
     # a true conflict: both change the same value
     reviewer = json.loads(run("gitvault", "checkout", "reviewer", "600", *v))
@@ -62,17 +85,38 @@ def main() -> None:
     coder["tasks"][2]["status"] = "blocked"
     (out / "reviewer.json").write_text(json.dumps(reviewer))
     (out / "coder.json").write_text(json.dumps(coder))
-    run("gitvault", "checkin", "reviewer", str(out / "reviewer.json"), "code-review", "0.95",
-        "reopened T-003", *v)
-    print(run("gitvault", "checkin", "coder", str(out / "coder.json"), "ci-logs", "0.6",
-              "T-003 blocked", *v, ok=(3,)))
+    run(
+        "gitvault",
+        "checkin",
+        "reviewer",
+        str(out / "reviewer.json"),
+        "code-review",
+        "0.95",
+        "reopened T-003",
+        *v,
+    )
+    print(
+        run(
+            "gitvault",
+            "checkin",
+            "coder",
+            str(out / "coder.json"),
+            "ci-logs",
+            "0.6",
+            "T-003 blocked",
+            *v,
+            ok=(3,),
+        )
+    )
     run("gitvault", "resolve", "coder/1", "--take", "ours", "--agent", "reviewer", *v)
     for agent in ("planner", "coder", "reviewer"):
         run("gitvault", "release", agent, *v)
     print(run("gitvault", "status", *v))
 
-    fmt = ("%h %<(9,trunc)%an %<(34,trunc)%s  source=%(trailers:key=Source,valueonly,separator=)"
-           " confidence=%(trailers:key=Confidence,valueonly,separator=)")
+    fmt = (
+        "%h %<(9,trunc)%an %<(34,trunc)%s  source=%(trailers:key=Source,valueonly,separator=)"
+        " confidence=%(trailers:key=Confidence,valueonly,separator=)"
+    )
     print(run("git", "-C", vault, "log", "--graph", f"--format={fmt}", "main"))
     print(run("git", "-C", vault, "log", "-1", "--format=%B", "main"))
     print(f"the vault is in {vault}; try `git -C {vault} log -p -- tasks.json`")

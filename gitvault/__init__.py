@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from gitvault.model.leases import Lease
 
 __all__ = [
-    "CheckinResult", "Checkout", "GitVaultError", "Lease", "Session", "Status", "Vault",
+    "CheckinResult",
+    "Checkout",
+    "GitVaultError",
+    "Lease",
+    "Session",
+    "Status",
+    "Vault",
 ]
 __version__ = "0.1.0"
 

@@ -124,8 +124,7 @@ class VaultNotFound(VaultError):
 class VaultExists(VaultError):
     def __init__(self, path: str) -> None:
         super().__init__(
-            f"{path} already exists and is not empty; choose another path "
-            "(init never overwrites)"
+            f"{path} already exists and is not empty; choose another path (init never overwrites)"
         )
         self.path = path
 
@@ -185,8 +184,12 @@ class NoLease(LeaseError):
 
 class LeaseExpired(LeaseError):
     def __init__(self, agent: str, expired_at: datetime, kept: str | None = None) -> None:
-        keep = (f"; the proposal is kept as conflict {kept} (`gitvault resolve {kept} "
-                "--take theirs` merges it)" if kept else "")
+        keep = (
+            f"; the proposal is kept as conflict {kept} (`gitvault resolve {kept} "
+            "--take theirs` merges it)"
+            if kept
+            else ""
+        )
         super().__init__(
             f"lease of {agent!r} expired at {expired_at:%Y-%m-%d %H:%M:%S}Z; "
             f"run `gitvault checkout {agent!r}` again{keep}"
@@ -195,12 +198,15 @@ class LeaseExpired(LeaseError):
 
 
 class LeaseHeld(LeaseError):
-    def __init__(self, agent: str, holders: list[str], exclusive: bool,
-                 queued: bool = False) -> None:
+    def __init__(
+        self, agent: str, holders: list[str], exclusive: bool, queued: bool = False
+    ) -> None:
         who = ", ".join(repr(h) for h in holders)
         if queued:
-            msg = (f"{who} queue(s) for the lease; wait your turn with "
-                   f"`gitvault checkout {agent} --exclusive --wait SECONDS`")
+            msg = (
+                f"{who} queue(s) for the lease; wait your turn with "
+                f"`gitvault checkout {agent} --exclusive --wait SECONDS`"
+            )
         elif exclusive:
             msg = f"{who} holds an exclusive lease; {agent!r} must wait until it is released"
         else:
@@ -216,15 +222,21 @@ class LeaseWaitTimeout(LeaseError):
     """``checkout --wait`` gave up: the lease did not come free in time (exit 4)."""
 
     def __init__(self, agent: str, waited: float, where: str) -> None:
-        super().__init__(f"{agent!r} waited {waited:g} s for its lease and gave up ({where}); "
-                         "wait longer with --wait SECONDS")
+        super().__init__(
+            f"{agent!r} waited {waited:g} s for its lease and gave up ({where}); "
+            "wait longer with --wait SECONDS"
+        )
         self.agent, self.waited = agent, waited
 
 
 class LeaseFenced(LeaseError):
     def __init__(self, agent: str, given: int, current: int, kept: str | None = None) -> None:
-        keep = (f"; the proposal is kept as conflict {kept} (`gitvault resolve {kept} "
-                "--take theirs` merges it)" if kept else "")
+        keep = (
+            f"; the proposal is kept as conflict {kept} (`gitvault resolve {kept} "
+            "--take theirs` merges it)"
+            if kept
+            else ""
+        )
         super().__init__(
             f"lease token {given} of {agent!r} is stale (current token is {current}); "
             f"run `gitvault checkout {agent!r}` again{keep}"

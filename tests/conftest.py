@@ -34,8 +34,9 @@ def git_in(path: Path) -> Git:
 
 def fast(path: Path) -> None:
     """Tests turn fsync off: durability is tested where it matters, speed everywhere else."""
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                   check=True)
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+    )
 
 
 @pytest.fixture
@@ -92,10 +93,20 @@ def daemon(vault: Vault) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = Path(vault.path).parent
-    proc = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all",
-                             "--enable=receive-pack", f"--base-path={base}",
-                             "--listen=127.0.0.1", f"--port={port}", str(base)],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={base}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(200):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -133,16 +144,34 @@ def big100k(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fast(path)
     v = Vault.open(path)
     statuses = ["todo", "doing", "done"]
-    tasks = [{"id": f"T-{i:06d}", "title": f"Task {i}: item number {i}",
-              "status": "blocked" if i % 10_000 == 7 else statuses[i % 3],
-              "owner": f"agent-{i % 7}", "priority": i % 5} for i in range(BIG_ITEMS)]
+    tasks = [
+        {
+            "id": f"T-{i:06d}",
+            "title": f"Task {i}: item number {i}",
+            "status": "blocked" if i % 10_000 == 7 else statuses[i % 3],
+            "owner": f"agent-{i % 7}",
+            "priority": i % 5,
+        }
+        for i in range(BIG_ITEMS)
+    ]
     v.checkout("gen", 600)
-    v.checkin("gen", {"tasks": tasks, "notes": {"db": "we chose SQLite for the queue"}},
-              "generator", 1.0, "100k items")
-    v.checkin_patch("gen", [
-        {"op": "replace", "path": "/tasks/7/status", "value": "done"},
-        {"op": "replace", "path": "/tasks/50000/status", "value": "blocked"},
-        {"op": "replace", "path": "/tasks/77777/title", "value": "Ship the zanzibar port"},
-    ], "generator", 0.9, "second revision")
+    v.checkin(
+        "gen",
+        {"tasks": tasks, "notes": {"db": "we chose SQLite for the queue"}},
+        "generator",
+        1.0,
+        "100k items",
+    )
+    v.checkin_patch(
+        "gen",
+        [
+            {"op": "replace", "path": "/tasks/7/status", "value": "done"},
+            {"op": "replace", "path": "/tasks/50000/status", "value": "blocked"},
+            {"op": "replace", "path": "/tasks/77777/title", "value": "Ship the zanzibar port"},
+        ],
+        "generator",
+        0.9,
+        "second revision",
+    )
     v.release("gen")
     return path

@@ -121,7 +121,7 @@ def test_the_import_graph_has_no_cycle() -> None:
         stack.append(m)
         for d in sorted(g[m]):
             if state.get(d) == 1:
-                return [*stack[stack.index(d):], d]
+                return [*stack[stack.index(d) :], d]
             if d not in state and (cycle := visit(d)) is not None:
                 return cycle
         stack.pop()
@@ -135,8 +135,11 @@ def test_the_import_graph_has_no_cycle() -> None:
 
 @pytest.mark.parametrize("package", sorted(NO_PYGIT2))
 def test_the_lowest_layers_use_no_git(package: str) -> None:
-    users = sorted(m for m, deps in graph_cache.items()
-                   if layer(m) == package and any(d.split(".")[0] == "pygit2" for d in deps))
+    users = sorted(
+        m
+        for m, deps in graph_cache.items()
+        if layer(m) == package and any(d.split(".")[0] == "pygit2" for d in deps)
+    )
     assert not users, f"{package} must not import pygit2: {users}"
 
 

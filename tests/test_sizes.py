@@ -26,8 +26,11 @@ def modules() -> list[Path]:
 
 
 def test_no_module_is_past_the_limit() -> None:
-    big = {str(p.relative_to(PKG)): n for p in modules()
-           if (n := len(p.read_text(encoding="utf-8").splitlines())) > MODULE_LINES}
+    big = {
+        str(p.relative_to(PKG)): n
+        for p in modules()
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MODULE_LINES
+    }
     assert not big, f"modules over {MODULE_LINES} lines (split them by concern): {big}"
 
 

@@ -11,18 +11,61 @@ its cache; these two lists are how a test makes sure a new write cannot do that 
 from __future__ import annotations
 
 # Every public method of Vault is in exactly one of these (tests/test_backends.py checks it).
-WRITES = frozenset({
-    "checkout", "lease", "release", "checkin", "checkin_patch", "resolve", "drop_conflict",
-    "set_schema", "config_set", "gc", "doctor", "fold_branch", "install_hooks",
-    "change_access", "checkout_parts", "revert", "restore", "quarantine", "lift_quarantine",
-    "add_key", "revoke_key",
-})
-READS = frozenset({
-    "head", "read", "status", "log", "show", "diff", "blame", "export", "schema", "config",
-    "config_get", "pending_conflicts", "patched", "preview", "parse", "path", "access",
-    "watch", "store_for", "query", "search", "show_cut",
-    "exposure", "allowed_signers", "verdict", "verify",
-    "sign_with",  # configures this handle (which key signs its commits); the vault is unchanged
-})
+WRITES = frozenset(
+    {
+        "checkout",
+        "lease",
+        "release",
+        "checkin",
+        "checkin_patch",
+        "resolve",
+        "drop_conflict",
+        "set_schema",
+        "config_set",
+        "gc",
+        "doctor",
+        "fold_branch",
+        "install_hooks",
+        "change_access",
+        "checkout_parts",
+        "revert",
+        "restore",
+        "quarantine",
+        "lift_quarantine",
+        "add_key",
+        "revoke_key",
+    }
+)
+READS = frozenset(
+    {
+        "head",
+        "read",
+        "status",
+        "log",
+        "show",
+        "diff",
+        "blame",
+        "export",
+        "schema",
+        "config",
+        "config_get",
+        "pending_conflicts",
+        "patched",
+        "preview",
+        "parse",
+        "path",
+        "access",
+        "watch",
+        "store_for",
+        "query",
+        "search",
+        "show_cut",
+        "exposure",
+        "allowed_signers",
+        "verdict",
+        "verify",
+        "sign_with",  # configures this handle (which key signs its commits); the vault is unchanged
+    }
+)
 # Constructors: ``Vault.open``/``Vault.init`` (a path); ``RemoteVault(url)`` (a git URL).
 CONSTRUCTORS = frozenset({"open", "init"})

@@ -37,8 +37,9 @@ class Governance:
 
         return access.load_main(self.store)
 
-    def change_access(self, change: Callable[[Any], Any], by: str = "gitvault",
-                      what: str = "access") -> str:
+    def change_access(
+        self, change: Callable[[Any], Any], by: str = "gitvault", what: str = "access"
+    ) -> str:
         """Commit ``change(rules)`` as main's new access rules (compare-and-swap on main)."""
         from gitvault.model import access
 
@@ -73,20 +74,23 @@ class Governance:
 
         return commit_on_main(store, f"keys: {what}", build)[0]
 
-    def add_key(self, agent: str, pub: str, valid_after: str | None = None,
-                by: str = "gitvault") -> str:
+    def add_key(
+        self, agent: str, pub: str, valid_after: str | None = None, by: str = "gitvault"
+    ) -> str:
         """Allow ``agent`` to sign with the public key in file ``pub`` (a commit on main)."""
         from gitvault.engine import signers
 
-        return self._change_signers(signers.add(agent, pub, valid_after, self.clock()), by,
-                                    f"add key of {agent}")
+        return self._change_signers(
+            signers.add(agent, pub, valid_after, self.clock()), by, f"add key of {agent}"
+        )
 
     def revoke_key(self, agent: str, key: str, by: str = "gitvault") -> str:
         """End ``agent``'s key now: older commits stay verified, newer ones are refused."""
         from gitvault.engine import signers
 
-        return self._change_signers(signers.revoke(agent, key, self.clock()), by,
-                                    f"revoke key of {agent}")
+        return self._change_signers(
+            signers.revoke(agent, key, self.clock()), by, f"revoke key of {agent}"
+        )
 
     def verdict(self, rev: str | None = None, at: str | None = None) -> verification.Verdict:
         """What the signature of one commit proves (main's allowed signers)."""
@@ -95,7 +99,8 @@ class Governance:
         with trust.verifier(self.store) as ver:
             return ver.check(revision(self.store, rev, at))
 
-    def verify(self, rev: str | None = None, require: str = "all",
-               fresh: bool = False) -> trust.VerifyReport:
+    def verify(
+        self, rev: str | None = None, require: str = "all", fresh: bool = False
+    ) -> trust.VerifyReport:
         """Check every commit reachable from ``rev`` (see :func:`gitvault.engine.trust.verify`)."""
         return trust.verify(self.store, rev, require, fresh)

@@ -19,23 +19,46 @@ class Reading:
 
     store: Store
 
-    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False,
-                 wait: float | None = None,
-                 on_wait: Callable[[Waiter, int], None] | None = None) -> Checkout:
+    def checkout(
+        self,
+        agent: str,
+        ttl: int | None = None,
+        exclusive: bool = False,
+        wait: float | None = None,
+        on_wait: Callable[[Waiter, int], None] | None = None,
+    ) -> Checkout:
         raise NotImplementedError  # the vault's own, see Vault.checkout
 
     # -- history (see gitvault.history) ----------------------------------------------------
-    def log(self, rev: str | None = None, *, agent: str | None = None, key: str | None = None,
-            path: str | None = None, source: str | None = None, since: str | None = None,
-            until: str | None = None, limit: int | None = None,
-            verify: bool = True) -> list[Any]:
+    def log(
+        self,
+        rev: str | None = None,
+        *,
+        agent: str | None = None,
+        key: str | None = None,
+        path: str | None = None,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+        verify: bool = True,
+    ) -> list[Any]:
         """Checkins and merges, newest first, then the imported legacy events; ``verify``:
         with each commit's signature verdict (``verified``, ``fingerprint``, ``signer``)."""
         from gitvault import history
         from gitvault.engine import trust
 
-        entries = history.log(self.store, rev or MAIN, agent=agent, key=key, path=path,
-                              source=source, since=since, until=until, limit=limit)
+        entries = history.log(
+            self.store,
+            rev or MAIN,
+            agent=agent,
+            key=key,
+            path=path,
+            source=source,
+            since=since,
+            until=until,
+            limit=limit,
+        )
         return trust.annotate(self.store, entries) if verify else entries
 
     def show(self, rev: str | None = None, at: str | None = None, path: str | None = None) -> Any:
@@ -44,8 +67,9 @@ class Reading:
 
         return history.show(self.store, rev, at=at, path=path)
 
-    def diff(self, rev1: str | None = None, rev2: str | None = None,
-             path: str | None = None) -> Any:
+    def diff(
+        self, rev1: str | None = None, rev2: str | None = None, path: str | None = None
+    ) -> Any:
         """RFC 6902 patch (``.patch``) and summary (``.text``) between two states."""
         from gitvault import history
 
@@ -64,45 +88,81 @@ class Reading:
         """The vault's own repository, for a command that follows its refs as they move."""
         return self.store
 
-    def watch(self, key: str | None = None, path: str | None = None,
-              since: str | None = None) -> Any:
+    def watch(
+        self, key: str | None = None, path: str | None = None, since: str | None = None
+    ) -> Any:
         """A :class:`gitvault.watch.Watcher`: each new commit of main touching the selection."""
         from gitvault.history import watch
 
         return watch.watcher(self.store, key, path, since)
 
     # -- reading a large memory (history.query, history.search, history.reading) ----------
-    def query(self, expression: str, rev: str | None = None, at: str | float | None = None,
-              limit: int | None = None, with_pointers: bool = False,
-              max_bytes: int | None = None, offset: int = 0) -> Any:
+    def query(
+        self,
+        expression: str,
+        rev: str | None = None,
+        at: str | float | None = None,
+        limit: int | None = None,
+        with_pointers: bool = False,
+        max_bytes: int | None = None,
+        offset: int = 0,
+    ) -> Any:
         """The matches of a JMESPath expression (a :class:`gitvault.query.QueryResult`)."""
         from gitvault.history import query
 
-        return query.query(self.store, expression, rev, at, limit, with_pointers, max_bytes,
-                           offset)
+        return query.query(self.store, expression, rev, at, limit, with_pointers, max_bytes, offset)
 
-    def search(self, text: str, *, key: str | None = None, path: str | None = None,
-               rev: str | None = None, at: str | float | None = None, limit: int | None = 20,
-               regex: bool = False, width: int = 80, blame: bool = False,
-               max_bytes: int | None = None, offset: int = 0) -> Any:
+    def search(
+        self,
+        text: str,
+        *,
+        key: str | None = None,
+        path: str | None = None,
+        rev: str | None = None,
+        at: str | float | None = None,
+        limit: int | None = 20,
+        regex: bool = False,
+        width: int = 80,
+        blame: bool = False,
+        max_bytes: int | None = None,
+        offset: int = 0,
+    ) -> Any:
         """Ranked hits of words (or a regex) in strings and member names
         (a :class:`gitvault.search.SearchResult`)."""
         from gitvault.history import search
 
-        return search.search(self.store, text, key=key, path=path, rev=rev, at=at,
-                             limit=limit, regex=regex, width=width, blame=blame,
-                             max_bytes=max_bytes, offset=offset)
+        return search.search(
+            self.store,
+            text,
+            key=key,
+            path=path,
+            rev=rev,
+            at=at,
+            limit=limit,
+            regex=regex,
+            width=width,
+            blame=blame,
+            max_bytes=max_bytes,
+            offset=offset,
+        )
 
-    def show_cut(self, rev: str | None = None, at: str | None = None, path: str | None = None,
-                 max_bytes: int = 20000, offset: int = 0) -> Any:
+    def show_cut(
+        self,
+        rev: str | None = None,
+        at: str | None = None,
+        path: str | None = None,
+        max_bytes: int = 20000,
+        offset: int = 0,
+    ) -> Any:
         """:meth:`show` as whole parts within ``max_bytes`` (a :class:`gitvault.reading.Page`
         of ``{"pointer", "value"}``, pointers relative to ``path``)."""
         from gitvault.history import reading
 
         return reading.cut_value(self.show(rev, at, path), max_bytes, offset)
 
-    def checkout_parts(self, agent: str, paths: list[str], ttl: int | None = None,
-                       exclusive: bool = False) -> tuple[Checkout, Any]:
+    def checkout_parts(
+        self, agent: str, paths: list[str], ttl: int | None = None, exclusive: bool = False
+    ) -> tuple[Checkout, Any]:
         """:meth:`checkout` (a lease on the whole document), and the values at ``paths``
         (a :class:`gitvault.reading.Parts`); a pointer naming nothing refuses first."""
         from gitvault.history import reading
@@ -110,7 +170,6 @@ class Reading:
         reading.check_paths(self.store, paths)
         co = self.checkout(agent, ttl, exclusive)
         return co, reading.parts_of(co.document, paths)
-
 
     def export(self, rev: str | None = None, fmt: str = "json", history: bool = False) -> str:
         from gitvault import history as h

@@ -42,11 +42,17 @@ from gitvault.model.provenance import (
     parse_confidence,
 )
 
-TEMPLATE = "\n".join([
-    "", "",
-    "# Say what changed above. Source is required; Agent-Id, Lease and Base are added for you.",
-    "Source: ", "Confidence: 0.5", "Justification: ", "",
-])
+TEMPLATE = "\n".join(
+    [
+        "",
+        "",
+        "# Say what changed above. Source is required; Agent-Id, Lease and Base are added for you.",
+        "Source: ",
+        "Confidence: 0.5",
+        "Justification: ",
+        "",
+    ]
+)
 
 
 def _git(*args: str) -> str:
@@ -64,10 +70,13 @@ def clone(url: str, dest: str, agent: str) -> Path:
     _git("clone", "--quiet", url, dest)
     git_dir = Path(dest) / ".git"
     who = identity(agent)  # the author a checkin of this agent would have
-    for key, value in (("gitvault.agent", agent), ("user.name", who.name),
-                       ("user.email", who.email),
-                       ("remote.origin.push", f"HEAD:{branch_for(agent)}"),
-                       ("commit.template", str(git_dir / "gitvault-template"))):
+    for key, value in (
+        ("gitvault.agent", agent),
+        ("user.name", who.name),
+        ("user.email", who.email),
+        ("remote.origin.push", f"HEAD:{branch_for(agent)}"),
+        ("commit.template", str(git_dir / "gitvault-template")),
+    ):
         _git("-C", dest, "config", key, value)
     (git_dir / "gitvault-template").write_text(TEMPLATE, encoding="utf-8")
     install(str(git_dir / "hooks"), CLIENT_HOOKS)
@@ -82,13 +91,18 @@ def is_remote(spec: str) -> bool:
 
 def cache_path(url: str, workdir: str | None = None) -> str:
     base = workdir or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gitvault")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gitvault"
+    )
     return os.path.join(base, hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
 
 
 _REPORT = re.compile(r"gitvault-report: (\{.*\})")
-_FETCH = ["+refs/heads/*:refs/heads/*", "+refs/leases/*:refs/leases/*",
-          "+refs/notes/*:refs/notes/*", "+refs/conflicts/*:refs/conflicts/*"]
+_FETCH = [
+    "+refs/heads/*:refs/heads/*",
+    "+refs/leases/*:refs/leases/*",
+    "+refs/notes/*:refs/notes/*",
+    "+refs/conflicts/*:refs/conflicts/*",
+]
 
 
 class RemoteVault:
@@ -104,8 +118,9 @@ class RemoteVault:
     the same results and errors as a local vault.
     """
 
-    def __init__(self, url: str, workdir: str | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, url: str, workdir: str | None = None, clock: Callable[[], float] | None = None
+    ) -> None:
         path = cache_path(url, workdir)
         if not os.path.isdir(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -119,15 +134,36 @@ class RemoteVault:
         return self.cache.path
 
     def _fetch(self, path: str | None = None) -> None:
-        r = subprocess.run(["git", "-C", path or self.cache.path, "fetch", "--quiet", "--prune",
-                            self.url, *_FETCH], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                "git",
+                "-C",
+                path or self.cache.path,
+                "fetch",
+                "--quiet",
+                "--prune",
+                self.url,
+                *_FETCH,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             raise VaultNotFound(self.url)
 
-    def _push(self, src: str, ref: str, options: dict[str, str],
-              force: bool = True) -> dict[str, Any]:
-        args = ["git", "-C", self.cache.path, "push", "--quiet", "--porcelain", self.url,
-                f"{'+' if force else ''}{src}:{ref}"]
+    def _push(
+        self, src: str, ref: str, options: dict[str, str], force: bool = True
+    ) -> dict[str, Any]:
+        args = [
+            "git",
+            "-C",
+            self.cache.path,
+            "push",
+            "--quiet",
+            "--porcelain",
+            self.url,
+            f"{'+' if force else ''}{src}:{ref}",
+        ]
         for k, v in options.items():
             args += ["-o", f"{k}={v}"]
         r = subprocess.run(args, capture_output=True, text=True)
@@ -140,10 +176,16 @@ class RemoteVault:
         if code == 3:
             raise ConflictError(report.get("message", "conflict"), report)
         if code == 5:
-            details = {k: v for k, v in report.items()
-                       if k not in ("error", "message", "exit_code", "rule")}
-            raise NotAllowed(report.get("message", "not allowed by the vault"),
-                             str(report.get("rule", "")), **details)
+            details = {
+                k: v
+                for k, v in report.items()
+                if k not in ("error", "message", "exit_code", "rule")
+            }
+            raise NotAllowed(
+                report.get("message", "not allowed by the vault"),
+                str(report.get("rule", "")),
+                **details,
+            )
         if code:
             raise RemoteError(report.get("message", "refused by the vault"), code)
         return report
@@ -155,23 +197,34 @@ class RemoteVault:
         ref = f"{REQUESTS}{uuid.uuid4().hex}"
         return self._push(str(main), ref, {"op": op, **options})
 
-    def checkout(self, agent: str, ttl: int | None = None, exclusive: bool = False,
-                 wait: float | None = None,
-                 on_wait: Callable[[Any, int], None] | None = None) -> Checkout:
+    def checkout(
+        self,
+        agent: str,
+        ttl: int | None = None,
+        exclusive: bool = False,
+        wait: float | None = None,
+        on_wait: Callable[[Any, int], None] | None = None,
+    ) -> Checkout:
         """The vault's post-receive hook takes the lease; with ``wait`` it waits there, in the
         vault's queue, while this push waits for its answer (no polling over the wire)."""
         check_agent(agent)
         extra = {"wait": repr(float(wait))} if wait is not None else {}
-        self._request("checkout", agent=escape_agent(agent), ttl=str(ttl or ""),
-                      exclusive="1" if exclusive else "0", **extra)
+        self._request(
+            "checkout",
+            agent=escape_agent(agent),
+            ttl=str(ttl or ""),
+            exclusive="1" if exclusive else "0",
+            **extra,
+        )
         lease = self.cache.leases.get(agent)
         if lease is None:
             raise RemoteError(f"the vault granted no lease to {agent!r}", 4)
         return Checkout(self.cache.read(lease.base), lease)
 
     @contextlib.contextmanager
-    def lease(self, agent: str, ttl: int | None = None,
-              exclusive: bool = False) -> Iterator[Session]:
+    def lease(
+        self, agent: str, ttl: int | None = None, exclusive: bool = False
+    ) -> Iterator[Session]:
         """As :meth:`Vault.lease`, through the remote vault's hooks."""
         session = Session(self, self.checkout(agent, ttl, exclusive))
         try:
@@ -184,9 +237,16 @@ class RemoteVault:
         report = self._request("release", agent=escape_agent(agent))
         return held if report.get("released") else None
 
-    def checkin(self, agent: str, document: Mapping[str, Any], source: str,
-                confidence: float | str | None = None, justification: str = "",
-                lease: int | None = None, on_conflict: str | None = None) -> CheckinResult:
+    def checkin(
+        self,
+        agent: str,
+        document: Mapping[str, Any],
+        source: str,
+        confidence: float | str | None = None,
+        justification: str = "",
+        lease: int | None = None,
+        on_conflict: str | None = None,
+    ) -> CheckinResult:
         """Commit on the lease's base in the cache, then push it: the vault's hooks check the
         lease and merge, exactly as a local checkin would."""
         prov = Provenance(agent, source, parse_confidence(confidence), justification).check()
@@ -199,39 +259,62 @@ class RemoteVault:
         if on_conflict:
             options["on-conflict"] = on_conflict
         report = self._push(str(proposal.id), branch_for(agent), options)
-        return CheckinResult(report.get("commit"), changed, self.cache.leases.get(agent),
-                             bool(report.get("merged")), dict(report.get("strategy") or {}))
+        return CheckinResult(
+            report.get("commit"),
+            changed,
+            self.cache.leases.get(agent),
+            bool(report.get("merged")),
+            dict(report.get("strategy") or {}),
+        )
 
-    def checkin_patch(self, agent: str, patch: list[dict[str, Any]], source: str,
-                      confidence: float | str | None = None, justification: str = "",
-                      lease: int | None = None, on_conflict: str | None = None
-                      ) -> CheckinResult:
+    def checkin_patch(
+        self,
+        agent: str,
+        patch: list[dict[str, Any]],
+        source: str,
+        confidence: float | str | None = None,
+        justification: str = "",
+        lease: int | None = None,
+        on_conflict: str | None = None,
+    ) -> CheckinResult:
         """Apply the patch to the lease's base as fetched, and push that as a checkin."""
         held = self.cache.checkins.held(agent, lease)
         document = self.cache.patched(agent, patch, held.token)
-        return self.checkin(agent, document, source, confidence, justification, held.token,
-                            on_conflict)
+        return self.checkin(
+            agent, document, source, confidence, justification, held.token, on_conflict
+        )
 
     def drop_conflict(self, conflict_id: str) -> str:
         return str(self._request("drop", id=conflict_id)["dropped"])
 
-    def resolve(self, conflict_id: str, take: str | None = None,
-                picks: Mapping[str, str] | None = None, document: Mapping[str, Any] | None = None,
-                agent: str | None = None, source: str | None = None) -> CheckinResult:
+    def resolve(
+        self,
+        conflict_id: str,
+        take: str | None = None,
+        picks: Mapping[str, str] | None = None,
+        document: Mapping[str, Any] | None = None,
+        agent: str | None = None,
+        source: str | None = None,
+    ) -> CheckinResult:
         if document is not None:
-            raise InputError("resolving with a whole document is not supported on a remote "
-                             "vault; use --take ours|theirs and --pick")
+            raise InputError(
+                "resolving with a whole document is not supported on a remote "
+                "vault; use --take ours|theirs and --pick"
+            )
         if source is not None:
-            raise InputError("resolving under the resolver's own Source is not supported on a "
-                             "remote vault; run `gitvault serve` where the vault is")
+            raise InputError(
+                "resolving under the resolver's own Source is not supported on a "
+                "remote vault; run `gitvault serve` where the vault is"
+            )
         options = {"id": conflict_id, "take": take or "", "picks": json.dumps(dict(picks or {}))}
         if agent:
             options["agent"] = escape_agent(agent)
         r = self._request("resolve", **options)
         return CheckinResult(r.get("commit"), list(r.get("changed") or []), None, True)
 
-    def change_access(self, change: Callable[[Any], Any], by: str = "gitvault",
-                      what: str = "access") -> str:
+    def change_access(
+        self, change: Callable[[Any], Any], by: str = "gitvault", what: str = "access"
+    ) -> str:
         """Push the rules commit to main; the vault's pre-receive lets only an admin do it."""
         from gitvault.model import access
 
@@ -245,8 +328,9 @@ class RemoteVault:
     def access(self) -> Any:
         return self.cache.access()
 
-    def checkout_parts(self, agent: str, paths: list[str], ttl: int | None = None,
-                       exclusive: bool = False) -> tuple[Checkout, Any]:
+    def checkout_parts(
+        self, agent: str, paths: list[str], ttl: int | None = None, exclusive: bool = False
+    ) -> tuple[Checkout, Any]:
         """As :meth:`Vault.checkout_parts`: the lease through the hooks, the parts from it."""
         from gitvault.history import reading
 
@@ -263,8 +347,7 @@ class RemoteVault:
         raise RemoteUnsupported("keys add (an admin's change of the allowed signers)", self.url)
 
     def revoke_key(self, *args: Any, **kwargs: Any) -> Any:
-        raise RemoteUnsupported("keys revoke (an admin's change of the allowed signers)",
-                                self.url)
+        raise RemoteUnsupported("keys revoke (an admin's change of the allowed signers)", self.url)
 
     def revert(self, *args: Any, **kwargs: Any) -> Any:
         raise RemoteUnsupported("revert", self.url)
@@ -290,8 +373,9 @@ class RemoteVault:
     def doctor(self, fix: bool = False) -> Any:
         raise RemoteUnsupported("doctor", self.url)
 
-    def fold_branch(self, ref: str, on_conflict: str | None = None,
-                    lease: int | None = None) -> CheckinResult:
+    def fold_branch(
+        self, ref: str, on_conflict: str | None = None, lease: int | None = None
+    ) -> CheckinResult:
         raise RemoteUnsupported("folding a branch (the vault's hooks do it)", self.url)
 
     def install_hooks(self) -> list[str]:
@@ -301,25 +385,45 @@ class RemoteVault:
     def store_for(self, what: str) -> Store:
         raise RemoteUnsupported(what, self.url)
 
-    def watch(self, key: str | None = None, path: str | None = None,
-              since: str | None = None) -> Any:
+    def watch(
+        self, key: str | None = None, path: str | None = None, since: str | None = None
+    ) -> Any:
         raise RemoteUnsupported("watch", self.url)
 
     # -- reads: from the cache, as fetched -----------------------------------------------------
-    def exposure(self, rev: str | None = None, *, agent: str | None = None,
-                 since: str | None = None, until: str | None = None) -> list[Any]:
+    def exposure(
+        self,
+        rev: str | None = None,
+        *,
+        agent: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[Any]:
         return self.cache.exposure(rev, agent=agent, since=since, until=until)
 
-    def query(self, expression: str, rev: str | None = None, at: str | float | None = None,
-              limit: int | None = None, with_pointers: bool = False,
-              max_bytes: int | None = None, offset: int = 0) -> Any:
+    def query(
+        self,
+        expression: str,
+        rev: str | None = None,
+        at: str | float | None = None,
+        limit: int | None = None,
+        with_pointers: bool = False,
+        max_bytes: int | None = None,
+        offset: int = 0,
+    ) -> Any:
         return self.cache.query(expression, rev, at, limit, with_pointers, max_bytes, offset)
 
     def search(self, text: str, **options: Any) -> Any:
         return self.cache.search(text, **options)
 
-    def show_cut(self, rev: str | None = None, at: str | None = None, path: str | None = None,
-                 max_bytes: int = 20000, offset: int = 0) -> Any:
+    def show_cut(
+        self,
+        rev: str | None = None,
+        at: str | None = None,
+        path: str | None = None,
+        max_bytes: int = 20000,
+        offset: int = 0,
+    ) -> Any:
         return self.cache.show_cut(rev, at, path, max_bytes, offset)
 
     def head(self) -> str | None:
@@ -337,8 +441,9 @@ class RemoteVault:
     def show(self, rev: str | None = None, at: str | None = None, path: str | None = None) -> Any:
         return self.cache.show(rev, at, path)
 
-    def diff(self, rev1: str | None = None, rev2: str | None = None,
-             path: str | None = None) -> Any:
+    def diff(
+        self, rev1: str | None = None, rev2: str | None = None, path: str | None = None
+    ) -> Any:
         return self.cache.diff(rev1, rev2, path)
 
     def blame(self, path: str, rev: str | None = None, verify: bool = True) -> list[Any]:
@@ -368,8 +473,9 @@ class RemoteVault:
     def pending_conflicts(self) -> list[dict[str, Any]]:
         return self.cache.pending_conflicts()
 
-    def patched(self, agent: str, patch: list[dict[str, Any]],
-                lease: int | None = None) -> Document:
+    def patched(
+        self, agent: str, patch: list[dict[str, Any]], lease: int | None = None
+    ) -> Document:
         return self.cache.patched(agent, patch, lease)
 
     def preview(self, agent: str, document: Mapping[str, Any], lease: int | None = None) -> Any:

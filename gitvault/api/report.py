@@ -17,24 +17,30 @@ def _ago(seconds: float) -> str:
 
 
 def status_text(st: Status) -> str:
-    lines = [f"vault:    {st.path}", f"head:     {st.head or '(none)'}",
-             f"commits:  {st.commits}", f"keys:     {len(st.keys)}"]
+    lines = [
+        f"vault:    {st.path}",
+        f"head:     {st.head or '(none)'}",
+        f"commits:  {st.commits}",
+        f"keys:     {len(st.keys)}",
+    ]
     lines += [f"  {k.key:<24} {k.size:>10} bytes" for k in st.keys]
     live = [x for x in st.leases if x.live(st.now)]
     expired = [x for x in st.leases if not x.live(st.now)]
     lines.append(f"leases:   {len(live)} live, {len(expired)} expired")
     for x in live:
-        lines.append(f"  {x.agent:<24} token {x.token:<6} {x.mode:<9} "
-                     f"{_ago(x.expires - st.now)} left   base {x.base[:12]}")
+        lines.append(
+            f"  {x.agent:<24} token {x.token:<6} {x.mode:<9} "
+            f"{_ago(x.expires - st.now)} left   base {x.base[:12]}"
+        )
     for x in expired:
-        lines.append(f"  {x.agent:<24} token {x.token:<6} {x.mode:<9} "
-                     f"expired {_ago(st.now - x.expires)} ago")
+        lines.append(
+            f"  {x.agent:<24} token {x.token:<6} {x.mode:<9} expired {_ago(st.now - x.expires)} ago"
+        )
     lines.append(f"conflicts: {len(st.conflicts)} pending")
     lines += [f"  {c}" for c in st.conflicts]
     if st.quarantined:
         lines.append(f"quarantined: {len(st.quarantined)}")
-        lines += [f"  {q.agent:<24} since {q.since} by {q.by} ({q.source})"
-                  for q in st.quarantined]
+        lines += [f"  {q.agent:<24} since {q.since} by {q.by} ({q.source})" for q in st.quarantined]
     return "\n".join(lines) + "\n"
 
 
@@ -49,8 +55,10 @@ def conflict_text(report: dict[str, Any]) -> str:
     lines = [f"CONFLICT: {len(report.get('conflicts', []))} value(s) changed on both sides"]
     lines += _rows(report.get("conflicts", []))
     if report.get("id"):
-        lines.append(f"kept as {report.get('ref')}; finish with `gitvault resolve {report['id']} "
-                     "--take ours|theirs|FILE`, or drop it with `gitvault conflicts drop ID`")
+        lines.append(
+            f"kept as {report.get('ref')}; finish with `gitvault resolve {report['id']} "
+            "--take ours|theirs|FILE`, or drop it with `gitvault conflicts drop ID`"
+        )
     return "\n".join(lines)
 
 
@@ -74,8 +82,10 @@ def pending_text(pending: list[dict[str, Any]]) -> str:
         return "no pending conflicts\n"
     lines = []
     for p in pending:
-        lines.append(f"{p['id']}  {p['ref']}  proposal {p['proposal'][:12]}  source {p['source']}"
-                     f"  confidence {p['confidence']}")
+        lines.append(
+            f"{p['id']}  {p['ref']}  proposal {p['proposal'][:12]}  source {p['source']}"
+            f"  confidence {p['confidence']}"
+        )
         lines += _rows(p["conflicts"]) or ["  (no longer conflicts: `resolve` will merge it)"]
     return "\n".join(lines) + "\n"
 
@@ -102,6 +112,7 @@ def blame_text(entries: list[BlameEntry]) -> str:
         value = json.dumps(b.value, ensure_ascii=False)
         value = value if len(value) <= 40 else value[:37] + "..."
         conf = "-" if b.confidence is None else f"{b.confidence}"
-        lines.append(f"{b.commit[:12]}  {b.iso}  {b.agent:<12} {b.source:<16} {conf:<5} "
-                     f"{b.path} = {value}")
+        lines.append(
+            f"{b.commit[:12]}  {b.iso}  {b.agent:<12} {b.source:<16} {conf:<5} {b.path} = {value}"
+        )
     return "\n".join(lines) + ("\n" if lines else "")

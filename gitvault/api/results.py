@@ -58,9 +58,16 @@ class Status:
 class Backend(Protocol):
     """What a :class:`Session` needs of a vault, local or remote (see gitvault.api.backend)."""
 
-    def checkin(self, agent: str, document: Mapping[str, Any], source: str,
-                confidence: float | str | None = None, justification: str = "",
-                lease: int | None = None, on_conflict: str | None = None) -> CheckinResult: ...
+    def checkin(
+        self,
+        agent: str,
+        document: Mapping[str, Any],
+        source: str,
+        confidence: float | str | None = None,
+        justification: str = "",
+        lease: int | None = None,
+        on_conflict: str | None = None,
+    ) -> CheckinResult: ...
 
     def read(self, rev: str | None = None) -> Document: ...
 
@@ -75,11 +82,23 @@ class Session:
     def __init__(self, vault: Backend, checkout: Checkout) -> None:
         self.vault, self.doc, self.lease = vault, checkout.document, checkout.lease
 
-    def commit(self, source: str, confidence: float | None = None, justification: str = "",
-               on_conflict: str | None = None) -> CheckinResult:
+    def commit(
+        self,
+        source: str,
+        confidence: float | None = None,
+        justification: str = "",
+        on_conflict: str | None = None,
+    ) -> CheckinResult:
         """Check ``doc`` in with this lease's token (a newer checkout fences it)."""
-        r = self.vault.checkin(self.lease.agent, self.doc, source, confidence, justification,
-                               lease=self.lease.token, on_conflict=on_conflict)
+        r = self.vault.checkin(
+            self.lease.agent,
+            self.doc,
+            source,
+            confidence,
+            justification,
+            lease=self.lease.token,
+            on_conflict=on_conflict,
+        )
         if r.lease is not None:
             self.lease = r.lease
         if r.merged:

@@ -32,43 +32,77 @@ class Undoing:
         raise NotImplementedError  # the vault's own, see Vault._main
 
     # -- undo (engine.undo, history.exposure) ------------------------------------------------
-    def revert(self, revs: list[str], by: str, source: str,
-               confidence: float | str | None = None, justification: str = "",
-               path: str | None = None, on_conflict: str | None = None,
-               dry_run: bool = False) -> Any:
+    def revert(
+        self,
+        revs: list[str],
+        by: str,
+        source: str,
+        confidence: float | str | None = None,
+        justification: str = "",
+        path: str | None = None,
+        on_conflict: str | None = None,
+        dry_run: bool = False,
+    ) -> Any:
         """Undo the changes of ``revs`` as one new commit on main (a 3-way merge)."""
         from gitvault.engine import undo
 
-        return undo.revert(self, revs, by, source, confidence, justification, path,
-                           on_conflict, dry_run)
+        return undo.revert(
+            self, revs, by, source, confidence, justification, path, on_conflict, dry_run
+        )
 
-    def restore(self, rev: str | None = None, *, at: str | None = None, by: str, source: str,
-                confidence: float | str | None = None, justification: str = "",
-                path: str | None = None, dry_run: bool = False) -> Any:
+    def restore(
+        self,
+        rev: str | None = None,
+        *,
+        at: str | None = None,
+        by: str,
+        source: str,
+        confidence: float | str | None = None,
+        justification: str = "",
+        path: str | None = None,
+        dry_run: bool = False,
+    ) -> Any:
         """Put the document (or the value at ``path``) back as it was at ``rev``/``at``."""
         from gitvault.engine import undo
 
-        return undo.restore(self, rev, at, by, source, confidence, justification, path,
-                            dry_run)
+        return undo.restore(self, rev, at, by, source, confidence, justification, path, dry_run)
 
-    def quarantine(self, agent: str, *, by: str, source: str, since: str | None = None,
-                   until: str | None = None, justification: str = "", dry_run: bool = False,
-                   with_derived: bool = False, on_conflict: str | None = None) -> Any:
+    def quarantine(
+        self,
+        agent: str,
+        *,
+        by: str,
+        source: str,
+        since: str | None = None,
+        until: str | None = None,
+        justification: str = "",
+        dry_run: bool = False,
+        with_derived: bool = False,
+        on_conflict: str | None = None,
+    ) -> Any:
         """Undo what ``agent`` wrote in the window and refuse its writes until lifted."""
         from gitvault.engine import undo
 
-        return undo.quarantine_agent(self, agent, by, source, since, until, justification,
-                                     dry_run, with_derived, on_conflict)
+        return undo.quarantine_agent(
+            self, agent, by, source, since, until, justification, dry_run, with_derived, on_conflict
+        )
 
-    def lift_quarantine(self, agent: str, *, by: str, source: str = "quarantine",
-                        justification: str = "") -> Any:
+    def lift_quarantine(
+        self, agent: str, *, by: str, source: str = "quarantine", justification: str = ""
+    ) -> Any:
         """End ``agent``'s quarantine; None when it was not quarantined."""
         from gitvault.engine import undo
 
         return undo.lift(self, agent, by, source, justification)
 
-    def exposure(self, rev: str | None = None, *, agent: str | None = None,
-                 since: str | None = None, until: str | None = None) -> list[Any]:
+    def exposure(
+        self,
+        rev: str | None = None,
+        *,
+        agent: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[Any]:
         """Later commits whose writers had the bad change in their lease base."""
         from gitvault.history import exposure
 

@@ -59,5 +59,3 @@ def main() -> None:
     ``app(prog_name=...)`` minus typer's developer-traceback hook, which is off here anyway.
     """
     _command()(prog_name="gitvault")
-
-

@@ -28,10 +28,12 @@ if TYPE_CHECKING:
     pass
 
 
-
-config_app = typer.Typer(cls=_Group, rich_markup_mode=None,
+config_app = typer.Typer(
+    cls=_Group,
+    rich_markup_mode=None,
     help="Settings: flag > $GITVAULT_* > vault git config.",
-                         no_args_is_help=True)
+    no_args_is_help=True,
+)
 app.add_typer(config_app, name="config")
 
 
@@ -43,8 +45,10 @@ def config_list(ctx: typer.Context, vault: VaultOpt = None, as_json: JsonOpt = F
         _out(rows)
         return
     for r in rows:
-        typer.echo(f"{r['name']:<12} {_setting_text(r['value']):<10} ({r['source']}; "
-                   f"${r['env']})  {r['help']}")
+        typer.echo(
+            f"{r['name']:<12} {_setting_text(r['value']):<10} ({r['source']}; "
+            f"${r['env']})  {r['help']}"
+        )
 
 
 @config_app.command("get")
@@ -80,14 +84,21 @@ def config_set(
 @app.command()
 def mcp(
     ctx: typer.Context,
-    agent: Annotated[str | None, typer.Option(
-        "--agent", help="The agent this server acts for (else each call names one).")] = None,
-    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP on 127.0.0.1.")
-                    ] = False,
+    agent: Annotated[
+        str | None,
+        typer.Option("--agent", help="The agent this server acts for (else each call names one)."),
+    ] = None,
+    http: Annotated[
+        bool, typer.Option("--http", help="Serve streamable HTTP on 127.0.0.1.")
+    ] = False,
     port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 8765,
-    allow_quarantine: Annotated[bool, typer.Option(
-        "--allow-quarantine", help="Offer the quarantine tool (an admin action; admin-only "
-        "once admin rules exist).")] = False,
+    allow_quarantine: Annotated[
+        bool,
+        typer.Option(
+            "--allow-quarantine",
+            help="Offer the quarantine tool (an admin action; admin-only once admin rules exist).",
+        ),
+    ] = False,
     vault: VaultOpt = None,
 ) -> None:
     """Run an MCP server (stdio by default) exposing the vault's tools to an agent."""
@@ -96,8 +107,13 @@ def mcp(
     key = (ctx.find_root().obj or {}).get("sign_key")
     if key:  # every call opens the vault afresh; the key reaches it as $GITVAULT_SIGNING_KEY
         os.environ["GITVAULT_SIGNING_KEY"] = os.path.abspath(key)
-    run(_path(ctx, vault), agent=agent, transport="streamable-http" if http else "stdio",
-        port=port, allow_quarantine=allow_quarantine)
+    run(
+        _path(ctx, vault),
+        agent=agent,
+        transport="streamable-http" if http else "stdio",
+        port=port,
+        allow_quarantine=allow_quarantine,
+    )
 
 
 @app.command()
@@ -126,8 +142,10 @@ def gc(ctx: typer.Context, vault: VaultOpt = None, as_json: JsonOpt = False) -> 
     if as_json:
         _out(r)
     else:
-        _err(f"pruned {len(r['pruned_leases'])} expired lease(s); loose objects "
-             f"{r['loose_before']} -> {r['loose_after']}")
+        _err(
+            f"pruned {len(r['pruned_leases'])} expired lease(s); loose objects "
+            f"{r['loose_before']} -> {r['loose_after']}"
+        )
 
 
 @app.command("install-hooks")
@@ -153,8 +171,7 @@ def clone(
     path = do_clone(url, dest, agent)
     if as_json:
         _out({"path": str(path), "agent": agent})
-    _err(f"cloned into {path}; edit the JSON files, `git commit --trailer Source=...`, "
-         "`git push`")
+    _err(f"cloned into {path}; edit the JSON files, `git commit --trailer Source=...`, `git push`")
 
 
 @app.command()
@@ -184,24 +201,35 @@ def hook(
     raise typer.Exit(code)
 
 
-daemon_app = typer.Typer(cls=_Group, rich_markup_mode=None, no_args_is_help=True, help=(
-    "A resident process that makes every gitvault command start ~4x faster. The first "
-    "checkout, checkin, status, log... that finds none starts one (said once on stderr; it "
-    "exits after 10 idle minutes); not under CI or in git hooks, and never with "
-    "GITVAULT_DAEMON=0 (GITVAULT_DAEMON=1: use one, never start one). While it runs, "
-    "`gitvault` hands each call to it; without it commands run in their own process as "
-    "always. Socket: $GITVAULT_DAEMON_SOCKET, else "
-    "$XDG_RUNTIME_DIR/gitvault/daemon.sock, else /tmp/gitvault-UID/daemon.sock."))
+daemon_app = typer.Typer(
+    cls=_Group,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    help=(
+        "A resident process that makes every gitvault command start ~4x faster. The first "
+        "checkout, checkin, status, log... that finds none starts one (said once on stderr; it "
+        "exits after 10 idle minutes); not under CI or in git hooks, and never with "
+        "GITVAULT_DAEMON=0 (GITVAULT_DAEMON=1: use one, never start one). While it runs, "
+        "`gitvault` hands each call to it; without it commands run in their own process as "
+        "always. Socket: $GITVAULT_DAEMON_SOCKET, else "
+        "$XDG_RUNTIME_DIR/gitvault/daemon.sock, else /tmp/gitvault-UID/daemon.sock."
+    ),
+)
 app.add_typer(daemon_app, name="daemon")
 
 
 @daemon_app.command("start")
 def daemon_start(
     ctx: typer.Context,
-    idle: Annotated[float, typer.Option(
-        "--idle", help="Exit after this many seconds without a command (0: never).")] = 600,
-    foreground: Annotated[bool, typer.Option(
-        "--foreground", help="Serve from this process, logging to stderr, instead of detaching.")
+    idle: Annotated[
+        float,
+        typer.Option("--idle", help="Exit after this many seconds without a command (0: never)."),
+    ] = 600,
+    foreground: Annotated[
+        bool,
+        typer.Option(
+            "--foreground", help="Serve from this process, logging to stderr, instead of detaching."
+        ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:

@@ -31,20 +31,33 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-
 @app.command()
 def init(
     ctx: typer.Context,
-    import_dir: Annotated[Path | None, typer.Option(
-        "--import", help="Legacy memory folder to import as the first commit.")] = None,
-    hosted: Annotated[bool, typer.Option(
-        "--hosted", help="For a git server: refuse pushes whose pusher the host did not "
-        "authenticate (gitvault.requireIdentity=true).")] = False,
-    admin: Annotated[list[str] | None, typer.Option(
-        "--admin", help="Make this authenticated user an admin (repeatable).")] = None,
-    identity_from: Annotated[str | None, typer.Option(
-        "--identity-from", help="Who vouches for the pusher: gitolite, http or env "
-        "(gitvault.identityFrom; see docs/hosting.md).")] = None,
+    import_dir: Annotated[
+        Path | None,
+        typer.Option("--import", help="Legacy memory folder to import as the first commit."),
+    ] = None,
+    hosted: Annotated[
+        bool,
+        typer.Option(
+            "--hosted",
+            help="For a git server: refuse pushes whose pusher the host did not "
+            "authenticate (gitvault.requireIdentity=true).",
+        ),
+    ] = False,
+    admin: Annotated[
+        list[str] | None,
+        typer.Option("--admin", help="Make this authenticated user an admin (repeatable)."),
+    ] = None,
+    identity_from: Annotated[
+        str | None,
+        typer.Option(
+            "--identity-from",
+            help="Who vouches for the pusher: gitolite, http or env "
+            "(gitvault.identityFrom; see docs/hosting.md).",
+        ),
+    ] = None,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -83,21 +96,38 @@ def _waiting_notice() -> "Callable[[Any, int], None]":
 def checkout(
     ctx: typer.Context,
     agent: Annotated[str, typer.Argument(help="Agent id.")],
-    ttl: Annotated[int | None, typer.Argument(
-        help="Lease time-to-live in seconds (default gitvault.defaultTtl, 900).")] = None,
-    exclusive: Annotated[bool, typer.Option(
-        "--exclusive",
-        help="Refuse while others hold live leases; block them while held.")] = False,
+    ttl: Annotated[
+        int | None,
+        typer.Argument(help="Lease time-to-live in seconds (default gitvault.defaultTtl, 900)."),
+    ] = None,
+    exclusive: Annotated[
+        bool,
+        typer.Option(
+            "--exclusive", help="Refuse while others hold live leases; block them while held."
+        ),
+    ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write the document here.")] = None,
-    wait: Annotated[float | None, typer.Option(
-        "--wait", metavar="SECONDS",
-        help="Queue (first come, first served) up to SECONDS for the lease instead of "
-        "being refused.")] = None,
-    path: Annotated[list[str] | None, typer.Option(
-        "--path", help="Print only the value at this pointer (repeatable); the lease is "
-        "still on the whole document.")] = None,
-    keys: Annotated[str | None, typer.Option(
-        "--keys", help="Print only these top-level keys, e.g. tasks,roadmap.")] = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            help="Queue (first come, first served) up to SECONDS for the lease instead of "
+            "being refused.",
+        ),
+    ] = None,
+    path: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path",
+            help="Print only the value at this pointer (repeatable); the lease is "
+            "still on the whole document.",
+        ),
+    ] = None,
+    keys: Annotated[
+        str | None,
+        typer.Option("--keys", help="Print only these top-level keys, e.g. tasks,roadmap."),
+    ] = None,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -109,25 +139,36 @@ def checkout(
     from gitvault.core.codec import dumps_document
 
     if path or keys:
-        return _checkout_parts(ctx, agent, ttl, exclusive, out, path or [], keys, vault,
-                               as_json)
+        return _checkout_parts(ctx, agent, ttl, exclusive, out, path or [], keys, vault, as_json)
     co = _open(ctx, vault, as_json).checkout(agent, ttl, exclusive, wait, _waiting_notice())
     data = dumps_document(co.document)
     if out is not None:
         out.write_bytes(data)
     if as_json:
         now = co.lease.acquired
-        _out({"lease": co.lease.to_json(now),
-              **({"out": str(out)} if out else {"document": co.document})})
+        _out(
+            {
+                "lease": co.lease.to_json(now),
+                **({"out": str(out)} if out else {"document": co.document}),
+            }
+        )
     elif out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     _err(_lease_line(co.lease))
 
 
-def _checkout_parts(ctx: typer.Context, agent: str, ttl: int | None, exclusive: bool,
-                    out: Path | None, paths: list[str], keys: str | None, vault: str | None,
-                    as_json: bool) -> None:
+def _checkout_parts(
+    ctx: typer.Context,
+    agent: str,
+    ttl: int | None,
+    exclusive: bool,
+    out: Path | None,
+    paths: list[str],
+    keys: str | None,
+    vault: str | None,
+    as_json: bool,
+) -> None:
     from gitvault.core.codec import dumps
     from gitvault.history.reading import wanted_paths
 
@@ -137,8 +178,13 @@ def _checkout_parts(ctx: typer.Context, agent: str, ttl: int | None, exclusive: 
     if out is not None:
         out.write_bytes(data)
     if as_json:
-        _out({"lease": co.lease.to_json(co.lease.acquired), "pointers": parts.positions,
-              **({"out": str(out)} if out else {"parts": parts.values})})
+        _out(
+            {
+                "lease": co.lease.to_json(co.lease.acquired),
+                "pointers": parts.positions,
+                **({"out": str(out)} if out else {"parts": parts.values}),
+            }
+        )
     elif out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -149,22 +195,36 @@ def _checkout_parts(ctx: typer.Context, agent: str, ttl: int | None, exclusive: 
 def checkin(
     ctx: typer.Context,
     agent: Annotated[str, typer.Argument(help="Agent id (must hold a live lease).")],
-    proposed: Annotated[str, typer.Argument(
-        help="The whole new document (or with --patch an RFC 6902 JSON Patch): a file, "
-        "or - for stdin.")],
+    proposed: Annotated[
+        str,
+        typer.Argument(
+            help="The whole new document (or with --patch an RFC 6902 JSON Patch): a file, "
+            "or - for stdin."
+        ),
+    ],
     source: Annotated[str, typer.Argument(help="Where the change came from.")],
-    confidence: Annotated[str | None, typer.Argument(
-        help="Confidence in [0, 1] (default 0.5).")] = None,
+    confidence: Annotated[
+        str | None, typer.Argument(help="Confidence in [0, 1] (default 0.5).")
+    ] = None,
     justification: Annotated[str, typer.Argument(help="Why the change was made.")] = "",
-    lease: Annotated[int | None, typer.Option(
-        "--lease", help="Refuse unless the lease still has this token (fencing).")] = None,
-    on_conflict: Annotated[ConflictPolicy | None, typer.Option(
-        "--on-conflict", help="fail | ours | theirs | confidence (default gitvault.onConflict, "
-        "else fail).")] = None,
-    patch: Annotated[bool, typer.Option(
-        "--patch", help="PROPOSED is a JSON Patch against the lease's base.")] = False,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the diff against the lease's base; commit nothing.")] = False,
+    lease: Annotated[
+        int | None,
+        typer.Option("--lease", help="Refuse unless the lease still has this token (fencing)."),
+    ] = None,
+    on_conflict: Annotated[
+        ConflictPolicy | None,
+        typer.Option(
+            "--on-conflict",
+            help="fail | ours | theirs | confidence (default gitvault.onConflict, else fail).",
+        ),
+    ] = None,
+    patch: Annotated[
+        bool, typer.Option("--patch", help="PROPOSED is a JSON Patch against the lease's base.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the diff against the lease's base; commit nothing."),
+    ] = False,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -183,11 +243,13 @@ def checkin(
         _out(d.to_json()) if as_json else typer.echo(d.text, nl=False)
         return
     if patch:
-        r = v.checkin_patch(agent, loads(data, proposed), source, confidence, justification,
-                            lease, on_conflict)
+        r = v.checkin_patch(
+            agent, loads(data, proposed), source, confidence, justification, lease, on_conflict
+        )
     else:
-        r = v.checkin(agent, v.parse(data, proposed), source, confidence, justification, lease,
-                      on_conflict)
+        r = v.checkin(
+            agent, v.parse(data, proposed), source, confidence, justification, lease, on_conflict
+        )
     if as_json:
         _out(r.to_json())
     elif r.noop:
@@ -208,8 +270,13 @@ def release(
     """Drop AGENT's lease (no lease: says so, exit 0)."""
     dropped = _open(ctx, vault, as_json).release(agent)
     if as_json:
-        _out({"agent": agent, "released": dropped is not None,
-              "token": dropped.token if dropped else None})
+        _out(
+            {
+                "agent": agent,
+                "released": dropped is not None,
+                "token": dropped.token if dropped else None,
+            }
+        )
     else:
         _err(f"released lease of {agent}" if dropped else f"{agent} held no lease")
 
@@ -230,9 +297,12 @@ def status(
         typer.echo(status_text(st), nl=False)
 
 
-conflicts_app = typer.Typer(cls=_Group, rich_markup_mode=None,
+conflicts_app = typer.Typer(
+    cls=_Group,
+    rich_markup_mode=None,
     help="List or drop kept conflicting proposals.",
-                            invoke_without_command=True)
+    invoke_without_command=True,
+)
 app.add_typer(conflicts_app, name="conflicts")
 
 
@@ -269,14 +339,23 @@ def conflicts_drop(
 def resolve(
     ctx: typer.Context,
     conflict_id: Annotated[str, typer.Argument(metavar="ID", help="Conflict id (AGENT/N).")],
-    take: Annotated[str | None, typer.Option(
-        "--take", help="ours (main wins), theirs (the proposal wins), or a FILE holding the "
-        "whole resolved document.")] = None,
-    pick: Annotated[list[str] | None, typer.Option(
-        "--pick", help="POINTER=ours|theirs for one conflict (repeatable; wins over --take).")
+    take: Annotated[
+        str | None,
+        typer.Option(
+            "--take",
+            help="ours (main wins), theirs (the proposal wins), or a FILE holding the "
+            "whole resolved document.",
+        ),
     ] = None,
-    agent: Annotated[str | None, typer.Option(
-        "--agent", help="Who resolves (default: the proposal's agent).")] = None,
+    pick: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pick", help="POINTER=ours|theirs for one conflict (repeatable; wins over --take)."
+        ),
+    ] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="Who resolves (default: the proposal's agent).")
+    ] = None,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -302,9 +381,12 @@ def _pick(text: str) -> tuple[str, str]:
     return pointer, side
 
 
-schema_app = typer.Typer(cls=_Group, rich_markup_mode=None,
+schema_app = typer.Typer(
+    cls=_Group,
+    rich_markup_mode=None,
     help="JSON Schemas that keys must satisfy on main.",
-                         no_args_is_help=True)
+    no_args_is_help=True,
+)
 app.add_typer(schema_app, name="schema")
 
 

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from gitvault.model.leases import Lease
 
 
-
 DEFAULT_VAULT = "vault.git"
 DAEMON_LAUNCHER = "gitvault.cli:serve_daemon"  # the daemon's server process runs this CLI
 
@@ -70,8 +69,9 @@ app = typer.Typer(
 
 VaultOpt = Annotated[
     str | None,
-    typer.Option("--vault", help="Vault path (default: $GITVAULT_DIR, else ./vault.git).",
-                 show_default=False),
+    typer.Option(
+        "--vault", help="Vault path (default: $GITVAULT_DIR, else ./vault.git).", show_default=False
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
@@ -88,14 +88,24 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     vault: VaultOpt = None,
-    version: Annotated[bool | None, typer.Option("--version", callback=_version,
-                                                 is_eager=True, help="Show the version.")] = None,
-    workdir: Annotated[str | None, typer.Option(
-        "--workdir", help="Cache clone for a remote vault (default ~/.cache/gitvault/...).")
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
-    sign_key: Annotated[str | None, typer.Option(
-        "--sign-key", help="Sign the agent's commits with this SSH key (a private key, or a "
-        ".pub held by ssh-agent); default $GITVAULT_SIGNING_KEY.")] = None,
+    workdir: Annotated[
+        str | None,
+        typer.Option(
+            "--workdir", help="Cache clone for a remote vault (default ~/.cache/gitvault/...)."
+        ),
+    ] = None,
+    sign_key: Annotated[
+        str | None,
+        typer.Option(
+            "--sign-key",
+            help="Sign the agent's commits with this SSH key (a private key, or a "
+            ".pub held by ssh-agent); default $GITVAULT_SIGNING_KEY.",
+        ),
+    ] = None,
 ) -> None:
     ctx.obj = {"vault": vault, "workdir": workdir, "sign_key": sign_key}
 
@@ -147,5 +157,7 @@ def _read_input(name: str) -> bytes:
 def _lease_line(lease: "Lease") -> str:
     from gitvault.model.leases import iso
 
-    return (f"lease: {lease.agent} token {lease.token} ({lease.mode}), base {lease.base[:12]}, "
-            f"expires {iso(lease.expires)} ({lease.ttl} s)")
+    return (
+        f"lease: {lease.agent} token {lease.token} ({lease.mode}), base {lease.base[:12]}, "
+        f"expires {iso(lease.expires)} ({lease.ttl} s)"
+    )

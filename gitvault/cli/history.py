@@ -17,31 +17,36 @@ if TYPE_CHECKING:
     pass
 
 
-
 @app.command()
 def log(
     ctx: typer.Context,
     rev: Annotated[str | None, typer.Argument(help="Start here (default main).")] = None,
     agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's.")] = None,
     key: Annotated[str | None, typer.Option("--key", help="Only commits changing KEY.")] = None,
-    path: Annotated[str | None, typer.Option(
-        "--path", help="Only commits changing the value at this pointer.")] = None,
+    path: Annotated[
+        str | None, typer.Option("--path", help="Only commits changing the value at this pointer.")
+    ] = None,
     source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO time or unix seconds.")
-                     ] = None,
-    until: Annotated[str | None, typer.Option("--until", help="ISO time or unix seconds.")
-                     ] = None,
-    limit: Annotated[int | None, typer.Option("-n", "--limit", help="At most N entries.")
-                     ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO time or unix seconds.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO time or unix seconds.")] = None,
+    limit: Annotated[int | None, typer.Option("-n", "--limit", help="At most N entries.")] = None,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Checkins and merges, newest first, with their provenance; legacy events last."""
     from gitvault.api.report import log_text
 
-    entries = _open(ctx, vault, as_json).log(rev, agent=agent, key=key, path=path, source=source,
-                                             since=since, until=until, limit=limit,
-                                             verify=as_json)
+    entries = _open(ctx, vault, as_json).log(
+        rev,
+        agent=agent,
+        key=key,
+        path=path,
+        source=source,
+        since=since,
+        until=until,
+        limit=limit,
+        verify=as_json,
+    )
     _out([e.to_json() for e in entries]) if as_json else typer.echo(log_text(entries), nl=False)
 
 
@@ -49,10 +54,10 @@ def log(
 def show(
     ctx: typer.Context,
     rev: Annotated[str | None, typer.Argument(help="Revision (default main).")] = None,
-    at: Annotated[str | None, typer.Option("--at", help="The state at this time instead.")
-                  ] = None,
-    path: Annotated[str | None, typer.Option("--path", help="Only the value at this pointer.")
-                    ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="The state at this time instead.")] = None,
+    path: Annotated[
+        str | None, typer.Option("--path", help="Only the value at this pointer.")
+    ] = None,
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -66,9 +71,18 @@ def show(
     value = v.show(rev, at=at, path=path)
     if as_json:
         sig = v.verdict(rev, at)  # the signature of the commit shown
-        _out({"rev": rev or "main", "at": at, "path": path, "value": value,
-              "commit": sig.commit, "verified": sig.verified, "fingerprint": sig.fingerprint,
-              "signer": sig.signer})
+        _out(
+            {
+                "rev": rev or "main",
+                "at": at,
+                "path": path,
+                "value": value,
+                "commit": sig.commit,
+                "verified": sig.verified,
+                "fingerprint": sig.fingerprint,
+                "signer": sig.signer,
+            }
+        )
         return
     sys.stdout.buffer.write(dumps(value))
     sys.stdout.flush()
@@ -80,8 +94,7 @@ def diff(
     rev1: Annotated[str | None, typer.Argument(help="From (default: REV2's parent).")] = None,
     rev2: Annotated[str | None, typer.Argument(help="To (default main).")] = None,
     path: Annotated[str | None, typer.Option("--path", help="Only under this pointer.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="patch (RFC 6902 JSON) or text.")
-                   ] = "text",
+    fmt: Annotated[str, typer.Option("--format", help="patch (RFC 6902 JSON) or text.")] = "text",
     vault: VaultOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -119,10 +132,10 @@ def export(
     ctx: typer.Context,
     rev: Annotated[str | None, typer.Argument(help="Revision (default main).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="json or jsonl.")] = "json",
-    with_history: Annotated[bool, typer.Option("--history", help="Include the checkin log.")
-                            ] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")
-                   ] = None,
+    with_history: Annotated[
+        bool, typer.Option("--history", help="Include the checkin log.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
     vault: VaultOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:

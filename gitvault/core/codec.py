@@ -55,10 +55,13 @@ def check_limits(value: JSON, limits: Limits = DEFAULT_LIMITS, name: str = "docu
                 raise CodecError(f"{name}: {v} is not JSON; use null or a string instead")
             continue
         if isinstance(v, str):
-            if len(v) * 4 > limits.max_string_bytes and len(
-                    v.encode("utf-8", "surrogatepass")) > limits.max_string_bytes:
-                raise CodecError(f"{name}: a string is longer than maxStringBytes="
-                                 f"{limits.max_string_bytes}")
+            if (
+                len(v) * 4 > limits.max_string_bytes
+                and len(v.encode("utf-8", "surrogatepass")) > limits.max_string_bytes
+            ):
+                raise CodecError(
+                    f"{name}: a string is longer than maxStringBytes={limits.max_string_bytes}"
+                )
             continue
         if not isinstance(v, dict | list):
             continue
@@ -66,8 +69,9 @@ def check_limits(value: JSON, limits: Limits = DEFAULT_LIMITS, name: str = "docu
             raise CodecError(f"{name}: nesting deeper than maxDepth={limits.max_depth}")
         if isinstance(v, dict):
             if len(v) > limits.max_keys:
-                raise CodecError(f"{name}: an object has {len(v)} keys, more than "
-                                 f"maxKeys={limits.max_keys}")
+                raise CodecError(
+                    f"{name}: an object has {len(v)} keys, more than maxKeys={limits.max_keys}"
+                )
             stack.extend((k, depth) for k in v)
             stack.extend((x, depth + 1) for x in v.values())
         else:
@@ -76,9 +80,11 @@ def check_limits(value: JSON, limits: Limits = DEFAULT_LIMITS, name: str = "docu
 
 def check_size(size: int, limits: Limits, name: str) -> None:
     if size > limits.max_document_bytes:
-        raise CodecError(f"{name}: {size} bytes is more than maxDocumentBytes="
-                         f"{limits.max_document_bytes}; split the memory or raise the limit "
-                         "(`gitvault config set maxDocumentBytes N`)")
+        raise CodecError(
+            f"{name}: {size} bytes is more than maxDocumentBytes="
+            f"{limits.max_document_bytes}; split the memory or raise the limit "
+            "(`gitvault config set maxDocumentBytes N`)"
+        )
 
 
 def check_key(key: object) -> str:
@@ -123,8 +129,9 @@ def loads(data: bytes | str, name: str = "input") -> JSON:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise CodecError(f"{name}: a lone UTF-16 surrogate at character {e.start}; "
-                             "UTF-8 cannot store it") from None
+            raise CodecError(
+                f"{name}: a lone UTF-16 surrogate at character {e.start}; UTF-8 cannot store it"
+            ) from None
     try:
         value = json.loads(
             text,
@@ -136,8 +143,10 @@ def loads(data: bytes | str, name: str = "input") -> JSON:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         return value
     except UnicodeEncodeError:
-        raise CodecError(f"{name}: a string holds a lone UTF-16 surrogate (\\udXXX escape); "
-                         "UTF-8 cannot store it") from None
+        raise CodecError(
+            f"{name}: a string holds a lone UTF-16 surrogate (\\udXXX escape); "
+            "UTF-8 cannot store it"
+        ) from None
     except CodecError as e:
         raise CodecError(f"{name}: {e}") from None
     except json.JSONDecodeError as e:
@@ -149,8 +158,9 @@ def loads(data: bytes | str, name: str = "input") -> JSON:
         raise CodecError(f"{name}: cannot parse: {e}") from None
 
 
-def loads_document(data: bytes | str, name: str = "document",
-                   limits: Limits = DEFAULT_LIMITS) -> Document:
+def loads_document(
+    data: bytes | str, name: str = "document", limits: Limits = DEFAULT_LIMITS
+) -> Document:
     """Parse a whole document: a JSON object whose keys are valid top-level keys."""
     check_size(len(data), limits, name)
     return check_document(loads(data, name), name)  # limits: checked when encoded
@@ -197,7 +207,7 @@ def common_suffix(a: Sequence[object], b: Sequence[object], limit: int) -> int:
     lo, hi = 0, limit
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:len(a) - lo] == b[len(b) - mid:len(b) - lo]:
+        if a[len(a) - mid : len(a) - lo] == b[len(b) - mid : len(b) - lo]:
             lo = mid
         else:
             hi = mid - 1
@@ -227,7 +237,7 @@ def dumps(value: JSON, like: bytes | None = None) -> bytes:
     if like is not None and len(out) >= _LIKE_MIN:
         p = common_prefix(out, like)
         s = common_suffix(out, like, min(len(out), len(like)) - p)
-        scan = out[max(0, p - 8):len(out) - s + 8]  # a match may straddle the edges
+        scan = out[max(0, p - 8) : len(out) - s + 8]  # a match may straddle the edges
     if b"0.0000" in scan or (b"e-" in scan and _ORJSON_DIFFERS.search(scan)):
         return _dumps_reference(value)
     if b"null" in out:  # orjson writes NaN and infinities as null: make sure there were none
@@ -290,8 +300,10 @@ def _maybe_over(data: bytes, limits: Limits) -> bool:
     """
     deep = b"\n" + b" " * max(0, 2 * (limits.max_depth - 2)) in data
     # a string never spans lines, so only a line that long can hold one that long
-    return deep or (len(data) > limits.max_string_bytes
-                    and max(map(len, data.splitlines())) > limits.max_string_bytes)
+    return deep or (
+        len(data) > limits.max_string_bytes
+        and max(map(len, data.splitlines())) > limits.max_string_bytes
+    )
 
 
 def _check_keys(value: JSON, limits: Limits, name: str) -> None:
@@ -301,15 +313,19 @@ def _check_keys(value: JSON, limits: Limits, name: str) -> None:
         v = stack.pop()
         if type(v) is dict:
             if len(v) > limits.max_keys:
-                raise CodecError(f"{name}: an object has {len(v)} keys, more than "
-                                 f"maxKeys={limits.max_keys}")
+                raise CodecError(
+                    f"{name}: an object has {len(v)} keys, more than maxKeys={limits.max_keys}"
+                )
             stack.extend(x for x in v.values() if type(x) is dict or type(x) is list)
         elif type(v) is list:
             stack.extend(x for x in v if type(x) is dict or type(x) is list)
 
 
-def encode_document(doc: Mapping[str, JSON], limits: Limits = DEFAULT_LIMITS,
-                    like: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+def encode_document(
+    doc: Mapping[str, JSON],
+    limits: Limits = DEFAULT_LIMITS,
+    like: Mapping[str, bytes] | None = None,
+) -> dict[str, bytes]:
     """Split a checked document into ``{file name: canonical bytes}``, within ``limits``.
 
     ``like``: canonical bytes of an earlier version by file name, if at hand (see dumps).
@@ -341,6 +357,4 @@ def key_of(filename: str) -> str | None:
 def changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> list[str]:
     """Keys added, removed or changed between two encoded documents (bytes or blob ids)."""
     names: Iterable[str] = set(old) | set(new)
-    return sorted(
-        k for n in names if old.get(n) != new.get(n) and (k := key_of(n)) is not None
-    )
+    return sorted(k for n in names if old.get(n) != new.get(n) and (k := key_of(n)) is not None)

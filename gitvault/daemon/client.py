@@ -51,8 +51,11 @@ def package_dir() -> str:
 def _walk(pkg: str) -> list[tuple[str, list[str], list[str]]]:
     """Every folder of the package, subpackages included (a moved or added module anywhere
     must make a running daemon step aside); caches and data folders are skipped."""
-    return [(d, subs, files) for d, subs, files in os.walk(pkg)
-            if "__pycache__" not in d and os.path.exists(os.path.join(d, "__init__.py"))]
+    return [
+        (d, subs, files)
+        for d, subs, files in os.walk(pkg)
+        if "__pycache__" not in d and os.path.exists(os.path.join(d, "__init__.py"))
+    ]
 
 
 def modules() -> list[str]:
@@ -135,9 +138,15 @@ def _stream_specs() -> list[list[Any]] | None:
     for s in (sys.stdin, sys.stdout, sys.stderr):
         if s is None or not hasattr(s, "buffer"):
             return None  # a closed descriptor (Python set it to None) or a replaced stream
-        specs.append([s.encoding, s.errors, getattr(s, "line_buffering", False),
-                      getattr(s, "write_through", False),
-                      type(s.buffer).__name__ == "FileIO"])
+        specs.append(
+            [
+                s.encoding,
+                s.errors,
+                getattr(s, "line_buffering", False),
+                getattr(s, "write_through", False),
+                type(s.buffer).__name__ == "FileIO",
+            ]
+        )
     return specs
 
 
@@ -171,10 +180,21 @@ def via_daemon(argv: list[str]) -> int | None:
             return None
         umask = os.umask(0o022)
         os.umask(umask)
-        request = json.dumps({
-            "op": "run", "argv": argv, "cwd": cwd, "env": dict(os.environ), "umask": umask,
-            "streams": streams, "utf8_mode": sys.flags.utf8_mode, "fingerprint": fingerprint(),
-        }).encode() + b"\n"
+        request = (
+            json.dumps(
+                {
+                    "op": "run",
+                    "argv": argv,
+                    "cwd": cwd,
+                    "env": dict(os.environ),
+                    "umask": umask,
+                    "streams": streams,
+                    "utf8_mode": sys.flags.utf8_mode,
+                    "fingerprint": fingerprint(),
+                }
+            ).encode()
+            + b"\n"
+        )
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
         try:
             sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
@@ -217,19 +237,35 @@ def _wait(sock: _socket.socket) -> int | None:
         _die_like(int(reply["signal"]))
     else:
         reason = str(reply.get("died", reply))
-    sys.stderr.write(f"gitvault: the daemon's worker died ({reason}); "
-                     "run again with GITVAULT_DAEMON=0\n")
+    sys.stderr.write(
+        f"gitvault: the daemon's worker died ({reason}); run again with GITVAULT_DAEMON=0\n"
+    )
     return 1
 
 
 #: Commands that start a daemon when none runs (the ones agents call again and again).
-AUTOSTART_COMMANDS = frozenset({"checkout", "checkin", "release", "status", "log", "show",
-                                "diff", "blame", "conflicts", "resolve", "export"})
+AUTOSTART_COMMANDS = frozenset(
+    {
+        "checkout",
+        "checkin",
+        "release",
+        "status",
+        "log",
+        "show",
+        "diff",
+        "blame",
+        "conflicts",
+        "resolve",
+        "export",
+    }
+)
 AUTOSTART_IDLE = "600"
-_NOTICE = ("gitvault: started a background daemon (pid {pid}, socket {sock}) so that the next "
-           "commands start faster; it exits after 10 minutes without a command. "
-           "`gitvault daemon stop` stops it, GITVAULT_DAEMON=0 never starts one "
-           "(said once)\n")
+_NOTICE = (
+    "gitvault: started a background daemon (pid {pid}, socket {sock}) so that the next "
+    "commands start faster; it exits after 10 minutes without a command. "
+    "`gitvault daemon stop` stops it, GITVAULT_DAEMON=0 never starts one "
+    "(said once)\n"
+)
 
 
 def may_autostart(args: list[str]) -> bool:
@@ -249,8 +285,7 @@ def may_autostart(args: list[str]) -> bool:
         return False
     if "PYTEST_CURRENT_TEST" in env:
         return False  # a test run: a test that strips GITVAULT_* must still leave no daemon
-    if any(k in env for k in ("GIT_DIR", "GIT_QUARANTINE_PATH", "GIT_INDEX_FILE",
-                              "GIT_EXEC_PATH")):
+    if any(k in env for k in ("GIT_DIR", "GIT_QUARANTINE_PATH", "GIT_INDEX_FILE", "GIT_EXEC_PATH")):
         return False  # a git hook (or a command run by git)
     return sys.platform == "linux" and command_name(args) in AUTOSTART_COMMANDS
 
@@ -303,16 +338,21 @@ def autostart(path: str, launcher: str) -> int | None:
             finally:
                 os.close(fd)
         env = {k: v for k, v in os.environ.items() if k != "GITVAULT_DAEMON"}
-        actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                   (os.POSIX_SPAWN_OPEN, 1, stem + ".log",
-                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-                   (os.POSIX_SPAWN_DUP2, 1, 2)]
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, stem + ".log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ]
         try:
             module, function = launcher.split(":")
             serve = f"import os; os.chdir('/'); from {module} import {function}; {function}()"
-            pid = os.posix_spawn(sys.executable, [sys.executable, "-P", "-c", serve, path,
-                                                  AUTOSTART_IDLE], env, file_actions=actions,
-                                 setsid=True)
+            pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-P", "-c", serve, path, AUTOSTART_IDLE],
+                env,
+                file_actions=actions,
+                setsid=True,
+            )
         except OSError:
             return None
     finally:

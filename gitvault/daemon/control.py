@@ -28,8 +28,6 @@ STOP_SECONDS = 20.0  # how long `stop` waits for the server to exit
 Info = dict[str, Any]
 
 
-
-
 # -- where: socket, pid file, log --
 def files(sock: str) -> tuple[str, str]:
     """The pid file and the log beside the socket (``daemon.sock`` -> ``daemon.pid``, ``.log``)."""
@@ -40,11 +38,14 @@ def files(sock: str) -> tuple[str, str]:
 def private_folder(sock: str) -> None:
     """Create the socket's folder 0700, or check that an existing one is the user's alone."""
     if not hasattr(socket, "SO_PEERCRED") or not hasattr(os, "fork"):
-        raise DaemonError("the gitvault daemon needs Linux (fork, SO_PEERCRED); "
-                          "commands run without it")
+        raise DaemonError(
+            "the gitvault daemon needs Linux (fork, SO_PEERCRED); commands run without it"
+        )
     if len(os.fsencode(sock)) > 107:
-        raise DaemonError(f"socket path {sock} is longer than Unix sockets allow (107 bytes); "
-                          "set GITVAULT_DAEMON_SOCKET to a shorter path")
+        raise DaemonError(
+            f"socket path {sock} is longer than Unix sockets allow (107 bytes); "
+            "set GITVAULT_DAEMON_SOCKET to a shorter path"
+        )
     folder = os.path.dirname(sock)
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     with contextlib.suppress(FileExistsError):
@@ -133,15 +134,22 @@ def start(launcher: str, idle: float = DEFAULT_IDLE, foreground: bool = False) -
         stop(sock)  # older code: replace it
     pidfile, logfile = files(sock)
     module, function = launcher.split(":")
-    cmd = [sys.executable, "-P", "-c", f"from {module} import {function}; {function}()",
-           sock, repr(idle)]
+    cmd = [
+        sys.executable,
+        "-P",
+        "-c",
+        f"from {module} import {function}; {function}()",
+        sock,
+        repr(idle),
+    ]
     if foreground:
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, cmd)
     with open(logfile, "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                cwd="/", start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", start_new_session=True
+        )
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
         info = ask(sock, "status")
@@ -149,11 +157,14 @@ def start(launcher: str, idle: float = DEFAULT_IDLE, foreground: bool = False) -
             return {"running": True, "already": info.get("pid") != proc.pid, **info}
         if proc.poll() is not None and locked_pid(pidfile) is None:
             tail = _last_line(logfile)
-            raise DaemonError(f"the daemon exited with status {proc.returncode} before "
-                              f"answering: {tail or 'no message'} (log: {logfile})")
+            raise DaemonError(
+                f"the daemon exited with status {proc.returncode} before "
+                f"answering: {tail or 'no message'} (log: {logfile})"
+            )
         time.sleep(0.02)
-    raise DaemonError(f"the daemon did not answer on {sock} within {READY_SECONDS:g} s; "
-                      f"see {logfile}")
+    raise DaemonError(
+        f"the daemon did not answer on {sock} within {READY_SECONDS:g} s; see {logfile}"
+    )
 
 
 def stop(sock: str | None = None) -> Info:
@@ -168,8 +179,10 @@ def stop(sock: str | None = None) -> Info:
     if info is None and pid > 0:
         os.kill(pid, signal.SIGTERM)  # holds the lock but does not answer: wedged
     if not _wait_gone(pidfile, STOP_SECONDS):
-        raise DaemonError(f"the daemon (pid {pid}) did not stop within {STOP_SECONDS:g} s; "
-                          f"end it with `kill {pid}`")
+        raise DaemonError(
+            f"the daemon (pid {pid}) did not stop within {STOP_SECONDS:g} s; "
+            f"end it with `kill {pid}`"
+        )
     return {"running": False, "stopped": True, "pid": pid, "socket": sock}
 
 
@@ -180,12 +193,16 @@ def describe(info: Info) -> str:
         return f"stopped the gitvault daemon (pid {info['pid']}) on {sock}"
     if not info.get("running"):
         if info.get("answering") is False:
-            return (f"a gitvault daemon (pid {info['pid']}) holds {sock} but does not answer; "
-                    "`gitvault daemon stop` ends it")
+            return (
+                f"a gitvault daemon (pid {info['pid']}) holds {sock} but does not answer; "
+                "`gitvault daemon stop` ends it"
+            )
         return f"no gitvault daemon runs on {sock}"
     idle = f"{info['idle']:g} s" if info.get("idle") else "never"
-    line = (f"gitvault daemon (pid {info['pid']}) listening on {sock}: "
-            f"{info['served']} command(s) served, idle timeout {idle}")
+    line = (
+        f"gitvault daemon (pid {info['pid']}) listening on {sock}: "
+        f"{info['served']} command(s) served, idle timeout {idle}"
+    )
     if "already" in info:
         line = ("already running: " if info["already"] else "started: ") + line
     return line

@@ -73,8 +73,11 @@ def serve_main(main: Main) -> None:
 
 
 def _log(msg: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} gitvault daemon[{os.getpid()}]: {msg}",
-          file=sys.stderr, flush=True)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')} gitvault daemon[{os.getpid()}]: {msg}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @dataclass
@@ -125,8 +128,10 @@ class Server:
         self.sel.register(listener, selectors.EVENT_READ, None)
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
         gc.freeze()  # forked workers then share these pages instead of copying them on gc
-        _log(f"listening on {self.sock} (python {sys.executable}, gitvault {__version__}, "
-             f"idle timeout {self.idle:g} s)")
+        _log(
+            f"listening on {self.sock} (python {sys.executable}, gitvault {__version__}, "
+            f"idle timeout {self.idle:g} s)"
+        )
         self._loop()
         self._cleanup()
 
@@ -324,11 +329,17 @@ class Server:
         op = req.get("op")
         reply: Info
         if op == "status":
-            reply = {"pid": os.getpid(), "socket": self.sock, "version": __version__,
-                     "python": sys.executable, "idle": self.idle, "served": self.served,
-                     "workers": sorted(self.workers),
-                     "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-                     "fresh": req.get("fingerprint") == self.fingerprint}
+            reply = {
+                "pid": os.getpid(),
+                "socket": self.sock,
+                "version": __version__,
+                "python": sys.executable,
+                "idle": self.idle,
+                "served": self.served,
+                "workers": sorted(self.workers),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+                "fresh": req.get("fingerprint") == self.fingerprint,
+            }
         elif op == "stop":
             reply = {"pid": os.getpid(), "stopping": True}
         else:
@@ -377,8 +388,12 @@ class Server:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets it
         self.sel.close()
-        for s in (self.listener, self.wake_r, self.wake_w, *(w.conn for w in
-                                                              self.workers.values())):
+        for s in (
+            self.listener,
+            self.wake_r,
+            self.wake_w,
+            *(w.conn for w in self.workers.values()),
+        ):
             if s is not None:
                 s.close()
         os.close(self.lock_fd)  # or the lock would outlive the server in a slow command
@@ -411,9 +426,16 @@ def _std_streams(specs: list[list[Any]]) -> None:
         mode = "rb" if fd == 0 else "wb"
         f = io.FileIO(fd, mode, closefd=False)
         buf: Any = f if raw else (io.BufferedReader(f) if fd == 0 else io.BufferedWriter(f))
-        streams.append(io.TextIOWrapper(buf, encoding=encoding, errors=errors, newline="\n",
-                                        line_buffering=line_buffering,
-                                        write_through=write_through))
+        streams.append(
+            io.TextIOWrapper(
+                buf,
+                encoding=encoding,
+                errors=errors,
+                newline="\n",
+                line_buffering=line_buffering,
+                write_through=write_through,
+            )
+        )
     sys.stdin, sys.stdout, sys.stderr = streams
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]
 

@@ -42,7 +42,7 @@ Attempt = Callable[[int], "Step[T] | Done[T] | None"]  # None: look again at onc
 def backoff(lost: int) -> None:
     """Wait before retry ``lost``: a few ms, doubling, capped, jittered so writers spread out."""
     if lost >= PATIENT_AFTER:
-        time.sleep(random.uniform(0, min(0.002 * 2 ** lost, 0.05)))
+        time.sleep(random.uniform(0, min(0.002 * 2**lost, 0.05)))
 
 
 def advance(store: Store, what: str, names: Sequence[str], attempt: Attempt[T]) -> T:
@@ -74,8 +74,9 @@ def move_main(rtx: RefTx, expected: pygit2.Oid, target: pygit2.Oid, reflog: str)
     return True
 
 
-def commit_on_main(store: Store, what: str,
-                   build: Callable[[pygit2.Commit], tuple[pygit2.Oid, T]]) -> tuple[str, T]:
+def commit_on_main(
+    store: Store, what: str, build: Callable[[pygit2.Commit], tuple[pygit2.Oid, T]]
+) -> tuple[str, T]:
     """Land a commit made on main as it is (``build(main)`` gives the commit and a value to
     hand back), re-building it whenever main moved first: vault files changed by a command
     (access rules, allowed signers) go to main this way."""
@@ -83,7 +84,6 @@ def commit_on_main(store: Store, what: str,
     def attempt(_n: int) -> Step[tuple[str, T]]:
         main = store.resolve(MAIN)
         commit, value = build(main)
-        return lambda rtx: (str(commit), value) if move_main(rtx, main.id, commit,
-                                                             what) else None
+        return lambda rtx: (str(commit), value) if move_main(rtx, main.id, commit, what) else None
 
     return advance(store, what, [MAIN], attempt)

@@ -71,20 +71,31 @@ class CheckinResult:
         return self.commit is None
 
     @classmethod
-    def landed(cls, plan: integrate.Plan, changed: list[str], lease: Lease | None
-               ) -> CheckinResult:
+    def landed(cls, plan: integrate.Plan, changed: list[str], lease: Lease | None) -> CheckinResult:
         """The result of a plan that is now on main."""
         outcome = plan.outcome
-        return cls(str(plan.target), changed, lease, plan.merged,
-                   dict(outcome.how) if outcome else {},
-                   [f"{c.path} -> {side} ({why})" for c, side, why in outcome.decisions]
-                   if outcome else [])
+        return cls(
+            str(plan.target),
+            changed,
+            lease,
+            plan.merged,
+            dict(outcome.how) if outcome else {},
+            [f"{c.path} -> {side} ({why})" for c, side, why in outcome.decisions]
+            if outcome
+            else [],
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"commit": self.commit, "changed": self.changed, "merged": self.merged,
-                "noop": self.noop, "strategy": self.strategy, "resolved": self.resolved,
-                "lease": self.lease.token if self.lease else None,
-                "base": self.lease.base if self.lease else None}
+        return {
+            "commit": self.commit,
+            "changed": self.changed,
+            "merged": self.merged,
+            "noop": self.noop,
+            "strategy": self.strategy,
+            "resolved": self.resolved,
+            "lease": self.lease.token if self.lease else None,
+            "base": self.lease.base if self.lease else None,
+        }
 
 
 # what a checkin attempt ends with: landed (the moved lease and the plan), an expiry found
@@ -98,8 +109,9 @@ class Checkins:
     the key blobs read or written last (a checkin compares its new blobs with the base's, which
     are usually the ones read at checkout or written by the previous checkin)."""
 
-    def __init__(self, store: Store, leases: LeaseBook, conflicts: ConflictStore,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: Store, leases: LeaseBook, conflicts: ConflictStore, clock: Callable[[], float]
+    ) -> None:
         self.store, self.leases, self.conflicts, self.clock = store, leases, conflicts, clock
         self._recent: dict[pygit2.Oid, bytes] = {}
 
@@ -145,8 +157,14 @@ class Checkins:
                 out[name] = data
         return out
 
-    def commit_files(self, agent: str, files: Mapping[str, bytes | pygit2.Oid],
-                       prov: Provenance, policy: str, lease: int | None) -> CheckinResult:
+    def commit_files(
+        self,
+        agent: str,
+        files: Mapping[str, bytes | pygit2.Oid],
+        prov: Provenance,
+        policy: str,
+        lease: int | None,
+    ) -> CheckinResult:
         quarantine.check(self.store, agent)
         made: tuple[tuple[int, str], list[str], pygit2.Commit | None] | None = None
         last: Landing | None = None  # the attempt whose step raised, for keeping its work
@@ -161,22 +179,24 @@ class Checkins:
                 # under the lock, verify raises the precise lease error; if it does not, the
                 # lease changed between our two reads: look again
                 try:
-                    self.store.transact([NOTES, lease_ref(agent)],
-                                        lambda rtx: self.leases.verify(rtx, agent, lease),
-                                        "checkin")
+                    self.store.transact(
+                        [NOTES, lease_ref(agent)],
+                        lambda rtx: self.leases.verify(rtx, agent, lease),
+                        "checkin",
+                    )
                 except LeaseFenced as fenced:
                     raise self._keep_fenced(fenced, files, prov) from None
                 return None
             if made is None or made[0] != (current.token, current.base):
                 # the agent's own commit on its base; a lost race for main keeps it
-                made = ((current.token, current.base),
-                        *self.propose(agent, current, files, prov))
+                made = ((current.token, current.base), *self.propose(agent, current, files, prov))
                 trust.guard_checkin(self, agent, made[2])  # signatures, path rules (exit 5)
             _key, changed, proposal = made
             if proposal is None:
                 return Done(CheckinResult(None, [], current))
-            last = Landing(agent, lease, current, proposal.parents[0], proposal, prov, changed,
-                           policy)
+            last = Landing(
+                agent, lease, current, proposal.parents[0], proposal, prov, changed, policy
+            )
             # Plan the first merge without holding any lock (main rarely moves meanwhile);
             # after a lost race, plan under the lock of main so it cannot be lost again
             # (bench/README.md has the measurements behind OPTIMISTIC_PLANS).
@@ -185,12 +205,14 @@ class Checkins:
             return functools.partial(self._land, landing=last)
 
         try:
-            landed = advance(self.store, f"checkin {agent}", [MAIN, NOTES, lease_ref(agent)],
-                             attempt)
+            landed = advance(
+                self.store, f"checkin {agent}", [MAIN, NOTES, lease_ref(agent)], attempt
+            )
         except integrate.Refused as refused:
             assert last is not None
-            raise self.refuse(agent, last.base.id, refused.main or self._main(),
-                               last.proposal.id, refused) from None
+            raise self.refuse(
+                agent, last.base.id, refused.main or self._main(), last.proposal.id, refused
+            ) from None
         if isinstance(landed, CheckinResult):
             return landed
         assert last is not None
@@ -206,8 +228,17 @@ class Checkins:
         base, prov = landing.base, landing.prov
         decide = integrate.decider(self.store, landing.policy, base.id, main.id, prov.confidence)
         try:
-            plan = integrate.plan(self.store, base, main, landing.proposal, prov,
-                                  landing.read.token, landing.changed, decide, self.clock())
+            plan = integrate.plan(
+                self.store,
+                base,
+                main,
+                landing.proposal,
+                prov,
+                landing.read.token,
+                landing.changed,
+                decide,
+                self.clock(),
+            )
         except integrate.Refused as refused:
             refused.main = main.id
             raise
@@ -222,28 +253,38 @@ class Checkins:
             raise LeaseFenced(agent, lease, held.token)
         return held
 
-    def propose(self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid],
-                 prov: Provenance) -> tuple[list[str], pygit2.Commit | None]:
+    def propose(
+        self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid], prov: Provenance
+    ) -> tuple[list[str], pygit2.Commit | None]:
         """The agent's own commit of ``files`` on its lease's base, with its trailers.
 
         Returns the changed keys and the commit (None when nothing changed).
         """
         base = self.store.commit(held.base)
         old = self.store.key_blobs(base.tree)
-        same = {n: old[n] for n, content in files.items()
-                if n in old and self._same(old[n], content)}
-        changed = sorted(n[: -len(codec.BLOB_SUFFIX)] for n in set(old) | set(files)
-                         if n not in same)
+        same = {
+            n: old[n] for n, content in files.items() if n in old and self._same(old[n], content)
+        }
+        changed = sorted(
+            n[: -len(codec.BLOB_SUFFIX)] for n in set(old) | set(files) if n not in same
+        )
         if not changed:
             return changed, None
         tree = self._tree(self.store.build_tree(base.tree, files, ids=same))
         new = {n: d for n, d in files.items() if isinstance(d, bytes)}
         index = changes.between(self.store, base.tree, tree, new, self.blob)
         written = self.store.key_blobs(tree)
-        self.remember({written[n]: data for n, data in new.items()
-                        if n not in same and not shards.wanted(data)})
-        msg = message(subject_for(agent, "checkin", changed),
-                      checkin_trailers(prov, held.token, str(base.id)) + changes.trailers(index))
+        self.remember(
+            {
+                written[n]: data
+                for n, data in new.items()
+                if n not in same and not shards.wanted(data)
+            }
+        )
+        msg = message(
+            subject_for(agent, "checkin", changed),
+            checkin_trailers(prov, held.token, str(base.id)) + changes.trailers(index),
+        )
         oid = self.store.write_commit(tree.id, [base.id], identity(agent), msg, self.clock())
         return changed, self.store.commit(oid)
 
@@ -261,8 +302,9 @@ class Checkins:
             return self.blob(old) == content
         return pygit2.hash(content) == old
 
-    def _keep_expired(self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid],
-                      prov: Provenance) -> LeaseExpired:
+    def _keep_expired(
+        self, agent: str, held: Lease, files: Mapping[str, bytes | pygit2.Oid], prov: Provenance
+    ) -> LeaseExpired:
         """An expired lease refuses the checkin, but the work is kept, not lost.
 
         The proposal is committed on the lease's base and kept under ``refs/conflicts/`` so
@@ -274,8 +316,9 @@ class Checkins:
             return LeaseExpired(agent, expired_at)
         return LeaseExpired(agent, expired_at, self.conflicts.keep(agent, proposal.id).id)
 
-    def _keep_fenced(self, fenced: LeaseFenced, files: Mapping[str, bytes | pygit2.Oid],
-                     prov: Provenance) -> LeaseFenced:
+    def _keep_fenced(
+        self, fenced: LeaseFenced, files: Mapping[str, bytes | pygit2.Oid], prov: Provenance
+    ) -> LeaseFenced:
         """A stale token refuses the checkin, but as with expiry the work is kept: committed on
         the base the old lease last stood on (found in the notes' history)."""
         old = self.leases.past(fenced.agent, fenced.given)
@@ -309,11 +352,21 @@ class Checkins:
             assert current is not None
             head = self.store.commit(current)
             base, prov = landing.base, landing.prov
-            decide = integrate.decider(self.store, landing.policy, base.id, head.id,
-                                       prov.confidence)
+            decide = integrate.decider(
+                self.store, landing.policy, base.id, head.id, prov.confidence
+            )
             try:
-                plan = integrate.plan(self.store, base, head, landing.proposal, prov,
-                                      read.token, landing.changed, decide, self.clock())
+                plan = integrate.plan(
+                    self.store,
+                    base,
+                    head,
+                    landing.proposal,
+                    prov,
+                    read.token,
+                    landing.changed,
+                    decide,
+                    self.clock(),
+                )
             except integrate.Refused as refused:
                 refused.main = head.id
                 raise
@@ -322,13 +375,28 @@ class Checkins:
         rtx.set(MAIN, plan.target, f"checkin {agent}" + (" (merge)" if plan.merged else ""))
         return self.leases.move_base(rtx, held, plan.target), plan
 
-    def refuse(self, agent: str, base: pygit2.Oid, main: pygit2.Oid, proposal: pygit2.Oid,
-                refused: integrate.Refused) -> ConflictError:
+    def refuse(
+        self,
+        agent: str,
+        base: pygit2.Oid,
+        main: pygit2.Oid,
+        proposal: pygit2.Oid,
+        refused: integrate.Refused,
+    ) -> ConflictError:
         kept = self.conflicts.keep(agent, proposal)
-        report = {"id": kept.id, "ref": kept.ref, "agent": agent, "proposal": str(proposal),
-                  "base": str(base), "main": str(main), "conflicts": refused.entries}
+        report = {
+            "id": kept.id,
+            "ref": kept.ref,
+            "agent": agent,
+            "proposal": str(proposal),
+            "base": str(base),
+            "main": str(main),
+            "conflicts": refused.entries,
+        }
         what = ", ".join(e["path"] for e in refused.entries[:3])
         more = f" and {len(refused.entries) - 3} more" if len(refused.entries) > 3 else ""
         return ConflictError(
             f"conflict at {what}{more}; main unchanged, proposal kept as {kept.ref}; "
-            f"resolve with `gitvault resolve {kept.id} --take ours|theirs|FILE`", report)
+            f"resolve with `gitvault resolve {kept.id} --take ours|theirs|FILE`",
+            report,
+        )

@@ -50,8 +50,9 @@ def _plain(v: Any) -> dict[str, Any]:
     return {} if v is MISSING else {"value": v}
 
 
-def conflict_entries(store: Store, base: pygit2.Oid, main: pygit2.Oid,
-                     conflicts: Iterable[Conflict]) -> list[dict[str, Any]]:
+def conflict_entries(
+    store: Store, base: pygit2.Oid, main: pygit2.Oid, conflicts: Iterable[Conflict]
+) -> list[dict[str, Any]]:
     """Report rows: pointer, base/current/proposed (absent when missing), current's writer."""
     rows = []
     for c in conflicts:
@@ -67,8 +68,9 @@ def conflict_entries(store: Store, base: pygit2.Oid, main: pygit2.Oid,
     return rows
 
 
-def decider(store: Store, policy: str, base: pygit2.Oid, main: pygit2.Oid,
-            confidence: float) -> Decide | None:
+def decider(
+    store: Store, policy: str, base: pygit2.Oid, main: pygit2.Oid, confidence: float
+) -> Decide | None:
     """The automatic resolution for a policy; None for ``fail``."""
     if policy == "ours":
         return lambda c: ("ours", "policy ours")
@@ -92,23 +94,37 @@ def decider(store: Store, policy: str, base: pygit2.Oid, main: pygit2.Oid,
     return None
 
 
-def merge_message(prov: Provenance, lease: int | str, base: str, proposal: pygit2.Oid,
-                  outcome: MergeOutcome, extra: Iterable[tuple[str, str]] = ()) -> str:
+def merge_message(
+    prov: Provenance,
+    lease: int | str,
+    base: str,
+    proposal: pygit2.Oid,
+    outcome: MergeOutcome,
+    extra: Iterable[tuple[str, str]] = (),
+) -> str:
     keys = sorted(outcome.how)
-    body = (f"Merge {str(proposal)[:12]} (checkin of {prov.agent} on {base[:12]}) into main.")
+    body = f"Merge {str(proposal)[:12]} (checkin of {prov.agent} on {base[:12]}) into main."
     trailers = [*checkin_trailers(prov, lease, base), ("Merged-Commit", str(proposal))]
     if keys:
         trailers.append(("Merge-Strategy", ", ".join(f"{k}={outcome.how[k]}" for k in keys)))
-    trailers += [("Resolved", f"{c.path} -> {side} ({why})")
-                 for c, side, why in outcome.decisions]
+    trailers += [("Resolved", f"{c.path} -> {side} ({why})") for c, side, why in outcome.decisions]
     trailers += list(extra)
     subject = subject_for(prov.agent, "merge", keys or ["no overlapping keys"])
     return message(subject, trailers, body)
 
 
-def plan(store: Store, base: pygit2.Commit, main: pygit2.Commit, proposal: pygit2.Commit,
-         prov: Provenance, lease: int | str, changed: Iterable[str], decide: Decide | None,
-         when: float, extra: Iterable[tuple[str, str]] = ()) -> Plan:
+def plan(
+    store: Store,
+    base: pygit2.Commit,
+    main: pygit2.Commit,
+    proposal: pygit2.Commit,
+    prov: Provenance,
+    lease: int | str,
+    changed: Iterable[str],
+    decide: Decide | None,
+    when: float,
+    extra: Iterable[tuple[str, str]] = (),
+) -> Plan:
     """What main becomes when ``proposal`` (made on ``base``) lands on ``main``.
 
     Raises :class:`Refused` with report rows when conflicts remain or a schema fails.
@@ -119,7 +135,9 @@ def plan(store: Store, base: pygit2.Commit, main: pygit2.Commit, proposal: pygit
         if problems:
             raise SchemaError(
                 f"the proposal fails its schema at {problems[0]['pointer']}: "
-                f"{problems[0]['message']}", problems)
+                f"{problems[0]['message']}",
+                problems,
+            )
         return Plan(proposal.id, False)
     outcome = merge_trees(store, base.tree, main.tree, proposal.tree, decide)
     if outcome.conflicts:
@@ -131,7 +149,14 @@ def plan(store: Store, base: pygit2.Commit, main: pygit2.Commit, proposal: pygit
     if problems:
         raise Refused([{**p, "kind": "schema", "path": p["pointer"]} for p in problems], outcome)
     who = identity(prov.agent)
-    msg = merge_message(prov, lease, str(base.id), proposal.id, outcome,
-                        [*extra, *changes.trailers(changes.between(store, main.tree, tree))])
-    return Plan(store.write_commit(outcome.tree, [main.id, proposal.id], who, msg, when), True,
-                outcome)
+    msg = merge_message(
+        prov,
+        lease,
+        str(base.id),
+        proposal.id,
+        outcome,
+        [*extra, *changes.trailers(changes.between(store, main.tree, tree))],
+    )
+    return Plan(
+        store.write_commit(outcome.tree, [main.id, proposal.id], who, msg, when), True, outcome
+    )

@@ -51,8 +51,9 @@ def _blob_value(store: Store, entry: pygit2.IndexEntry | None, name: str) -> Any
     return codec.loads_trusted(store.blob(entry.id), name)
 
 
-def _decider(decide: Decide | None, outcome: MergeOutcome,
-             undecided: list[Conflict]) -> Callable[[Conflict], Any]:
+def _decider(
+    decide: Decide | None, outcome: MergeOutcome, undecided: list[Conflict]
+) -> Callable[[Conflict], Any]:
     def resolve(c: Conflict) -> Any:
         choice = decide(c) if decide is not None else None
         if choice is None:
@@ -65,8 +66,13 @@ def _decider(decide: Decide | None, outcome: MergeOutcome,
     return resolve
 
 
-def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygit2.Tree,
-                decide: Decide | None = None) -> MergeOutcome:
+def merge_trees(
+    store: Store,
+    base: pygit2.Tree,
+    ours: pygit2.Tree,
+    theirs: pygit2.Tree,
+    decide: Decide | None = None,
+) -> MergeOutcome:
     """Merge ``theirs`` (the agent's tree) into ``ours`` (main) from ``base``."""
     spliced = _splice_trees(store, base, ours, theirs)
     if spliced is not None:
@@ -82,14 +88,21 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
             conflicted[entry.path] = (anc, our, their)
     sides = [store.key_blobs(t) for t in (base, ours, theirs)]
     base_blobs, our_blobs, their_blobs = sides
-    both = {n for n in set(our_blobs) | set(their_blobs)
-            if our_blobs.get(n) != base_blobs.get(n) and their_blobs.get(n) != base_blobs.get(n)
-            and our_blobs.get(n) != their_blobs.get(n)}
+    both = {
+        n
+        for n in set(our_blobs) | set(their_blobs)
+        if our_blobs.get(n) != base_blobs.get(n)
+        and their_blobs.get(n) != base_blobs.get(n)
+        and our_blobs.get(n) != their_blobs.get(n)
+    }
     # a sharded key changed on both sides is merged whole (below), never chunk by chunk:
     # chunk names shift when items are added or removed, so git's union of two sides' chunk
     # files could put items out of order
-    sharded = {n for n in both
-               if any(o is not None and store.is_tree(o) for o in (b.get(n) for b in sides))}
+    sharded = {
+        n
+        for n in both
+        if any(o is not None and store.is_tree(o) for o in (b.get(n) for b in sides))
+    }
     for path in list(conflicted):  # K/chunk files, or K.json when one side sharded it
         head, sep, _ = path.partition("/")
         if (head + codec.BLOB_SUFFIX if sep else path) in sharded:
@@ -120,9 +133,16 @@ def merge_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygi
     return outcome
 
 
-def _merge_file(store: Store, index: pygit2.Index, outcome: MergeOutcome, name: str, key: str,
-                conflicted: tuple[Any, Any, Any] | None, sides: list[dict[str, pygit2.Oid]],
-                resolve: Decide) -> None:
+def _merge_file(
+    store: Store,
+    index: pygit2.Index,
+    outcome: MergeOutcome,
+    name: str,
+    key: str,
+    conflicted: tuple[Any, Any, Any] | None,
+    sides: list[dict[str, pygit2.Oid]],
+    resolve: Decide,
+) -> None:
     """One key file both sides changed: git's merge when it gave canonical JSON, else the
     structural merge of the three values."""
     if conflicted is None:
@@ -147,19 +167,29 @@ def _merge_file(store: Store, index: pygit2.Index, outcome: MergeOutcome, name: 
     _structural(store, index, outcome, name, key, values, resolve)
 
 
-def _splice_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree,
-                  theirs: pygit2.Tree) -> MergeOutcome | None:
+def _splice_trees(
+    store: Store, base: pygit2.Tree, ours: pygit2.Tree, theirs: pygit2.Tree
+) -> MergeOutcome | None:
     """The merge without git when every key changed on both sides can be spliced
     (:mod:`gitvault.core.splice`: different items or members changed); None otherwise."""
     sides = [store.key_blobs(t) for t in (base, ours, theirs)]
     b, o, t = sides
-    rest = [{e.name: e.id for e in tree if e.name is not None
-             and e.name + ("" if e.type_str == "blob" else codec.BLOB_SUFFIX) not in keys}
-            for tree, keys in zip((base, ours, theirs), sides, strict=True)]
+    rest = [
+        {
+            e.name: e.id
+            for e in tree
+            if e.name is not None
+            and e.name + ("" if e.type_str == "blob" else codec.BLOB_SUFFIX) not in keys
+        }
+        for tree, keys in zip((base, ours, theirs), sides, strict=True)
+    ]
     if rest[2] != rest[0] and rest[2] != rest[1]:
         return None  # the proposal changed .gitvault/ (schemas) as well: merge it as before
-    both = [n for n in set(o) | set(t) if o.get(n) != b.get(n) and t.get(n) != b.get(n)
-            and o.get(n) != t.get(n)]
+    both = [
+        n
+        for n in set(o) | set(t)
+        if o.get(n) != b.get(n) and t.get(n) != b.get(n) and o.get(n) != t.get(n)
+    ]
     if not both:
         return None
     files: dict[str, bytes | pygit2.Oid] = dict(o)
@@ -187,16 +217,22 @@ def _splice_trees(store: Store, base: pygit2.Tree, ours: pygit2.Tree,
     return outcome
 
 
-def _chunkwise(store: Store, index: pygit2.Index, name: str,
-               oids: list[pygit2.Oid | None]) -> bool:
+def _chunkwise(store: Store, index: pygit2.Index, name: str, oids: list[pygit2.Oid | None]) -> bool:
     """Merge a key sharded on all three sides chunk by chunk, if the edits do not overlap."""
     if not all(o is not None and store.is_tree(o) for o in oids):
         return False  # (headers only: loading a large blob just to see its type inflates it)
     trees = [store.repo[o] for o in oids if o is not None]
     base, ours, theirs = (shards.entries(t) for t in trees)  # type: ignore[arg-type]
-    merged = store.objects(lambda: shards.merge(base, ours, theirs, store.blob,
-                                                store.repo.create_blob,
-                                                lambda *texts: _text_merge(store, *texts)))
+    merged = store.objects(
+        lambda: shards.merge(
+            base,
+            ours,
+            theirs,
+            store.blob,
+            store.repo.create_blob,
+            lambda *texts: _text_merge(store, *texts),
+        )
+    )
     if merged is None:
         return False
     folder = name[: -len(codec.BLOB_SUFFIX)]
@@ -209,8 +245,10 @@ def _text_merge(store: Store, base: bytes, ours: bytes, theirs: bytes) -> bytes 
     """git's 3-way merge of three stretches of a sharded key (canonical JSON arrays): the
     merged array, or None on a conflict or when the result is not a JSON array."""
     repo = store.repo
-    a, o, t = (pygit2.IndexEntry("k.json", repo.create_blob(x), FileMode.BLOB)
-               for x in (base, ours, theirs))
+    a, o, t = (
+        pygit2.IndexEntry("k.json", repo.create_blob(x), FileMode.BLOB)
+        for x in (base, ours, theirs)
+    )
     result = repo.merge_file_from_index(a, o, t)
     if not result.automergeable or result.contents is None:
         return None
@@ -226,8 +264,15 @@ def _values(store: Store, oids: list[pygit2.Oid | None], name: str) -> list[Any]
     return [codec.loads_trusted(store.blob(o), name) if o is not None else MISSING for o in oids]
 
 
-def _structural(store: Store, index: pygit2.Index, outcome: MergeOutcome, name: str, key: str,
-                values: list[Any], resolve: Callable[[Conflict], Any]) -> None:
+def _structural(
+    store: Store,
+    index: pygit2.Index,
+    outcome: MergeOutcome,
+    name: str,
+    key: str,
+    values: list[Any],
+    resolve: Callable[[Conflict], Any],
+) -> None:
     result = merge3(values[0], values[1], values[2], resolve, prefix="/" + key)
     outcome.how[key] = "structural"
     outcome.stats["structural"] += 1

@@ -35,8 +35,7 @@ def _index(token: str) -> int | None:
     return None
 
 
-def sparse(store: Store, tree: pygit2.Tree, patch: list[Any], limits: codec.Limits
-           ) -> Files | None:
+def sparse(store: Store, tree: pygit2.Tree, patch: list[Any], limits: codec.Limits) -> Files | None:
     """The files of ``tree``'s document with ``patch`` applied, or None: use the whole path.
 
     Keys the patch does not touch are passed on by id (nothing is read or written for them).
@@ -46,10 +45,69 @@ def sparse(store: Store, tree: pygit2.Tree, patch: list[Any], limits: codec.Limi
     if not isinstance(patch, list) or not patch:
         return None
     files: Files = dict(store.key_blobs(tree))
-    sharded = {n[: -len(codec.BLOB_SUFFIX)]: o for n, o in files.items()
-               if isinstance(o, pygit2.Oid) and store.is_tree(o)}
+    sharded = {
+        n[: -len(codec.BLOB_SUFFIX)]: o
+        for n, o in files.items()
+        if isinstance(o, pygit2.Oid) and store.is_tree(o)
+    }
     if not sharded:
         return None
+    targets = _targets(patch, sharded)
+    if targets is None:
+        return None
+    wanted, plain = targets
+    if not wanted:
+        return None
+    doc: dict[str, Any] = {}
+    for key in plain:
+        oid = files.get(key + codec.BLOB_SUFFIX)
+        if isinstance(oid, pygit2.Oid):
+            doc[key] = codec.loads_trusted(store.blob(oid), key)
+    windows = {
+        key: _Window(store, store.repo[sharded[key]], at, len(patch))  # type: ignore[arg-type]
+        for key, at in wanted.items()
+    }
+    for key, window in windows.items():
+        doc[key] = window.items
+    moved = [_shifted(op, windows) for op in patch]
+    try:
+        jsonpatch.apply_patch(doc, moved, in_place=True)
+    except (
+        jsonpatch.JsonPatchException,
+        jsonpatch.JsonPointerException,
+        TypeError,
+        KeyError,
+        ValueError,
+        IndexError,
+    ):
+        return None  # maybe outside the window: the whole document decides (and explains)
+    for key in plain:
+        files.pop(key + codec.BLOB_SUFFIX, None)
+    for key in windows:
+        files.pop(key + codec.BLOB_SUFFIX, None)
+    codec.check_document(doc, "patched document")
+    if len(files) + len(doc) > limits.max_keys:
+        return None  # the whole path words the refusal
+    for key, value in doc.items():
+        if key in windows:
+            if not isinstance(value, list):
+                return None
+            files[key + codec.BLOB_SUFFIX] = windows[key].write(value, limits)
+        else:
+            files.update(codec.encode_document({key: value}, limits))
+    codec.check_size(
+        sum(len(v) if isinstance(v, bytes) else store.key_size(v) for v in files.values()),
+        limits,
+        "document",
+    )
+    return files
+
+
+def _targets(
+    patch: list[Any], sharded: Mapping[str, Any]
+) -> tuple[dict[str, list[int]], set[str]] | None:
+    """The item indexes each op names in each sharded key, and the plain keys it names; None
+    when an op is not one the sparse path can place (the whole document then decides)."""
     wanted: dict[str, list[int]] = {}  # sharded key -> item indexes named
     plain: set[str] = set()
     for op in patch:
@@ -71,40 +129,7 @@ def sparse(store: Store, tree: pygit2.Tree, patch: list[Any], limits: codec.Limi
             if at is None:
                 return None
             wanted.setdefault(tokens[0], []).append(at)
-    if not wanted:
-        return None
-    doc: dict[str, Any] = {}
-    for key in plain:
-        oid = files.get(key + codec.BLOB_SUFFIX)
-        if isinstance(oid, pygit2.Oid):
-            doc[key] = codec.loads_trusted(store.blob(oid), key)
-    windows = {key: _Window(store, store.repo[sharded[key]], at, len(patch))  # type: ignore[arg-type]
-               for key, at in wanted.items()}
-    for key, window in windows.items():
-        doc[key] = window.items
-    moved = [_shifted(op, windows) for op in patch]
-    try:
-        jsonpatch.apply_patch(doc, moved, in_place=True)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
-            KeyError, ValueError, IndexError):
-        return None  # maybe outside the window: the whole document decides (and explains)
-    for key in plain:
-        files.pop(key + codec.BLOB_SUFFIX, None)
-    for key in windows:
-        files.pop(key + codec.BLOB_SUFFIX, None)
-    codec.check_document(doc, "patched document")
-    if len(files) + len(doc) > limits.max_keys:
-        return None  # the whole path words the refusal
-    for key, value in doc.items():
-        if key in windows:
-            if not isinstance(value, list):
-                return None
-            files[key + codec.BLOB_SUFFIX] = windows[key].write(value, limits)
-        else:
-            files.update(codec.encode_document({key: value}, limits))
-    codec.check_size(sum(len(v) if isinstance(v, bytes) else store.key_size(v)
-                         for v in files.values()), limits, "document")
-    return files
+    return wanted, plain
 
 
 def _shifted(op: Mapping[str, Any], windows: Mapping[str, _Window]) -> dict[str, Any]:
@@ -136,8 +161,11 @@ class _Window:
         self.first = max(0, bisect.bisect_right(starts, low) - 1)
         self.last = max(self.first + 1, bisect.bisect_right(starts, high))
         self.start = starts[self.first]
-        self.items: list[Any] = [item for _, oid, _ in self.chunks[self.first:self.last]
-                                 for item in codec.loads_trusted(store.blob(oid), "chunk")]
+        self.items: list[Any] = [
+            item
+            for _, oid, _ in self.chunks[self.first : self.last]
+            for item in codec.loads_trusted(store.blob(oid), "chunk")
+        ]
 
     def write(self, value: list[Any], limits: codec.Limits) -> bytes | pygit2.Oid:
         """Store the window's new items: the key's new tree, or its bytes when it shrank
@@ -146,8 +174,7 @@ class _Window:
         data = codec.dumps(value) if value else b""
         run = shards.items(data) if value else []
         writer = shards.ChunkWriter(self.store.repo, self.store.blob)
-        chunks = self.store.objects(lambda: writer.replace(self.chunks, self.first, self.last,
-                                                            run))
+        chunks = self.store.objects(lambda: writer.replace(self.chunks, self.first, self.last, run))
         if shards.size_of(chunks) >= shards.SHARD_BYTES:
             oid = self.store.objects(lambda: writer.tree(chunks, self.tree))
             self.store.keep_chunks(oid, chunks)

@@ -84,8 +84,10 @@ def revoke(agent: str, key: str, now: float) -> Change:
     def change(lines: list[SignerLine]) -> list[SignerLine]:
         if not any(matches(ln) for ln in lines):
             raise InputError(f"{agent} has no live key {key}; `gitvault keys list` shows them")
-        return [ln.with_option("valid-before", stamp(_end(ln, now))) if matches(ln) else ln
-                for ln in lines]
+        return [
+            ln.with_option("valid-before", stamp(_end(ln, now))) if matches(ln) else ln
+            for ln in lines
+        ]
 
     return change
 
@@ -102,8 +104,9 @@ def add_vault_key(lines: list[SignerLine], pub: tuple[str, str, str]) -> list[Si
     return [*lines, SignerLine((VAULT_PRINCIPAL,), (), pub[0], pub[1], pub[2])]
 
 
-def signers_commit(store: Store, main: pygit2.Commit, lines: list[SignerLine], by: str,
-                   what: str, now: float) -> pygit2.Oid:
+def signers_commit(
+    store: Store, main: pygit2.Commit, lines: list[SignerLine], by: str, what: str, now: float
+) -> pygit2.Oid:
     """A commit on ``main`` whose allowed signers are ``lines`` (landed by the caller)."""
     index = pygit2.Index()
     index.read_tree(main.tree)
@@ -122,4 +125,3 @@ def signers_commit(store: Store, main: pygit2.Commit, lines: list[SignerLine], b
     return store.write_commit(
         tree, [main.id], identity(by), message(f"keys: {what}", trailers), now
     )
-

@@ -2,9 +2,9 @@
 
 History is never rewritten. Reverting commit C (first parent P) is git's classic revert: a
 3-way merge of main with P's tree, from base C, through the same engine as a checkin
-(:func:`gitvault.merge.merge_trees`: git's tree merge, then the structural JSON merge, the
+(:func:`gitvault.engine.merge.merge_trees`: git's tree merge, then the structural JSON merge, the
 conflict policies and their ``Resolved:`` decisions, then the schema gate of
-:func:`gitvault.integrate.plan`). A value that someone changed after C is a conflict, and the
+:func:`gitvault.engine.integrate.plan`). A value that someone changed after C is a conflict, and the
 proposal is kept under ``refs/conflicts/<who>/<n>`` for ``gitvault resolve``, as a checkin's.
 A merge commit is reverted against its first parent, which undoes what it brought in.
 
@@ -26,7 +26,6 @@ the value before.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,19 +33,28 @@ from typing import Any
 import pygit2
 
 from gitvault.core import codec, pointers
-from gitvault.core.jsonmerge import MISSING
 from gitvault.engine import integrate
 from gitvault.engine.advance import Done, advance, move_main
 from gitvault.engine.advance import Step as Step_
 from gitvault.engine.parts import VaultParts as Vault
-from gitvault.engine.undo_merge import Step, _Outcome, _run, _theirs, _tree, _with_values
-from gitvault.errors import ConflictError, InputError, SchemaError
+from gitvault.engine.undo_merge import (
+    Step,
+    _Outcome,
+    _run,
+    _theirs,
+    _tree,
+    _with_values,
+    keys_changed,
+    newest_first,
+    schema_gate,
+    tree_patch,
+)
+from gitvault.errors import ConflictError, InputError
 from gitvault.git.refs import RefTx
-from gitvault.git.storage import MAIN, Store
-from gitvault.history import diff_documents, revision, value_at
-from gitvault.history.common import _Blobs
+from gitvault.git.storage import MAIN
+from gitvault.history import revision, value_at
 from gitvault.history.exposure import agent_of, commits_by, first_parents
-from gitvault.model import changes, quarantine, schemas
+from gitvault.model import changes, quarantine
 from gitvault.model.leases import NOTES, iso, lease_ref
 from gitvault.model.provenance import (
     Provenance,
@@ -69,7 +77,6 @@ __all__ = [
     "restore",
     "revert",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -119,28 +126,6 @@ def _message(
         subject,
         [*checkin_trailers(prov, "none", str(main.id)), *trailers, *changes.trailers(index)],
     )
-
-
-def _keys_changed(store: Store, old: pygit2.Tree, new: pygit2.Tree) -> list[str]:
-    return codec.changed_keys(store.key_blobs(old), store.key_blobs(new))
-
-
-def _patch(store: Store, old: pygit2.Tree, new: pygit2.Tree) -> list[dict[str, Any]]:
-    keys = _keys_changed(store, old, new)
-    blobs = _Blobs(store)
-    a = {k: v for k in keys if (v := blobs.at(old, pointers.join([k]))) is not MISSING}
-    b = {k: v for k in keys if (v := blobs.at(new, pointers.join([k]))) is not MISSING}
-    return diff_documents(a, b).patch
-
-
-def _schema_gate(store: Store, tree: pygit2.Tree, keys: list[str]) -> None:
-    problems = schemas.validate_tree(store, tree, keys)
-    if problems:
-        raise SchemaError(
-            f"the undone document fails its schema at {problems[0]['pointer']}: "
-            f"{problems[0]['message']}; nothing changed",
-            problems,
-        )
 
 
 class _Undo:
@@ -205,7 +190,7 @@ class _Undo:
                     {"conflicts": out.entries},
                 )
             bmsg = message(
-                subject_for(prov.agent, "revert base", _keys_changed(store, main.tree, btree)),
+                subject_for(prov.agent, "revert base", keys_changed(store, main.tree, btree)),
                 [
                     *checkin_trailers(prov, "none", str(main.id)),
                     ("Undo-Base", "what the revert expected to find"),
@@ -216,7 +201,7 @@ class _Undo:
                     btree.id, [main.id], identity(prov.agent), bmsg, self.vault.clock()
                 )
             )
-        keys = _keys_changed(store, base.tree, theirs)
+        keys = keys_changed(store, base.tree, theirs)
         msg = _message(
             prov, main, "revert", keys, reverts, changes.between(store, base.tree, theirs)
         )
@@ -259,20 +244,6 @@ def _policy(vault: Vault, on_conflict: str | None) -> str:
     return integrate.check_policy(on_conflict or settings.value(vault.store, "onConflict"))
 
 
-def _newest_first(store: Store, commits: list[pygit2.Commit]) -> list[pygit2.Commit]:
-    def cmp(a: pygit2.Commit, b: pygit2.Commit) -> int:
-        if a.id == b.id:
-            return 0
-        if store.repo.descendant_of(a.id, b.id):
-            return -1
-        if store.repo.descendant_of(b.id, a.id):
-            return 1
-        return b.commit_time - a.commit_time
-
-    unique = list({c.id: c for c in commits}.values())
-    return sorted(unique, key=functools.cmp_to_key(cmp))
-
-
 def step_of(commit: pygit2.Commit, path: str | None = None) -> Step:
     return Step(commit, commit.parents[0].tree if commit.parents else None, path)
 
@@ -298,11 +269,20 @@ def undo_steps(
         todo = steps(main)
         out = _run(store, main, todo, policy, prov.confidence)
         reverts = [("Reverts", str(s.commit.id)) for s in todo]
-        keys = _keys_changed(store, main.tree, out.tree)
+        keys = keys_changed(store, main.tree, out.tree)
         reverted = [str(s.commit.id) for s in todo]
         if dry_run:
-            return Done(UndoResult(None, reverted, keys, _patch(store, main.tree, out.tree),
-                                   out.entries, out.decisions, True))
+            return Done(
+                UndoResult(
+                    None,
+                    reverted,
+                    keys,
+                    tree_patch(store, main.tree, out.tree),
+                    out.entries,
+                    out.decisions,
+                    True,
+                )
+            )
         if out.entries:
             if record is None:
                 raise u.keep(main, todo, out, reverts)
@@ -315,7 +295,7 @@ def undo_steps(
             tree = _tree(store, record(tree))
         elif not keys:
             return Done(UndoResult(None, reverted, [], [], [], out.decisions))
-        _schema_gate(store, tree, keys)
+        schema_gate(store, tree, keys)
         index = changes.between(store, main.tree, tree)
         msg = _message(
             prov, main, what, keys, [*reverts, *(("Resolved", d) for d in out.decisions)], index
@@ -326,8 +306,9 @@ def undo_steps(
             commit = land(rtx)
             if commit is None:
                 return None
-            return UndoResult(str(commit), reverted, keys, _patch(store, main.tree, tree), [],
-                              out.decisions)
+            return UndoResult(
+                str(commit), reverted, keys, tree_patch(store, main.tree, tree), [], out.decisions
+            )
 
         return step
 
@@ -357,7 +338,7 @@ def revert(
     policy = _policy(vault, on_conflict)
     if path is not None:
         codec.check_key(pointers.top_key(path))
-    commits = _newest_first(vault.store, [vault.store.resolve(r) for r in revs])
+    commits = newest_first(vault.store, [vault.store.resolve(r) for r in revs])
     main = vault.store.resolve(MAIN)
     for c in commits:
         if c.id != main.id and not vault.store.repo.descendant_of(main.id, c.id):
@@ -402,11 +383,11 @@ def restore(
             tree = _tree(
                 store, _with_values(store, main.tree, [(path, value_at(store, past.tree, path))])
             )
-        keys = _keys_changed(store, main.tree, tree)
-        patch = _patch(store, main.tree, tree)
+        keys = keys_changed(store, main.tree, tree)
+        patch = tree_patch(store, main.tree, tree)
         if dry_run or not keys:
             return Done(UndoResult(None, [], keys, patch, dry_run=dry_run))
-        _schema_gate(store, tree, keys)
+        schema_gate(store, tree, keys)
         msg = _message(
             prov,
             main,
@@ -416,6 +397,7 @@ def restore(
             changes.between(store, main.tree, tree),
         )
         land = u.land(main, tree, msg)
+
         def step(rtx: RefTx) -> UndoResult | None:
             commit = land(rtx)
             return UndoResult(str(commit), [], keys, patch) if commit is not None else None
@@ -509,6 +491,5 @@ def lift(
         land = u.land(main, tree, msg)
         return lambda rtx: entry if land(rtx) is not None else None
 
-    lifted: quarantine.Entry | None = advance(store, f"lift quarantine of {agent}", [MAIN],
-                                              attempt)
+    lifted: quarantine.Entry | None = advance(store, f"lift quarantine of {agent}", [MAIN], attempt)
     return lifted

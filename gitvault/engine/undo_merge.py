@@ -1,7 +1,7 @@
 """The steps of an undo: each commit undone on the result of the ones before, in memory.
 
-Used by :mod:`gitvault.undo` (see its docstring for what an undo is). A step is git's revert
-of one commit through the checkin merge engine (:func:`gitvault.merge.merge_trees`), or, when
+Used by :mod:`gitvault.engine.undo` (see its docstring for what an undo is). A step is git's revert
+of one commit through the checkin merge engine (:func:`gitvault.engine.merge.merge_trees`), or, when
 the commit's ``Changed:`` index names the elements it changed, the same merge done element by
 element on parsed values (:func:`_fast`): what the tree merge gives for such a step, without
 merging whole keys. Undecided conflicts keep the current value and are reported, with each
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,12 +24,12 @@ from gitvault.core import codec, pointers
 from gitvault.core.jsonmerge import MISSING, Conflict, json_equal, merge3
 from gitvault.engine import integrate
 from gitvault.engine.merge import merge_trees
-from gitvault.errors import GitVaultError, InputError
+from gitvault.errors import GitVaultError, InputError, SchemaError
 from gitvault.git.storage import Store
-from gitvault.history import value_at
+from gitvault.history import diff_documents, value_at
 from gitvault.history.common import _Blobs
 from gitvault.history.exposure import agent_of, first_parents
-from gitvault.model import changes
+from gitvault.model import changes, schemas
 
 _UNDECIDED = "\x00undecided"
 _ID_STEP = re.compile(r"\[id=(.*)\]")
@@ -447,3 +448,40 @@ def _writers(store: Store, main: pygit2.Commit, paths: set[str]) -> dict[str, tu
                 out[path] = (agent_of(commit), str(commit.id))
                 left.discard(path)
     return out
+
+
+# -- shared by the undo commands ----------------------------------------------------------
+def keys_changed(store: Store, old: pygit2.Tree, new: pygit2.Tree) -> list[str]:
+    return codec.changed_keys(store.key_blobs(old), store.key_blobs(new))
+
+
+def tree_patch(store: Store, old: pygit2.Tree, new: pygit2.Tree) -> list[dict[str, Any]]:
+    keys = keys_changed(store, old, new)
+    blobs = _Blobs(store)
+    a = {k: v for k in keys if (v := blobs.at(old, pointers.join([k]))) is not MISSING}
+    b = {k: v for k in keys if (v := blobs.at(new, pointers.join([k]))) is not MISSING}
+    return diff_documents(a, b).patch
+
+
+def schema_gate(store: Store, tree: pygit2.Tree, keys: list[str]) -> None:
+    problems = schemas.validate_tree(store, tree, keys)
+    if problems:
+        raise SchemaError(
+            f"the undone document fails its schema at {problems[0]['pointer']}: "
+            f"{problems[0]['message']}; nothing changed",
+            problems,
+        )
+
+
+def newest_first(store: Store, commits: list[pygit2.Commit]) -> list[pygit2.Commit]:
+    def cmp(a: pygit2.Commit, b: pygit2.Commit) -> int:
+        if a.id == b.id:
+            return 0
+        if store.repo.descendant_of(a.id, b.id):
+            return -1
+        if store.repo.descendant_of(b.id, a.id):
+            return 1
+        return b.commit_time - a.commit_time
+
+    unique = list({c.id: c for c in commits}.values())
+    return sorted(unique, key=functools.cmp_to_key(cmp))

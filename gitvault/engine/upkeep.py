@@ -26,7 +26,6 @@ from gitvault.model import schemas, settings
 from gitvault.model.leases import NOTES, PREFIX
 
 if TYPE_CHECKING:
-
     from gitvault.git.storage import Store
 
 
@@ -64,8 +63,11 @@ def loose_objects(path: str, exact: bool = False) -> int:
             except FileNotFoundError:
                 continue
         return sample * 64
-    return sum(len(os.listdir(os.path.join(objects, d))) for d in os.listdir(objects)
-               if len(d) == 2 and os.path.isdir(os.path.join(objects, d)))
+    return sum(
+        len(os.listdir(os.path.join(objects, d)))
+        for d in os.listdir(objects)
+        if len(d) == 2 and os.path.isdir(os.path.join(objects, d))
+    )
 
 
 GC_ARGS = ("-c", "gc.writeCommitGraph=true", "gc", "--quiet")
@@ -95,17 +97,24 @@ def maybe_gc(store: Store) -> bool:
     with open(os.path.join(store.path, GC_STAMP), "w", encoding="utf-8") as stamp:
         stamp.write(f"{os.getpid()}\n")
     # git gc itself refuses to run twice at once (gc.pid), so concurrent checkins are safe
-    subprocess.Popen(["git", "-C", store.path, *GC_ARGS], stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True)
+    subprocess.Popen(
+        ["git", "-C", store.path, *GC_ARGS],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return True
 
 
 def prune_expired_leases(vault: Vault) -> list[str]:
     """Drop leases that expired (they never count as held); returns the agents."""
     now = vault.clock()
-    return [x.agent for x in vault.leases.all()
-            if not x.live(now) and vault.leases.release_if_expired(x.agent, x.token)]
+    return [
+        x.agent
+        for x in vault.leases.all()
+        if not x.live(now) and vault.leases.release_if_expired(x.agent, x.token)
+    ]
 
 
 def gc(vault: Vault) -> dict[str, Any]:
@@ -119,9 +128,13 @@ def gc(vault: Vault) -> dict[str, Any]:
 
     head = vault.store.ref(MAIN)
     indexed = pathindex.build(vault.store, head) if head is not None else 0
-    return {"pruned_leases": pruned, "path_index_commits": indexed, "loose_before": before,
-            "loose_after": loose_objects(vault.path, exact=True),
-            "pruned_word_index": prune(vault.store)}
+    return {
+        "pruned_leases": pruned,
+        "path_index_commits": indexed,
+        "loose_before": before,
+        "loose_after": loose_objects(vault.path, exact=True),
+        "pruned_word_index": prune(vault.store),
+    }
 
 
 def doctor(vault: Vault, fix: bool = False) -> Report:
@@ -139,13 +152,16 @@ def doctor(vault: Vault, fix: bool = False) -> Report:
                     bad.append(f"{name} not canonical")
             except CodecError as e:
                 bad.append(str(e))
-        bad += [f"{p['pointer']}: {p['message']}" for p in
-                schemas.validate_tree(store, tree, [k[:-5] for k in store.key_blobs(tree)])]
+        bad += [
+            f"{p['pointer']}: {p['message']}"
+            for p in schemas.validate_tree(store, tree, [k[:-5] for k in store.key_blobs(tree)])
+        ]
         rep.checks.append(Check("main-json", not bad, "; ".join(bad) or "valid and canonical"))
     locks = store.stale_locks()
     fixed_locks = fix and all(store.break_stale_lock(name) for name in locks)
-    rep.checks.append(Check("stale-locks", not locks, ", ".join(locks) or "none", bool(
-        locks and fixed_locks)))
+    rep.checks.append(
+        Check("stale-locks", not locks, ", ".join(locks) or "none", bool(locks and fixed_locks))
+    )
     _lease_checks(vault, rep, fix)
     conflicts = vault.conflicts.all()
     rep.checks.append(Check("conflicts", True, f"{len(conflicts)} pending"))
@@ -157,8 +173,11 @@ def doctor(vault: Vault, fix: bool = False) -> Report:
     rep.checks.append(Check("hooks", hooks_ok, detail, fixed_hooks))
     loose = loose_objects(store.path, exact=True)
     limit = int(settings.value(store, "gcLooseObjects"))
-    rep.checks.append(Check("loose-objects", loose <= limit,
-                            f"{loose} loose (gc past {limit}; run `gitvault gc`)"))
+    rep.checks.append(
+        Check(
+            "loose-objects", loose <= limit, f"{loose} loose (gc past {limit}; run `gitvault gc`)"
+        )
+    )
     return rep
 
 
@@ -179,14 +198,21 @@ def _lease_checks(vault: Vault, rep: Report, fix: bool) -> None:
     now = vault.clock()
     leases = vault.leases.all()
     expired = [x.agent for x in leases if not x.live(now)]
-    rep.checks.append(Check("leases", True, f"{len(leases) - len(expired)} live, "
-                            f"{len(expired)} expired (`gitvault gc` prunes expired)"))
+    rep.checks.append(
+        Check(
+            "leases",
+            True,
+            f"{len(leases) - len(expired)} live, "
+            f"{len(expired)} expired (`gitvault gc` prunes expired)",
+        )
+    )
     refs = store.refs_under(PREFIX)
     notes_tip = store.ref(NOTES)
     noted = {e.name for e in store.commit(notes_tip).tree} if notes_tip else set()
     orphans = sorted(r for r, t in refs.items() if str(t) not in noted)
     fixed = False
     if orphans and fix:
+
         def drop(rtx: RefTx) -> None:
             for r in orphans:
                 if rtx.get(r) == refs[r]:
@@ -194,6 +220,11 @@ def _lease_checks(vault: Vault, rep: Report, fix: bool) -> None:
 
         store.transact([NOTES, *orphans], drop, "doctor: drop orphaned lease refs")
         fixed = True
-    rep.checks.append(Check("lease-notes", not orphans,
-                            ", ".join(orphans) + " have no note" if orphans else "every lease "
-                            "ref has its note", fixed))
+    rep.checks.append(
+        Check(
+            "lease-notes",
+            not orphans,
+            ", ".join(orphans) + " have no note" if orphans else "every lease ref has its note",
+            fixed,
+        )
+    )

@@ -34,8 +34,12 @@ class Turn:
 class RefTx:
     """The refs locked by one :meth:`Store.transact` call: read them, then set or delete."""
 
-    def __init__(self, repo: pygit2.Repository, tx: pygit2.transaction.ReferenceTransaction,
-                 locked: Sequence[str]) -> None:
+    def __init__(
+        self,
+        repo: pygit2.Repository,
+        tx: pygit2.transaction.ReferenceTransaction,
+        locked: Sequence[str],
+    ) -> None:
         self._repo, self._tx, self._locked = repo, tx, set(locked)
         self.changed: dict[str, pygit2.Oid | None] = {}
         self.deleted: dict[str, pygit2.Oid] = {}  # name -> the value it had

@@ -54,7 +54,7 @@ def chunk_name(start: int) -> str:
 
 def items(chunk: bytes) -> list[bytes]:
     """The items of one canonical array (a chunk or a whole key), each as its own bytes."""
-    body = chunk[len(_HEAD):-len(_TAIL)]
+    body = chunk[len(_HEAD) : -len(_TAIL)]
     return _SEPARATOR.split(body) if chunk.startswith(_HEAD) else []
 
 
@@ -114,18 +114,21 @@ def entries(tree: pygit2.Tree) -> list[tuple[str, pygit2.Oid]]:
 
 
 def assemble(chunks: Sequence[tuple[str, pygit2.Oid, bytes]]) -> Layout:
-    data = _HEAD + _SEP.join(c[len(_HEAD):-len(_TAIL)] for _, _, c in chunks) + _TAIL
+    data = _HEAD + _SEP.join(c[len(_HEAD) : -len(_TAIL)] for _, _, c in chunks) + _TAIL
     return Layout.of(data, [(n, o, len(c)) for n, o, c in chunks])
 
 
 def size_of(chunks: Sequence[Chunk]) -> int:
     """The length of the key's canonical bytes, from its chunks' lengths."""
-    return sum(c[2] - len(_HEAD) - len(_TAIL) + len(_SEP) for c in chunks) - len(_SEP) + len(
-        _HEAD) + len(_TAIL)
+    return (
+        sum(c[2] - len(_HEAD) - len(_TAIL) + len(_SEP) for c in chunks)
+        - len(_SEP)
+        + len(_HEAD)
+        + len(_TAIL)
+    )
 
 
-def problems(tree: pygit2.Tree, layout_of: Callable[[pygit2.Tree], Layout], name: str
-             ) -> list[str]:
+def problems(tree: pygit2.Tree, layout_of: Callable[[pygit2.Tree], Layout], name: str) -> list[str]:
     """Why a pushed ``K/`` tree is not the canonical layout of its content (empty: it is).
 
     ``layout_of`` reads it whole (``Store.layout``, which keeps it for the JSON checks next).
@@ -135,12 +138,15 @@ def problems(tree: pygit2.Tree, layout_of: Callable[[pygit2.Tree], Layout], name
         return [f"{name}/: only chunk files NNNNNNNN.json may be in a sharded key ({bad[0]})"]
     layout = layout_of(tree)
     if not wanted(layout.data):
-        return [f"{name}/: smaller than {SHARD_BYTES} bytes or not an array: store it as "
-                f"{name}.json"]
+        return [
+            f"{name}/: smaller than {SHARD_BYTES} bytes or not an array: store it as {name}.json"
+        ]
     expected = [(n, pygit2.hash(data)) for n, data in split(layout.data)]
     if expected != [(n, o) for n, o, _ in layout.chunks]:
-        return [f"{name}/: chunks are not where gitvault puts them; check the key in with "
-                "gitvault (or push it as one file) to lay it out again"]
+        return [
+            f"{name}/: chunks are not where gitvault puts them; check the key in with "
+            "gitvault (or push it as one file) to lay it out again"
+        ]
     return []
 
 
@@ -160,8 +166,12 @@ TextMerge = Callable[[bytes, bytes, bytes], "bytes | None"]
 class _Merge:
     """The state of one chunk-by-chunk merge (see :func:`merge`)."""
 
-    def __init__(self, sides: Sequence[Sequence[Entry]], read: Callable[[pygit2.Oid], bytes],
-                 write: Callable[[bytes], pygit2.Oid]) -> None:
+    def __init__(
+        self,
+        sides: Sequence[Sequence[Entry]],
+        read: Callable[[pygit2.Oid], bytes],
+        write: Callable[[bytes], pygit2.Oid],
+    ) -> None:
         self.sides, self.read, self.write = sides, read, write
 
     def count(self, side: int, k: int) -> int:
@@ -175,9 +185,14 @@ class _Merge:
         return encode(found) if found else None
 
 
-def merge(base: Sequence[Entry], ours: Sequence[Entry], theirs: Sequence[Entry],
-          read: Callable[[pygit2.Oid], bytes], write: Callable[[bytes], pygit2.Oid],
-          text_merge: TextMerge) -> list[Entry] | None:
+def merge(
+    base: Sequence[Entry],
+    ours: Sequence[Entry],
+    theirs: Sequence[Entry],
+    read: Callable[[pygit2.Oid], bytes],
+    write: Callable[[bytes], pygit2.Oid],
+    text_merge: TextMerge,
+) -> list[Entry] | None:
     """Merge two sides' edits of a sharded key chunk by chunk; None: merge it whole instead.
 
     Each side replaced some runs of the base's chunks, and each run starts and ends at a
@@ -190,14 +205,17 @@ def merge(base: Sequence[Entry], ours: Sequence[Entry], theirs: Sequence[Entry],
     """
     m = _Merge([base, ours, theirs], read, write)
     b = [o for _, o in base]
-    runs = sorted((b0, b1, side, (s1 - s0) - (b1 - b0))
-                  for side, chunks in ((1, ours), (2, theirs))
-                  for b0, b1, s0, s1 in _edits(b, [o for _, o in chunks]))
+    runs = sorted(
+        (b0, b1, side, (s1 - s0) - (b1 - b0))
+        for side, chunks in ((1, ours), (2, theirs))
+        for b0, b1, s0, s1 in _edits(b, [o for _, o in chunks])
+    )
     clusters: list[list[tuple[int, int, int, int]]] = []
     for run in runs:  # runs that overlap, or two insertions at one place, go together
         last = clusters[-1] if clusters else None
-        if last and (run[0] < max(r[1] for r in last) or run[0] == run[1] == last[-1][0]
-                     == last[-1][1]):
+        if last and (
+            run[0] < max(r[1] for r in last) or run[0] == run[1] == last[-1][0] == last[-1][1]
+        ):
             last.append(run)
         else:
             clusters.append([run])
@@ -227,8 +245,7 @@ def merge(base: Sequence[Entry], ours: Sequence[Entry], theirs: Sequence[Entry],
     return _lay_out(segments, m)
 
 
-def _lay_out(segments: Sequence[tuple[pygit2.Oid, int] | list[bytes]], m: _Merge
-             ) -> list[Entry]:
+def _lay_out(segments: Sequence[tuple[pygit2.Oid, int] | list[bytes]], m: _Merge) -> list[Entry]:
     """Name kept chunks by their new first index; chunk merged items until back in step."""
     out: list[Entry] = []
     start = 0
@@ -283,8 +300,9 @@ class ChunkWriter:
     def full(self, data: bytes) -> list[Chunk]:
         return [(n, self.repo.create_blob(c), len(c)) for n, c in split(data)]
 
-    def replace(self, base: Sequence[Chunk], first: int, last: int, run: list[bytes]
-                ) -> list[Chunk]:
+    def replace(
+        self, base: Sequence[Chunk], first: int, last: int, run: list[bytes]
+    ) -> list[Chunk]:
         """The chunks after base chunks ``first..last-1`` came to hold the items ``run``.
 
         Chunking restarts at chunk ``first`` (its start is a boundary on both sides) and
@@ -329,5 +347,6 @@ class ChunkWriter:
             aligned = end > begin
         if not aligned:  # cannot place the edit between whole items: lay it all out again
             return self.full(data)
-        return self.replace(base.chunks, first, last, _SEPARATOR.split(data[begin:end])
-                            if end > begin else [])
+        return self.replace(
+            base.chunks, first, last, _SEPARATOR.split(data[begin:end]) if end > begin else []
+        )

@@ -43,7 +43,6 @@ T = TypeVar("T")
 V = TypeVar("V")
 
 
-
 def _keep(cache: dict[pygit2.Oid, V], oid: pygit2.Oid, value: V, size: int) -> None:
     """Remember ``value`` in a small cache, dropping the oldest entries beyond ``size``."""
     cache[oid] = value
@@ -93,8 +92,9 @@ class Store(Transactions):
     def open_env(cls) -> Store:
         """The repository a git hook runs in, with pushed (quarantined) objects visible."""
         try:
-            repo = pygit2.Repository(os.environ.get("GIT_DIR", "."),
-                                     pygit2.enums.RepositoryOpenFlag.FROM_ENV)
+            repo = pygit2.Repository(
+                os.environ.get("GIT_DIR", "."), pygit2.enums.RepositoryOpenFlag.FROM_ENV
+            )
         except pygit2.GitError:
             raise VaultNotFound(os.environ.get("GIT_DIR", ".")) from None
         return cls(repo)
@@ -171,8 +171,11 @@ class Store(Transactions):
         """Commits reachable from ``head``; git's rev-list is far faster than a pygit2 walk."""
         import subprocess
 
-        r = subprocess.run(["git", f"--git-dir={self.path}", "rev-list", "--count", str(head)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["git", f"--git-dir={self.path}", "rev-list", "--count", str(head)],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode == 0 and r.stdout.strip().isdigit():
             return int(r.stdout)
         return sum(1 for _ in self.repo.walk(head))
@@ -242,8 +245,11 @@ class Store(Transactions):
         if found is None:
             layout = self._layouts.get(tree.id)
             odb = self.repo.odb
-            found = layout.chunks if layout is not None else [
-                (n, o, odb.read_header(o)[1]) for n, o in shards.entries(tree)]
+            found = (
+                layout.chunks
+                if layout is not None
+                else [(n, o, odb.read_header(o)[1]) for n, o in shards.entries(tree)]
+            )
             self.keep_chunks(tree.id, found)
         return found
 
@@ -273,9 +279,13 @@ class Store(Transactions):
     def write_blob(self, data: bytes) -> pygit2.Oid:
         return self.objects(lambda: self.repo.create_blob(data))
 
-    def build_tree(self, base: pygit2.Tree | None, files: Mapping[str, bytes | pygit2.Oid],
-                   extra: Mapping[str, pygit2.Oid] | None = None,
-                   ids: Mapping[str, pygit2.Oid] | None = None) -> pygit2.Oid:
+    def build_tree(
+        self,
+        base: pygit2.Tree | None,
+        files: Mapping[str, bytes | pygit2.Oid],
+        extra: Mapping[str, pygit2.Oid] | None = None,
+        ids: Mapping[str, pygit2.Oid] | None = None,
+    ) -> pygit2.Oid:
         """A root tree holding exactly ``files`` as keys, keeping ``.gitvault/`` of base.
 
         A file is given by its canonical bytes, or by the id of a blob or sharded tree
@@ -303,8 +313,11 @@ class Store(Transactions):
                     self.keep_blob(oid, content)
                 if old.get(name) != oid:
                     self._drop(tb, name)
-                    tb.insert(name[: -len(BLOB_SUFFIX)] if tree else name, oid,
-                              FileMode.TREE if tree else FileMode.BLOB)
+                    tb.insert(
+                        name[: -len(BLOB_SUFFIX)] if tree else name,
+                        oid,
+                        FileMode.TREE if tree else FileMode.BLOB,
+                    )
             for name, oid in (extra or {}).items():
                 tb.insert(name, oid, FileMode.TREE)
             return tb.write()
@@ -335,6 +348,7 @@ class Store(Transactions):
 
     def build_subtree(self, files: Mapping[str, bytes | Mapping[str, bytes]]) -> pygit2.Oid:
         """A tree from nested ``{name: bytes | {name: ...}}`` (for ``.gitvault/``)."""
+
         def write() -> pygit2.Oid:
             tb = self.repo.TreeBuilder()
             for name, content in sorted(files.items()):
@@ -346,8 +360,14 @@ class Store(Transactions):
 
         return self.objects(write)
 
-    def write_commit(self, tree: pygit2.Oid, parents: list[pygit2.Oid], author: Identity,
-                     message: str, when: float | None = None) -> pygit2.Oid:
+    def write_commit(
+        self,
+        tree: pygit2.Oid,
+        parents: list[pygit2.Oid],
+        author: Identity,
+        message: str,
+        when: float | None = None,
+    ) -> pygit2.Oid:
         """Write a commit object (no ref moves: that is :meth:`transact`'s job)."""
         t = int(when if when is not None else time.time())
         try:
@@ -358,10 +378,13 @@ class Store(Transactions):
         if self.sign is not None:
             named: list[str | pygit2.Oid] = list(parents)
             content: str = self.repo.create_commit_string(  # type: ignore[assignment]
-                sig, committer, message, tree, named)  # (its stub says Oid; it is the text)
+                sig, committer, message, tree, named
+            )  # (its stub says Oid; it is the text)
             signature = self.sign(content, message, len(parents))
             if signature is not None:
-                return self.objects(lambda: self.repo.create_commit_with_signature(
-                    content, signature, "gpgsig"))
+                return self.objects(
+                    lambda: self.repo.create_commit_with_signature(content, signature, "gpgsig")
+                )
         return self.objects(
-            lambda: self.repo.create_commit(None, sig, committer, message, tree, parents))
+            lambda: self.repo.create_commit(None, sig, committer, message, tree, parents)
+        )

@@ -77,8 +77,9 @@ class Transactions:
             delay = min(delay * 1.5, 0.02)
         raise VaultBusy(what, attempts)
 
-    def _lock_refs(self, names: Sequence[str], what: str
-                   ) -> pygit2.transaction.ReferenceTransaction | str:
+    def _lock_refs(
+        self, names: Sequence[str], what: str
+    ) -> pygit2.transaction.ReferenceTransaction | str:
         """A transaction holding every ref lock of ``names``, or the name whose lock was held
         (the locks taken are freed: nothing is committed)."""
         tx = self.repo.transaction()
@@ -196,8 +197,7 @@ class Transactions:
         def flush(fd: int) -> None:
             if LIBC.syncfs(fd) != 0:
                 err = ctypes.get_errno()
-                raise StorageError(f"{what}: cannot flush the vault to disk: "
-                                   f"{os.strerror(err)}")
+                raise StorageError(f"{what}: cannot flush the vault to disk: {os.strerror(err)}")
 
         self._with_fds(flush)
 
@@ -300,12 +300,14 @@ class Transactions:
         """A fresh libgit2 handle: after a failed packed-refs write, libgit2's cached refdb
         keeps failing deletes silently; a new handle reads packed-refs again."""
         env = os.environ.get("GIT_QUARANTINE_PATH") is not None
-        flags = pygit2.enums.RepositoryOpenFlag.FROM_ENV if env else (
-            pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+        flags = (
+            pygit2.enums.RepositoryOpenFlag.FROM_ENV
+            if env
+            else (pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+        )
         self.repo = pygit2.Repository(self.repo.path, flags)
 
-    def _finish_deletes(self, deleted: dict[str, pygit2.Oid], deadline: float,
-                        what: str) -> None:
+    def _finish_deletes(self, deleted: dict[str, pygit2.Oid], deadline: float, what: str) -> None:
         """Make sure deleted refs are gone.
 
         libgit2 deletes a *packed* ref by rewriting packed-refs under packed-refs.lock; when

@@ -27,6 +27,7 @@ from gitvault.model import changes
 
 # -- blame ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BlameEntry:
     """One leaf value and the commit that last set it (along main's first parents)."""
@@ -46,11 +47,19 @@ class BlameEntry:
     signer: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**_verification(self), "path": self.path, "pointer": self.pointer,
-                "value": self.value, "commit": self.commit, "agent": self.agent,
-                "source": self.source,
-                "confidence": self.confidence, "justification": self.justification,
-                "time": self.time, "iso": self.iso}
+        return {
+            **_verification(self),
+            "path": self.path,
+            "pointer": self.pointer,
+            "value": self.value,
+            "commit": self.commit,
+            "agent": self.agent,
+            "source": self.source,
+            "confidence": self.confidence,
+            "justification": self.justification,
+            "time": self.time,
+            "iso": self.iso,
+        }
 
 
 @dataclass
@@ -139,15 +148,20 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
     head = store.resolve(rev)
     blobs = _Blobs(store)
     if not tokens:
-        return [e for k in sorted(blobs.document(head.tree))
-                for e in blame(store, pointers.join([k]), str(head.id))]
+        return [
+            e
+            for k in sorted(blobs.document(head.tree))
+            for e in blame(store, pointers.join([k]), str(head.id))
+        ]
     key = tokens[0]
     kfile = key + codec.BLOB_SUFFIX
     doc = _key_doc(blobs, head.tree, key)
     want = pointers.get(doc, path)
     if want is MISSING:
-        raise InputError(f"{path} does not exist at {_name(rev, head)}; check the pointer "
-                         "(e.g. /tasks/[id=T-004]/status) against the document there")
+        raise InputError(
+            f"{path} does not exist at {_name(rev, head)}; check the pointer "
+            "(e.g. /tasks/[id=T-004]/status) against the document there"
+        )
     idp = id_form(doc, path)
     pos = positional(doc, path)
     assert pos is not None
@@ -176,9 +190,18 @@ def blame(store: Store, path: str, rev: str = MAIN) -> list[BlameEntry]:
     for leaf in root.leaves():
         assert leaf.writer is not None
         w = LastWriter.of(leaf.writer)
-        out.append(BlameEntry(leaf.path, leaf.pointer, leaf.want, w.commit, w.agent, w.source,
-                              w.confidence, w.justification, w.time,
-                              _iso(w.time, leaf.writer.commit_time_offset)))
+        out.append(
+            BlameEntry(
+                leaf.path,
+                leaf.pointer,
+                leaf.want,
+                w.commit,
+                w.agent,
+                w.source,
+                w.confidence,
+                w.justification,
+                w.time,
+                _iso(w.time, leaf.writer.commit_time_offset),
+            )
+        )
     return out
-
-

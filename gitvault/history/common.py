@@ -34,14 +34,24 @@ class LastWriter:
     @classmethod
     def of(cls, commit: pygit2.Commit) -> LastWriter:
         t = parse_trailers(commit.message)
-        return cls(str(commit.id), t.get("Agent-Id", commit.author.name), t.get("Source", ""),
-                   trailer_confidence(t), t.get("Justification", ""),
-                   commit.commit_time)
+        return cls(
+            str(commit.id),
+            t.get("Agent-Id", commit.author.name),
+            t.get("Source", ""),
+            trailer_confidence(t),
+            t.get("Justification", ""),
+            commit.commit_time,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"commit": self.commit, "agent": self.agent, "source": self.source,
-                "confidence": self.confidence, "justification": self.justification,
-                "time": self.time}
+        return {
+            "commit": self.commit,
+            "agent": self.agent,
+            "source": self.source,
+            "confidence": self.confidence,
+            "justification": self.justification,
+            "time": self.time,
+        }
 
 
 def _blob_id(tree: pygit2.Tree, name: str) -> pygit2.Oid | None:
@@ -64,8 +74,9 @@ def value_at(store: Store, tree: pygit2.Tree, path: str) -> Any:
     return pointers.get(doc, path)
 
 
-def last_writer(store: Store, head: pygit2.Oid, path: str,
-                hide: pygit2.Oid | None = None) -> LastWriter | None:
+def last_writer(
+    store: Store, head: pygit2.Oid, path: str, hide: pygit2.Oid | None = None
+) -> LastWriter | None:
     """The commit that last set the value at ``path`` as it is at ``head``."""
     key_file = pointers.top_key(path) + codec.BLOB_SUFFIX
     want = value_at(store, store.commit(head).tree, path)
@@ -88,6 +99,7 @@ def last_writer(store: Store, head: pygit2.Oid, path: str,
 
 # -- small helpers ----------------------------------------------------------------------------
 
+
 def trailer_confidence(t: Mapping[str, str]) -> float | None:
     """A commit's confidence: a plain-git commit that names its agent but no Confidence has
     the default, as a CLI checkin without one would."""
@@ -108,8 +120,9 @@ def _confidence(value: object) -> float | None:
 def _iso(seconds: float, offset_minutes: int = 0) -> str:
     """ISO-8601 in the commit's own offset (git stores one; ours are UTC)."""
     try:
-        return datetime.fromtimestamp(seconds, timezone(timedelta(minutes=offset_minutes))
-                                      ).isoformat()
+        return datetime.fromtimestamp(
+            seconds, timezone(timedelta(minutes=offset_minutes))
+        ).isoformat()
     except (OverflowError, OSError, ValueError):  # a hand-made commit at the edge of time
         return f"@{seconds:g}"
 
@@ -120,8 +133,9 @@ _YEAR_1, _YEAR_9999 = -62135596800.0, 253402300799.0
 
 def _in_range(seconds: float, given: object) -> float:
     if not _YEAR_1 <= seconds <= _YEAR_9999:  # also refuses NaN and infinities
-        raise InputError(f"timestamp {given!r} is outside the years 1-9999; "
-                         "give ISO-8601 or unix seconds")
+        raise InputError(
+            f"timestamp {given!r} is outside the years 1-9999; give ISO-8601 or unix seconds"
+        )
     return seconds
 
 

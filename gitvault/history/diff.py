@@ -19,6 +19,7 @@ from gitvault.history.common import _blob_id, _Blobs, _check_path, _name
 
 # -- diff -------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class DiffResult:
     """An RFC 6902 patch from one state to another, and its one-line-per-op rendering."""
@@ -34,8 +35,13 @@ class DiffResult:
         return not self.patch
 
     def to_json(self) -> dict[str, Any]:
-        return {"from": self.old, "to": self.new, "path": self.path, "patch": self.patch,
-                "text": self.text}
+        return {
+            "from": self.old,
+            "to": self.new,
+            "path": self.path,
+            "patch": self.patch,
+            "text": self.text,
+        }
 
 
 def _render(value: Any, width: int = 72) -> str:
@@ -65,8 +71,9 @@ def _id_tokens(items: list[Any]) -> list[str] | None:
     return tokens if len(set(tokens)) == len(tokens) else None
 
 
-def _id_array_ops(old: list[Any], new: list[Any], prefix: str, old_ids: list[str],
-                  new_ids: list[str]) -> list[dict[str, Any]]:
+def _id_array_ops(
+    old: list[Any], new: list[Any], prefix: str, old_ids: list[str], new_ids: list[str]
+) -> list[dict[str, Any]]:
     """Ops that keep each record's identity: removes, then moves and adds into the new order,
     then each common record's own changes at its final index.
 
@@ -134,7 +141,7 @@ def _ops(old: Any, new: Any, prefix: str) -> list[dict[str, Any]]:
 def _line_of(op: Mapping[str, Any], work: Any, base: str) -> str:
     """One op as a line, with the value it replaces or removes read from ``work``."""
     where = op["path"]
-    rel = where[len(base):]
+    rel = where[len(base) :]
     kind = op["op"]
     if kind == "add":
         return f"+ {where}: {_render(op['value'])}"
@@ -143,7 +150,7 @@ def _line_of(op: Mapping[str, Any], work: Any, base: str) -> str:
     if kind == "replace":
         return f"~ {where}: {_render(_at_pointer(work, rel))} -> {_render(op['value'])}"
     if kind == "move":
-        moved = _at_pointer(work, op["from"][len(base):])
+        moved = _at_pointer(work, op["from"][len(base) :])
         ident = f" ({moved['id']})" if isinstance(moved, dict) and "id" in moved else ""
         return f"> {op['from']} -> {where}{ident}"
     return f"{kind} {where}"
@@ -165,16 +172,18 @@ def _value_patch(old: Any, new: Any, prefix: str) -> tuple[list[dict[str, Any]],
     try:
         for op in ops:
             lines.append(_line_of(op, work, prefix))
-            relative = {**op, "path": op["path"][len(prefix):]}
+            relative = {**op, "path": op["path"][len(prefix) :]}
             if "from" in op:
-                relative["from"] = op["from"][len(prefix):]
+                relative["from"] = op["from"][len(prefix) :]
             work = jsonpatch.apply_patch(work, [relative], in_place=True)
         exact = json_equal(work, new)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
         exact = False
     if not exact:
-        return ([{"op": "replace", "path": prefix, "value": new}],
-                [f"~ {prefix}: {_render(old)} -> {_render(new)}"])
+        return (
+            [{"op": "replace", "path": prefix, "value": new}],
+            [f"~ {prefix}: {_render(old)} -> {_render(new)}"],
+        )
     return ops, lines
 
 
@@ -186,8 +195,9 @@ def _at_pointer(doc: Any, pointer: str) -> Any:
     return value
 
 
-def _documents_patch(old: Mapping[str, Any], new: Mapping[str, Any]
-                     ) -> tuple[list[dict[str, Any]], list[str]]:
+def _documents_patch(
+    old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Per key, so one key's odd patch cannot spoil another's and paths stay short."""
     ops: list[dict[str, Any]] = []
     lines: list[str] = []
@@ -229,8 +239,9 @@ def _key_doc(blobs: _Blobs, tree: pygit2.Tree, key: str) -> dict[str, Any]:
     return {} if value is MISSING else {key: value}
 
 
-def diff(store: Store, rev1: str | None = None, rev2: str | None = None,
-         path: str | None = None) -> DiffResult:
+def diff(
+    store: Store, rev1: str | None = None, rev2: str | None = None, path: str | None = None
+) -> DiffResult:
     """The patch from ``rev1`` (default: the first parent of ``rev2``) to ``rev2`` (main).
 
     With ``path`` only that value is compared; the ops stay absolute, located where the value
@@ -266,11 +277,11 @@ def diff(store: Store, rev1: str | None = None, rev2: str | None = None,
     if a is MISSING and b is MISSING:
         new_name = _name(rev2 or "main", new_c)
         old_name = "its parent" if old_c is None else _name(rev1 or "its parent", old_c)
-        raise InputError(f"{path} exists neither at {old_name} nor at {new_name}; "
-                         "check the pointer (e.g. /tasks/[id=T-004]/status)")
+        raise InputError(
+            f"{path} exists neither at {old_name} nor at {new_name}; "
+            "check the pointer (e.g. /tasks/[id=T-004]/status)"
+        )
     where = positional(old_doc, path) if a is not MISSING else positional(new_doc, path)
     assert where is not None
     ops, lines = _value_patch(a, b, where)
     return DiffResult(ops, _text(lines), old_id, str(new_c.id), path)
-
-

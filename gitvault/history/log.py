@@ -31,6 +31,7 @@ from gitvault.model.provenance import parse_trailers, trailer_values
 
 # -- log --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LogEntry:
     """One commit of the history, or one event of the imported legacy event log."""
@@ -61,40 +62,63 @@ class LogEntry:
     def to_json(self) -> dict[str, Any]:
         return {
             **_verification(self),
-            "commit": self.commit, "time": self.time, "iso": self.iso, "agent": self.agent,
-            "source": self.source, "confidence": self.confidence,
-            "justification": self.justification, "lease": self.lease, "base": self.base,
-            "parents": list(self.parents), "merged": self.merged, "changed": list(self.changed),
-            "subject": self.subject, "merged_commit": self.merged_commit,
-            "strategy": self.strategy, "resolved": list(self.resolved), "legacy": self.legacy,
-            "legacy_file": self.legacy_file, "reverts": list(self.reverts),
+            "commit": self.commit,
+            "time": self.time,
+            "iso": self.iso,
+            "agent": self.agent,
+            "source": self.source,
+            "confidence": self.confidence,
+            "justification": self.justification,
+            "lease": self.lease,
+            "base": self.base,
+            "parents": list(self.parents),
+            "merged": self.merged,
+            "changed": list(self.changed),
+            "subject": self.subject,
+            "merged_commit": self.merged_commit,
+            "strategy": self.strategy,
+            "resolved": list(self.resolved),
+            "legacy": self.legacy,
+            "legacy_file": self.legacy_file,
+            "reverts": list(self.reverts),
         }
 
 
-def _changed_keys(store: Store, commit: pygit2.Commit,
-                  index: changes.Index | None = None) -> tuple[str, ...]:
+def _changed_keys(
+    store: Store, commit: pygit2.Commit, index: changes.Index | None = None
+) -> tuple[str, ...]:
     if index is not None:  # the commit's own Changed: lines name every key it changed
         return tuple(sorted(index.keys))
     new = store.key_blobs(commit.tree)
     old = store.key_blobs(commit.parents[0].tree) if commit.parents else {}
-    return tuple(sorted(k for n in set(old) | set(new)
-                        if old.get(n) != new.get(n) and (k := codec.key_of(n)) is not None))
+    return tuple(
+        sorted(
+            k
+            for n in set(old) | set(new)
+            if old.get(n) != new.get(n) and (k := codec.key_of(n)) is not None
+        )
+    )
 
 
-def entry_of(store: Store, commit: pygit2.Commit,
-             index: changes.Index | None = None) -> LogEntry:
+def entry_of(store: Store, commit: pygit2.Commit, index: changes.Index | None = None) -> LogEntry:
     """The log entry of one commit: its trailers, parents and changed keys."""
     t = parse_trailers(commit.message)
     return LogEntry(
-        commit=str(commit.id), time=commit.commit_time,
+        commit=str(commit.id),
+        time=commit.commit_time,
         iso=_iso(commit.commit_time, commit.commit_time_offset),
-        agent=t.get("Agent-Id", commit.author.name), source=t.get("Source", ""),
-        confidence=trailer_confidence(t), justification=t.get("Justification", ""),
+        agent=t.get("Agent-Id", commit.author.name),
+        source=t.get("Source", ""),
+        confidence=trailer_confidence(t),
+        justification=t.get("Justification", ""),
         lease=t.get("Lease"),
         base=t.get("Base") or (str(commit.parent_ids[0]) if commit.parent_ids else None),
-        parents=tuple(str(p) for p in commit.parent_ids), merged=len(commit.parent_ids) > 1,
-        changed=_changed_keys(store, commit, index), subject=commit.message.split("\n", 1)[0],
-        merged_commit=t.get("Merged-Commit"), strategy=t.get("Merge-Strategy"),
+        parents=tuple(str(p) for p in commit.parent_ids),
+        merged=len(commit.parent_ids) > 1,
+        changed=_changed_keys(store, commit, index),
+        subject=commit.message.split("\n", 1)[0],
+        merged_commit=t.get("Merged-Commit"),
+        strategy=t.get("Merge-Strategy"),
         resolved=trailer_values(commit.message, "Resolved"),
         reverts=trailer_values(commit.message, "Reverts"),
     )
@@ -141,12 +165,17 @@ def legacy_events(store: Store, root: pygit2.Commit) -> list[tuple[LogEntry, lis
         paths = _legacy_paths(event)
         keys = tuple(sorted({p[0] for p in paths if p}))
         entry = LogEntry(
-            commit=None, time=None if when is None else math.floor(when),
+            commit=None,
+            time=None if when is None else math.floor(when),
             iso=None if when is None else _iso(when),
-            agent=str(event.get("agent_id", "")), source=str(event.get("source", "")),
+            agent=str(event.get("agent_id", "")),
+            source=str(event.get("source", "")),
             confidence=_confidence(event.get("confidence")),
-            justification=str(event.get("justification", "")), changed=keys,
-            subject=f"legacy event {name}", legacy=True, legacy_file=name,
+            justification=str(event.get("justification", "")),
+            changed=keys,
+            subject=f"legacy event {name}",
+            legacy=True,
+            legacy_file=name,
         )
         found.append((-math.inf if when is None else when, name, entry, paths))
     found.sort(key=lambda f: (f[0], f[1]), reverse=True)
@@ -165,10 +194,19 @@ def _overlaps(event_path: list[str], tokens: list[str]) -> bool:
     return True
 
 
-def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | None = None,
-        path: str | None = None, source: str | None = None, since: str | float | None = None,
-        until: str | float | None = None, limit: int | None = None,
-        include_legacy: bool = True) -> list[LogEntry]:
+def log(
+    store: Store,
+    rev: str = MAIN,
+    *,
+    agent: str | None = None,
+    key: str | None = None,
+    path: str | None = None,
+    source: str | None = None,
+    since: str | float | None = None,
+    until: str | float | None = None,
+    limit: int | None = None,
+    include_legacy: bool = True,
+) -> list[LogEntry]:
     """The history reachable from ``rev``, newest first, then the legacy events (oldest last).
 
     ``key`` keeps commits that changed that key's blob; ``path`` keeps commits where the value
@@ -203,25 +241,29 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
 
     def no_legacy_shown(roots: list[pygit2.Commit]) -> bool:
         # a walk that stops early never learns which root it would have ended on
-        return not include_legacy or not any(shown(e, p) for r in roots
-                                             for e, p in legacy_events(store, r))
+        return not include_legacy or not any(
+            shown(e, p) for r in roots for e, p in legacy_events(store, r)
+        )
 
     root: pygit2.Commit | None = None
     probe = changes.Probe(tokens) if tokens is not None else None
     indexed = pathindex.in_log_order(store, start, tokens) if tokens else None
-    for commit in indexed or walk.Walk(store, start.id, since=lo, stop_ok=no_legacy_shown,
-                                       lazy=limit is not None or lo is not None):
+    for commit in indexed or walk.Walk(
+        store, start.id, since=lo, stop_ok=no_legacy_shown, lazy=limit is not None or lo is not None
+    ):
         if not commit.parent_ids:
             root = commit
         if limit is not None and len(out) >= limit:
             break
-        if (lo is not None and commit.commit_time < lo) or (hi is not None
-                                                             and commit.commit_time > hi):
+        if (lo is not None and commit.commit_time < lo) or (
+            hi is not None and commit.commit_time > hi
+        ):
             continue  # what wanted() would say, before the entry is built
         if probe is not None and commit.parent_ids and probe.rules_out(commit.message):
             continue  # its Changed: lines rule the pointer out: no tree or blob read
-        entry = entry_of(store, commit, changes.index_of(commit.message) if commit.parent_ids
-                         else None)
+        entry = entry_of(
+            store, commit, changes.index_of(commit.message) if commit.parent_ids else None
+        )
         if not wanted(entry):
             continue
         if tokens is not None and path is not None:
@@ -237,5 +279,3 @@ def log(store: Store, rev: str = MAIN, *, agent: str | None = None, key: str | N
     if include_legacy and root is not None and (limit is None or len(out) < limit):
         out += [event for event, paths in legacy_events(store, root) if shown(event, paths)]
     return out[:limit] if limit is not None else out
-
-

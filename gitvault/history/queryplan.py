@@ -21,7 +21,6 @@ Node = dict[str, Any]
 Step = str | int  # a field name or an array index
 
 
-
 @dataclass(frozen=True)
 class Match:
     """One matched value and where it is (None: a computed value with no one place)."""

@@ -17,8 +17,8 @@ from gitvault.history.log import log
 
 # -- show -------------------------------------------------------------------------------------
 
-def revision(store: Store, rev: str | None = None, at: str | float | None = None
-             ) -> pygit2.Commit:
+
+def revision(store: Store, rev: str | None = None, at: str | float | None = None) -> pygit2.Commit:
     """The commit ``rev`` names (default main), or with ``at`` the newest commit along its
     first parents made at or before that time: what main held then (merged agent commits were
     never main's head themselves, so they are not candidates)."""
@@ -41,8 +41,9 @@ def _root_time(commit: pygit2.Commit) -> int:
     return commit.commit_time
 
 
-def show(store: Store, rev: str | None = None, at: str | float | None = None,
-         path: str | None = None) -> Any:
+def show(
+    store: Store, rev: str | None = None, at: str | float | None = None, path: str | None = None
+) -> Any:
     """The document (or the value at pointer ``path``) at ``rev`` or at time ``at``."""
     commit = revision(store, rev, at)
     blobs = _Blobs(store)
@@ -64,12 +65,12 @@ EXPORT_FORMATS = ("json", "jsonl")
 
 
 def _line(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
-                      allow_nan=False)
+    return json.dumps(
+        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+    )
 
 
-def export(store: Store, rev: str | None = None, fmt: str = "json",
-           history: bool = False) -> str:
+def export(store: Store, rev: str | None = None, fmt: str = "json", history: bool = False) -> str:
     """The document at ``rev`` as canonical JSON or JSON Lines, optionally with its log.
 
     ``json`` with history wraps it as ``{"commit", "document", "history"}`` so that the log can
@@ -83,8 +84,11 @@ def export(store: Store, rev: str | None = None, fmt: str = "json",
     if fmt == "json":
         if not history:
             return codec.dumps_document(doc).decode("utf-8")
-        whole = {"commit": str(commit.id), "document": doc,
-                 "history": [e.to_json() for e in entries]}
+        whole = {
+            "commit": str(commit.id),
+            "document": doc,
+            "history": [e.to_json() for e in entries],
+        }
         return codec.dumps(whole).decode("utf-8")
     lines = [_line({"key": k, "value": v}) for k, v in sorted(doc.items())]
     lines += [_line(e.to_json()) for e in entries]

@@ -128,9 +128,7 @@ class _Matcher:
                 or (self.hi is not None and (t is None or t > self.hi))
             ):
                 continue
-            if self.tokens is not None and not any(
-                _overlaps(p, self.tokens) for p in paths
-            ):
+            if self.tokens is not None and not any(_overlaps(p, self.tokens) for p in paths):
                 continue
             yield event
 

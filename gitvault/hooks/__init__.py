@@ -86,8 +86,9 @@ def check_tree(store: Store, tree: pygit2.Tree, changed: Iterable[str] | None) -
             continue
         seen.add(key)
         if key is None or entry.type_str not in ("blob", "tree"):
-            problems.append(f"{name}: only K.json files, sharded K/ folders and .gitvault/ may "
-                            "be at the top")
+            problems.append(
+                f"{name}: only K.json files, sharded K/ folders and .gitvault/ may be at the top"
+            )
             continue
         try:
             codec.check_key(key)
@@ -98,18 +99,24 @@ def check_tree(store: Store, tree: pygit2.Tree, changed: Iterable[str] | None) -
                     continue
             data = store.blob(entry.id)
             if codec.canonical(data, name) != data:
-                problems.append(f"{name}: not canonical JSON (indent 2, sorted keys, final "
-                                "newline); run `gitvault fmt` on it")
+                problems.append(
+                    f"{name}: not canonical JSON (indent 2, sorted keys, final "
+                    "newline); run `gitvault fmt` on it"
+                )
             elif not sharded and shards.wanted(data):
-                problems.append(f"{name}: an array of {shards.SHARD_BYTES} bytes or more is "
-                                f"stored sharded as {key}/ (see the README); check it in with "
-                                "gitvault, which lays it out")
+                problems.append(
+                    f"{name}: an array of {shards.SHARD_BYTES} bytes or more is "
+                    f"stored sharded as {key}/ (see the README); check it in with "
+                    "gitvault, which lays it out"
+                )
         except CodecError as e:
             problems.append(str(e))
     if not problems:
         keys = changed if changed is not None else [k[:-5] for k in store.key_blobs(tree)]
-        problems += [f"{p['pointer']} fails its schema: {p['message']}"
-                     for p in schemas.validate_tree(store, tree, keys)]
+        problems += [
+            f"{p['pointer']} fails its schema: {p['message']}"
+            for p in schemas.validate_tree(store, tree, keys)
+        ]
     return problems
 
 
@@ -120,11 +127,14 @@ def check_commit(store: Store, commit: pygit2.Commit, agent: str | None) -> list
     problems = [f"missing trailer {t}:" for t in REQUIRED_TRAILERS if t not in trailers]
     lease = trailers.get("Lease")
     if lease is not None and lease not in ("", "none") and not lease.isdigit():
-        problems.append(f"Lease: {lease!r} is not a lease token; give the number `gitvault "
-                        "checkout` printed, or leave the trailer out")
+        problems.append(
+            f"Lease: {lease!r} is not a lease token; give the number `gitvault "
+            "checkout` printed, or leave the trailer out"
+        )
     if agent is not None and "Agent-Id" in trailers and trailers["Agent-Id"] != agent:
-        problems.append(f"Agent-Id {trailers['Agent-Id']!r} does not match the branch's agent "
-                        f"{agent!r}")
+        problems.append(
+            f"Agent-Id {trailers['Agent-Id']!r} does not match the branch's agent {agent!r}"
+        )
     if not trailers.get("Source", "x").strip():
         problems.append("Source: is empty")
     if "Confidence" in trailers:
@@ -141,8 +151,10 @@ def check_commit(store: Store, commit: pygit2.Commit, agent: str | None) -> list
     if claimed:  # log and blame trust these lines to skip commits: they must be exact
         actual = changes.between(store, parent.tree, commit.tree) if parent is not None else []
         if sorted(claimed) != sorted(escape(p) for p in actual):
-            problems.append(f"{changes.TRAILER}: lines {sorted(claimed)!r} do not match the "
-                            f"commit's changes {actual!r}; drop them (gitvault writes them)")
+            problems.append(
+                f"{changes.TRAILER}: lines {sorted(claimed)!r} do not match the "
+                f"commit's changes {actual!r}; drop them (gitvault writes them)"
+            )
     return problems + check_tree(store, commit.tree, changed)
 
 
@@ -156,8 +168,12 @@ def check_push(store: Store, updates: list[Update]) -> list[str]:
         agent = agent_of(u.ref)
         if u.ref.startswith(REQUESTS):
             new = pygit2.Oid(hex=u.new) if u.new != ZERO else None
-            if u.old != ZERO or new is None or main is None or not (
-                    new == main or repo.descendant_of(main, new)):
+            if (
+                u.old != ZERO
+                or new is None
+                or main is None
+                or not (new == main or repo.descendant_of(main, new))
+            ):
                 problems.append(f"{u.ref}: a request must create the ref at a commit of main")
             continue
         if agent is not None and "lease" in options and u.new != ZERO:
@@ -167,12 +183,16 @@ def check_push(store: Store, updates: list[Update]) -> list[str]:
                 problems.append(f"{u.ref}: main cannot be deleted or created by a push")
                 continue
             if not repo.descendant_of(pygit2.Oid(hex=u.new), pygit2.Oid(hex=u.old)):
-                problems.append(f"{u.ref}: not a fast-forward of main; push your branch to "
-                                f"refs/heads/agents/<you> and let the vault merge it")
+                problems.append(
+                    f"{u.ref}: not a fast-forward of main; push your branch to "
+                    f"refs/heads/agents/<you> and let the vault merge it"
+                )
                 continue
         elif agent is None:
-            problems.append(f"{u.ref}: only refs/heads/agents/<agent> (and fast-forwards of "
-                            "main) may be pushed; leases, notes and conflicts belong to the vault")
+            problems.append(
+                f"{u.ref}: only refs/heads/agents/<agent> (and fast-forwards of "
+                "main) may be pushed; leases, notes and conflicts belong to the vault"
+            )
             continue
         if u.new == ZERO:
             continue  # deleting one's own branch
@@ -201,8 +221,9 @@ def _lease_problems(store: Store, agent: str, token: str) -> list[Problem]:
     if token.isdigit() and int(token) != lease.token:
         return [LeaseProblem(f"lease token {token} of {agent!r} is stale (current {lease.token})")]
     if not lease.live(time.time()):
-        return [LeaseProblem(f"lease of {agent!r} has expired; run `gitvault checkout {agent}` "
-                             "again")]
+        return [
+            LeaseProblem(f"lease of {agent!r} has expired; run `gitvault checkout {agent}` again")
+        ]
     return []
 
 
@@ -222,8 +243,9 @@ def request(vault: Any, options: dict[str, str]) -> dict[str, Any]:
         return {"dropped": vault.drop_conflict(options.get("id", ""))}
     if op == "resolve":
         picks = json.loads(options.get("picks") or "{}")
-        r = vault.resolve(options.get("id", ""), options.get("take") or None, picks,
-                          agent=agent or None)
+        r = vault.resolve(
+            options.get("id", ""), options.get("take") or None, picks, agent=agent or None
+        )
         return dict(r.to_json())
     raise InputError(f"unknown remote operation {op!r}")
 
@@ -257,10 +279,17 @@ def fill_trailers(message: str, agent: str, base: str) -> str:
     """The commit message with default trailers added; raises if Source is missing."""
     present = parse_trailers(message)
     if not present.get("Source", "").strip():
-        raise InputError("add a Source trailer: git commit --trailer 'Source=where this came "
-                         "from' (and --trailer Confidence=0.8 --trailer 'Justification=why')")
-    defaults = {"Agent-Id": agent, "Confidence": "0.5", "Justification": "", "Lease": "none",
-                "Base": base}
+        raise InputError(
+            "add a Source trailer: git commit --trailer 'Source=where this came "
+            "from' (and --trailer Confidence=0.8 --trailer 'Justification=why')"
+        )
+    defaults = {
+        "Agent-Id": agent,
+        "Confidence": "0.5",
+        "Justification": "",
+        "Lease": "none",
+        "Base": base,
+    }
     missing = [f"{k}: {v}" for k, v in defaults.items() if k not in present]
     if "Agent-Id" in present and present["Agent-Id"] != agent:
         raise InputError(f"Agent-Id {present['Agent-Id']!r} is not this clone's agent {agent!r}")
@@ -281,8 +310,11 @@ def fmt(paths: Iterable[str]) -> list[str]:
 
 
 def refuse_lines(problems: list[str]) -> list[str]:
-    return ["gitvault: push refused:", *[f"gitvault:   {p}" for p in problems],
-            "gitvault: nothing was changed"]
+    return [
+        "gitvault: push refused:",
+        *[f"gitvault:   {p}" for p in problems],
+        "gitvault: nothing was changed",
+    ]
 
 
 def push_options() -> dict[str, str]:
@@ -341,12 +373,14 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
     """Entry point of every hook shim: ``python -m gitvault hook NAME ARGS``."""
     if name == "pre-receive":
         store, updates = Store.open_env(), parse_updates(stdin)
-        refusals = identity.check_push(store, [(u.old, u.new, u.ref) for u in updates],
-                                       push_options())
+        refusals = identity.check_push(
+            store, [(u.old, u.new, u.ref) for u in updates], push_options()
+        )
         from gitvault.engine import trust  # signatures, allowed signers, path rules
 
-        refusals += trust.check_push(store, [(u.old, u.new, u.ref) for u in updates],
-                                     identity.pusher(store).user)
+        refusals += trust.check_push(
+            store, [(u.old, u.new, u.ref) for u in updates], identity.pusher(store).user
+        )
         problems = [str(e) for e in refusals] + check_push(store, updates)
         for line in refuse_lines(problems) if problems else []:
             say(line)
@@ -354,8 +388,9 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
             _report(say, identity.report(refusals))
         elif problems:
             code = problems_exit_code(problems)
-            _report(say, {"error": "PushRefused", "exit_code": code,
-                          "message": "; ".join(problems)})
+            _report(
+                say, {"error": "PushRefused", "exit_code": code, "message": "; ".join(problems)}
+            )
         return 1 if problems else 0
     if name == "post-receive":
         post_receive(parse_updates(stdin), say)
@@ -364,12 +399,14 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
     if name == "commit-msg":
         agent = str(repo.config["gitvault.agent"]) if "gitvault.agent" in repo.config else None
         if agent is None:
-            raise InputError("this clone has no gitvault.agent; set it with "
-                             "`git config gitvault.agent <you>`")
+            raise InputError(
+                "this clone has no gitvault.agent; set it with `git config gitvault.agent <you>`"
+            )
         base = "none" if repo.head_is_unborn else str(repo.head.target)
         msg_path = Path(args[0])
-        msg_path.write_text(fill_trailers(msg_path.read_text(encoding="utf-8"), agent, base),
-                            encoding="utf-8")
+        msg_path.write_text(
+            fill_trailers(msg_path.read_text(encoding="utf-8"), agent, base), encoding="utf-8"
+        )
         return 0
     if name == "pre-commit":
         problems = []
@@ -381,8 +418,10 @@ def run(name: str, args: list[str], stdin: TextIO, say: Callable[[str], None]) -
                 try:
                     codec.check_key(codec.key_of(entry.path))
                     if codec.canonical(data, entry.path) != data:
-                        problems.append(f"{entry.path}: not canonical; run `gitvault fmt "
-                                        f"{entry.path}` and `git add` it again")
+                        problems.append(
+                            f"{entry.path}: not canonical; run `gitvault fmt "
+                            f"{entry.path}` and `git add` it again"
+                        )
                 except CodecError as e:
                     problems.append(str(e))
         for p in problems:
@@ -409,4 +448,3 @@ def main(argv: list[str]) -> None:
         code = mapped.exit_code
     sys.stderr.flush()
     raise SystemExit(code)
-

@@ -21,19 +21,23 @@ from gitvault.errors import GitVaultError, InputError, from_os_error
 from gitvault.model import quarantine
 from gitvault.model.provenance import check_agent
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                            open_world_hint=False)
-WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                        open_world_hint=False)
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+WRITE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
 _READ_ONLY, _WRITE = READ_ONLY, WRITE
 
 P = ParamSpec("P")
 R = TypeVar("R")
 Side = Literal["ours", "theirs"]
-RevArg = Annotated[str | None, Field(description="A git revision (default main), e.g. "
-                                                  "main~2 or a commit id.")]
-PathArg = Annotated[str | None, Field(description="JSON Pointer, e.g. /tasks/0/status or "
-                                                   "/tasks/[id=T-004]/status.")]
+RevArg = Annotated[
+    str | None, Field(description="A git revision (default main), e.g. main~2 or a commit id.")
+]
+PathArg = Annotated[
+    str | None, Field(description="JSON Pointer, e.g. /tasks/0/status or /tasks/[id=T-004]/status.")
+]
 
 
 def _error_result(e: GitVaultError) -> CallToolResult:
@@ -67,7 +71,6 @@ def _plain(value: Any) -> Any:
     return to_json() if callable(to_json) else value
 
 
-
 @dataclass(frozen=True)
 class Tools:
     """One server's vault and agent, and the decorator that adds a tool to it.
@@ -91,24 +94,35 @@ class Tools:
         """The agent a call acts as: the server's own, or (without --agent) the caller's."""
         if self.configured is None:
             if not given:
-                raise InputError("no agent id: this server was started without --agent, "
-                                 "so pass `agent` (e.g. planner-1)")
+                raise InputError(
+                    "no agent id: this server was started without --agent, "
+                    "so pass `agent` (e.g. planner-1)"
+                )
             return check_agent(given)
         if given and given != self.configured:
-            raise InputError(f"this server acts as agent {self.configured!r} and cannot act as "
-                             f"{given!r}; leave `agent` out or start a server with --agent")
+            raise InputError(
+                f"this server acts as agent {self.configured!r} and cannot act as "
+                f"{given!r}; leave `agent` out or start a server with --agent"
+            )
         return self.configured
 
     @property
     def agent_help(self) -> str:
-        return (f"Leave out: this server acts as {self.configured!r}." if self.configured
-                else "Your agent id, e.g. planner-1 (required: the server has no --agent).")
+        return (
+            f"Leave out: this server acts as {self.configured!r}."
+            if self.configured
+            else "Your agent id, e.g. planner-1 (required: the server has no --agent)."
+        )
 
     def tool(self, annotations: ToolAnnotations) -> Callable[[Callable[P, R]], Callable[P, R]]:
         def register(fn: Callable[P, R]) -> Callable[P, R]:
-            self.server.add_tool(_structured_errors(fn), name=fn.__name__,
-                                 description=inspect.cleandoc(fn.__doc__ or ""),
-                                 annotations=annotations, structured_output=True)
+            self.server.add_tool(
+                _structured_errors(fn),
+                name=fn.__name__,
+                description=inspect.cleandoc(fn.__doc__ or ""),
+                annotations=annotations,
+                structured_output=True,
+            )
             return fn
 
         return register

@@ -20,35 +20,62 @@ def register(t: Tools) -> None:
 
     @t.tool(_READ_ONLY)
     def log(
-        agent: Annotated[str | None, Field(description="Only commits by this agent (a filter, "
-                                           "any agent).")] = None,
-        key: Annotated[str | None, Field(description="Only commits that changed this "
-                                         "top-level key.")] = None,
-        path: Annotated[str | None, Field(description="Only commits that changed the value at "
-                                          "this JSON Pointer.")] = None,
+        agent: Annotated[
+            str | None, Field(description="Only commits by this agent (a filter, any agent).")
+        ] = None,
+        key: Annotated[
+            str | None, Field(description="Only commits that changed this top-level key.")
+        ] = None,
+        path: Annotated[
+            str | None,
+            Field(description="Only commits that changed the value at this JSON Pointer."),
+        ] = None,
         source: Annotated[str | None, Field(description="Only commits with this Source.")] = None,
-        since: Annotated[str | None, Field(description="Not before this time, e.g. "
-                                           "2025-01-31T12:00:00Z.")] = None,
+        since: Annotated[
+            str | None, Field(description="Not before this time, e.g. 2025-01-31T12:00:00Z.")
+        ] = None,
         until: Annotated[str | None, Field(description="Not after this time.")] = None,
         rev: RevArg = None,
         limit: Annotated[int, Field(ge=1, le=1000, description="At most this many.")] = 20,
     ) -> Entries:
         """Checkins and merges, newest first, with agent, source, confidence, justification."""
-        found = t.vault().log(rev, agent=agent, key=key, path=path, source=source, since=since,
-                            until=until, limit=limit)
+        found = t.vault().log(
+            rev,
+            agent=agent,
+            key=key,
+            path=path,
+            source=source,
+            since=since,
+            until=until,
+            limit=limit,
+        )
         return Entries(entries=[_plain(e) for e in found])
 
     @t.tool(_READ_ONLY)
     def show(
         rev: RevArg = None,
-        at: Annotated[str | None, Field(description="A point in time instead of rev, e.g. "
-                                        "2025-01-31T12:00:00Z or '2 hours ago'.")] = None,
+        at: Annotated[
+            str | None,
+            Field(
+                description="A point in time instead of rev, e.g. "
+                "2025-01-31T12:00:00Z or '2 hours ago'."
+            ),
+        ] = None,
         path: PathArg = None,
-        max_bytes: Annotated[int | None, Field(ge=200, description="Cut the answer at a "
-                                               "whole value to fit about this many bytes.")
-                             ] = None,
-        offset: Annotated[int, Field(ge=0, description="Continue a cut answer: its "
-                                     "next_offset, with the same rev and max_bytes.")] = 0,
+        max_bytes: Annotated[
+            int | None,
+            Field(
+                ge=200, description="Cut the answer at a whole value to fit about this many bytes."
+            ),
+        ] = None,
+        offset: Annotated[
+            int,
+            Field(
+                ge=0,
+                description="Continue a cut answer: its "
+                "next_offset, with the same rev and max_bytes.",
+            ),
+        ] = 0,
     ) -> ShowResult:
         """The document, or one value, as it was at a revision or a time.
 
@@ -61,9 +88,11 @@ def register(t: Tools) -> None:
         if max_bytes is None or (offset == 0 and reading.size_of(value) <= max_bytes):
             return ShowResult(value=value)
         page = reading.cut_value(value, max_bytes, offset)
-        return ShowResult(parts=page.items, next_offset=page.next_offset,
-                          note=page.note(f"call show with rev={rev}, the same path and "
-                                         f"max_bytes={max_bytes},"))
+        return ShowResult(
+            parts=page.items,
+            next_offset=page.next_offset,
+            note=page.note(f"call show with rev={rev}, the same path and max_bytes={max_bytes},"),
+        )
 
     @t.tool(_READ_ONLY)
     def diff(
@@ -77,8 +106,9 @@ def register(t: Tools) -> None:
 
     @t.tool(_READ_ONLY)
     def blame(
-        path: Annotated[str, Field(description="JSON Pointer, e.g. /tasks or "
-                                   "/tasks/[id=T-004]/status.")],
+        path: Annotated[
+            str, Field(description="JSON Pointer, e.g. /tasks or /tasks/[id=T-004]/status.")
+        ],
         rev: RevArg = None,
     ) -> Entries:
         """Who last set the value at `path` (or each value under it), from what source, why."""

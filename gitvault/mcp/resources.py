@@ -14,18 +14,26 @@ def register(t: Tools) -> None:
     """Add the resources to ``t``'s server."""
     server = t.server
 
-    @server.resource("gitvault://main", name="main", title="The whole memory",
-                     description="The current document on main, as canonical JSON.",
-                     mime_type="application/json")
+    @server.resource(
+        "gitvault://main",
+        name="main",
+        title="The whole memory",
+        description="The current document on main, as canonical JSON.",
+        mime_type="application/json",
+    )
     def main_document() -> str:
         try:
             return codec.dumps_document(t.vault().read()).decode()
         except GitVaultError as e:
             raise ResourceError(json.dumps(e.to_json(), ensure_ascii=False)) from None
 
-    @server.resource("gitvault://main/{key}", name="key", title="One key of the memory",
-                     description="The current value of one top-level key, as canonical JSON.",
-                     mime_type="application/json")
+    @server.resource(
+        "gitvault://main/{key}",
+        name="key",
+        title="One key of the memory",
+        description="The current value of one top-level key, as canonical JSON.",
+        mime_type="application/json",
+    )
     def main_key(key: str) -> str:
         try:
             document = t.vault().read()

@@ -25,13 +25,16 @@ class LeaseInfo(BaseModel):
 
 
 class CheckoutResult(BaseModel):
-    document: dict[str, Any] | None = Field(description="The whole memory at the lease's "
-                                            "base; null when max_bytes cut it into parts.")
+    document: dict[str, Any] | None = Field(
+        description="The whole memory at the lease's base; null when max_bytes cut it into parts."
+    )
     lease: LeaseInfo
-    parts: list[dict[str, Any]] | None = Field(default=None, description="When cut: whole "
-                                               "values as {pointer, value}.")
-    next_offset: int | None = Field(default=None, description="When cut: where the rest "
-                                    "starts (see note).")
+    parts: list[dict[str, Any]] | None = Field(
+        default=None, description="When cut: whole values as {pointer, value}."
+    )
+    next_offset: int | None = Field(
+        default=None, description="When cut: where the rest starts (see note)."
+    )
     note: str = ""
 
 
@@ -75,11 +78,13 @@ class Entries(BaseModel):
 
 
 class ShowResult(BaseModel):
-    value: Any = Field(default=None, description="The document, or the value at `path`; "
-                       "null when max_bytes cut it into parts.")
-    parts: list[dict[str, Any]] | None = Field(default=None, description="When cut: whole "
-                                               "values as {pointer (relative to path), "
-                                               "value}.")
+    value: Any = Field(
+        default=None,
+        description="The document, or the value at `path`; null when max_bytes cut it into parts.",
+    )
+    parts: list[dict[str, Any]] | None = Field(
+        default=None, description="When cut: whole values as {pointer (relative to path), value}."
+    )
     next_offset: int | None = Field(default=None, description="When cut: pass as offset.")
     note: str = ""
 
@@ -102,5 +107,3 @@ class PatchOperation(BaseModel):
     path: str = Field(description="JSON Pointer of the target, e.g. /tasks/0/status.")
     value: Any = Field(default=None, description="For add, replace, test.")
     from_: str | None = Field(default=None, alias="from", description="For move, copy.")
-
-

@@ -50,9 +50,9 @@ A large memory: read only what you need with `query` (JMESPath) and `search` (wo
 """
 
 
-
-def build_server(vault_path: str, agent: str | None = None,
-                 allow_quarantine: bool = False) -> MCPServer:
+def build_server(
+    vault_path: str, agent: str | None = None, allow_quarantine: bool = False
+) -> MCPServer:
     """An MCP server for the vault at ``vault_path``, acting as ``agent`` when given.
 
     Opens the vault once up front so a wrong path fails at start, not at the first call.
@@ -62,7 +62,10 @@ def build_server(vault_path: str, agent: str | None = None,
     configured = check_agent(agent) if agent is not None else None
     feed = Feed(path)  # resource subscriptions (gitvault.mcp.watch)
     server = MCPServer(
-        name="gitvault", title="gitvault", version=__version__, instructions=INSTRUCTIONS,
+        name="gitvault",
+        title="gitvault",
+        version=__version__,
+        instructions=INSTRUCTIONS,
         description="Versioned, shared JSON memory for AI agents, kept in a bare git repository",
         lifespan=feed.lifespan,
     )
@@ -71,15 +74,26 @@ def build_server(vault_path: str, agent: str | None = None,
     writes.register(t)  # checkout, checkin, release, conflicts, resolve
     reads.register(t)  # status, log, show, diff, blame
     mcp_query.register(t.tool, t.vault, _READ_ONLY)  # query and search
-    mcp_undo.register(t.tool, t.vault, t.who,
-                      Annotated[str | None, Field(description=t.agent_help)], PathArg,
-                      allow_quarantine)
+    mcp_undo.register(
+        t.tool,
+        t.vault,
+        t.who,
+        Annotated[str | None, Field(description=t.agent_help)],
+        PathArg,
+        allow_quarantine,
+    )
     resources.register(t)
     return server
 
 
-def run(vault_path: str, agent: str | None = None, transport: Transport = "stdio",
-        host: str = "127.0.0.1", port: int = 8765, allow_quarantine: bool = False) -> None:
+def run(
+    vault_path: str,
+    agent: str | None = None,
+    transport: Transport = "stdio",
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    allow_quarantine: bool = False,
+) -> None:
     """Serve until the client hangs up (stdio) or the process is stopped (HTTP)."""
     server = build_server(vault_path, agent, allow_quarantine)
     if transport == "stdio":

@@ -148,8 +148,9 @@ class Rules:
         return replace(self, grants=grants, present=True)
 
     def add_admin(self, user: str) -> Rules:
-        return replace(self, admins=tuple(sorted({*self.admins, _name(user, "admin")})),
-                       present=True)
+        return replace(
+            self, admins=tuple(sorted({*self.admins, _name(user, "admin")})), present=True
+        )
 
     def remove_admin(self, user: str) -> Rules:
         if user not in self.admins:

@@ -16,11 +16,11 @@ REQUESTS = "refs/gitvault/requests/"  # a push here asks post-receive for a leas
 
 def agent_of(ref: str) -> str | None:
     """The agent an ``agents/<escaped>`` branch belongs to (None for other refs)."""
-    if not ref.startswith(AGENTS) or "/" in ref[len(AGENTS):] or ref == AGENTS:
+    if not ref.startswith(AGENTS) or "/" in ref[len(AGENTS) :] or ref == AGENTS:
         return None
     try:
-        agent = unescape_agent(ref[len(AGENTS):])
-        return agent if escape_agent(agent) == ref[len(AGENTS):] else None
+        agent = unescape_agent(ref[len(AGENTS) :])
+        return agent if escape_agent(agent) == ref[len(AGENTS) :] else None
     except (UnicodeDecodeError, ValueError, InputError):
         return None
 

@@ -50,8 +50,11 @@ def _token(chunk: bytes, array: bool) -> str | None:
         (name,) = orjson.loads(b"{" + chunk + b"}")
         return str(name)
     item = orjson.loads(chunk)
-    if isinstance(item, dict) and isinstance(item.get("id"), str | int) and not isinstance(
-            item["id"], bool):
+    if (
+        isinstance(item, dict)
+        and isinstance(item.get("id"), str | int)
+        and not isinstance(item["id"], bool)
+    ):
         return f"[id={item['id']}]"
     return None
 
@@ -67,11 +70,11 @@ def _window(old: bytes, new: bytes) -> tuple[bytes, bytes] | None:
     p = codec.common_prefix(old, new)
     s = codec.common_suffix(old, new, min(len(old), len(new)) - p)
     start = old.rfind(b",\n  ", 0, p - 1)
-    while start >= 0 and old[start + 4:start + 5] == b" ":
+    while start >= 0 and old[start + 4 : start + 5] == b" ":
         start = old.rfind(b",\n  ", 0, start)
     start = 4 if start < 0 else start + 4  # the first element that may differ
     end_old = old.find(b",\n  ", len(old) - s)
-    while end_old >= 0 and old[end_old + 4:end_old + 5] == b" ":
+    while end_old >= 0 and old[end_old + 4 : end_old + 5] == b" ":
         end_old = old.find(b",\n  ", end_old + 1)
     if end_old < 0:
         end_old, end_new = len(old) - 3, len(new) - 3
@@ -115,9 +118,13 @@ def key_changes(key: str, old: bytes | None, new: bytes | None) -> list[str]:
     return [pointers.join([key, s]) for s in sorted(steps)] or whole
 
 
-def between(store: Store, old: pygit2.Tree | None, new: pygit2.Tree,
-            new_files: Mapping[str, bytes] | None = None,
-            read: Callable[[pygit2.Oid], bytes] | None = None) -> list[str]:
+def between(
+    store: Store,
+    old: pygit2.Tree | None,
+    new: pygit2.Tree,
+    new_files: Mapping[str, bytes] | None = None,
+    read: Callable[[pygit2.Oid], bytes] | None = None,
+) -> list[str]:
     """Every ``Changed:`` pointer of a commit with tree ``new`` over first parent ``old``.
 
     ``new_files`` may hold bytes the caller has at hand (by file name) and ``read`` may serve
@@ -146,8 +153,9 @@ def between(store: Store, old: pygit2.Tree | None, new: pygit2.Tree,
     return out
 
 
-def _sharded_runs(store: Store, old: pygit2.Oid | None, new: pygit2.Oid | None
-                  ) -> tuple[bytes, bytes] | None:
+def _sharded_runs(
+    store: Store, old: pygit2.Oid | None, new: pygit2.Oid | None
+) -> tuple[bytes, bytes] | None:
     """For a key sharded on both sides: the chunks that differ, as two arrays (else None).
 
     Chunks the same at both ends (by id, in order) hold the same items at the same places,
@@ -164,7 +172,7 @@ def _sharded_runs(store: Store, old: pygit2.Oid | None, new: pygit2.Oid | None
         found = [item for oid in ids for item in shards.items(store.blob(oid))]
         return shards.encode(found) if found else b"[]\n"
 
-    return run(a[i:len(a) - j]), run(b[i:len(b) - j])
+    return run(a[i : len(a) - j]), run(b[i : len(b) - j])
 
 
 def trailers(changed: Iterable[str]) -> list[tuple[str, str]]:
@@ -207,7 +215,7 @@ def raw_lines(message: str) -> list[str]:
     """The ``Changed:`` values of the trailer block exactly as written (still escaped)."""
     block = message.rstrip("\n").rsplit("\n\n", 1)[-1]
     prefix = TRAILER + ": "
-    return [line[len(prefix):] for line in block.split("\n") if line.startswith(prefix)]
+    return [line[len(prefix) :] for line in block.split("\n") if line.startswith(prefix)]
 
 
 class Probe:

@@ -28,7 +28,7 @@ class Kept:
 
 
 def _parse_ref(ref: str, target: pygit2.Oid) -> Kept | None:
-    rest = ref[len(PREFIX):]
+    rest = ref[len(PREFIX) :]
     esc, _, n = rest.rpartition("/")
     if not esc or not n.isdigit():
         return None
@@ -44,16 +44,22 @@ class ConflictStore:
         self.store = store
 
     def all(self) -> list[Kept]:
-        out = [k for ref, t in self.store.refs_under(PREFIX).items()
-               if (k := _parse_ref(ref, t)) is not None]
+        out = [
+            k
+            for ref, t in self.store.refs_under(PREFIX).items()
+            if (k := _parse_ref(ref, t)) is not None
+        ]
         return sorted(out, key=lambda k: (k.agent, int(k.id.rsplit("/", 1)[1])))
 
     def keep(self, agent: str, commit: pygit2.Oid) -> Kept:
         """Store ``commit`` under the agent's next free number (compare-and-swap create)."""
         esc = escape_agent(agent)
         while True:
-            taken = [int(r.rsplit("/", 1)[1]) for r in self.store.refs_under(f"{PREFIX}{esc}/")
-                     if r.rsplit("/", 1)[1].isdigit()]
+            taken = [
+                int(r.rsplit("/", 1)[1])
+                for r in self.store.refs_under(f"{PREFIX}{esc}/")
+                if r.rsplit("/", 1)[1].isdigit()
+            ]
             n = max(taken, default=0) + 1
             ref = f"{PREFIX}{esc}/{n}"
 
@@ -68,7 +74,7 @@ class ConflictStore:
 
     def get(self, conflict_id: str) -> Kept:
         for k in self.all():
-            if conflict_id in (k.id, k.ref, k.ref[len(PREFIX):]):
+            if conflict_id in (k.id, k.ref, k.ref[len(PREFIX) :]):
                 return k
         raise InputError(f"no pending conflict {conflict_id!r}; `gitvault conflicts` lists them")
 

@@ -73,13 +73,24 @@ class Lease:
     @classmethod
     def from_note(cls, data: bytes) -> Lease:
         d = json.loads(data)
-        return cls(agent=d["agent"], token=int(d["token"]), mode=d["mode"], base=d["base"],
-                   acquired=parse_iso(d["acquired"]), expires=parse_iso(d["expires"]),
-                   ttl=int(d["ttl"]))
+        return cls(
+            agent=d["agent"],
+            token=int(d["token"]),
+            mode=d["mode"],
+            base=d["base"],
+            acquired=parse_iso(d["acquired"]),
+            expires=parse_iso(d["expires"]),
+            ttl=int(d["ttl"]),
+        )
 
     def to_json(self, now: float) -> dict[str, Any]:
-        return {**asdict(self), "acquired": iso(self.acquired), "expires": iso(self.expires),
-                "live": self.live(now), "seconds_left": max(0.0, round(self.expires - now, 3))}
+        return {
+            **asdict(self),
+            "acquired": iso(self.acquired),
+            "expires": iso(self.expires),
+            "live": self.live(now),
+            "seconds_left": max(0.0, round(self.expires - now, 3)),
+        }
 
 
 @dataclass
@@ -182,9 +193,14 @@ class LeaseBook:
         oid = self.store.write_commit(self.store.objects(tb.write), parents, who, msg)
         rtx.set(NOTES, oid, subject)
 
-    def acquire(self, agent: str, ttl: int | None = None, exclusive: bool = False,
-                gate: Callable[[RefTx, list[Lease], Lease | None], None] | None = None,
-                also: Sequence[str] = ()) -> Lease:
+    def acquire(
+        self,
+        agent: str,
+        ttl: int | None = None,
+        exclusive: bool = False,
+        gate: Callable[[RefTx, list[Lease], Lease | None], None] | None = None,
+        also: Sequence[str] = (),
+    ) -> Lease:
         """Take or renew ``agent``'s lease on the current main; a new token every time.
 
         ``gate`` (the wait queue's turn check, :mod:`gitvault.model.waitqueue`) runs under the same
@@ -206,27 +222,38 @@ class LeaseBook:
             if gate is not None:
                 gate(rtx, others, self._lease_at(rtx.get(ref), notes))
             lease = self.grant(rtx, notes, agent, ttl, exclusive, now)
-            self._commit_notes(rtx, notes, lease.token,
-                               f"lease: checkout {agent} (token {lease.token})")
+            self._commit_notes(
+                rtx, notes, lease.token, f"lease: checkout {agent} (token {lease.token})"
+            )
             return lease
 
         return self.store.transact([NOTES, ref, *also], fn, f"checkout {agent}")
 
     def live_others(self, notes: _NotesState, now: float, agent: str) -> list[Lease]:
         """The live leases of every agent but ``agent``, as ``notes`` has them."""
-        return [x for t in self.store.refs_under(PREFIX).values()
-                if (x := self._lease_at(t, notes)) is not None and x.agent != agent
-                and x.live(now)]
+        return [
+            x
+            for t in self.store.refs_under(PREFIX).values()
+            if (x := self._lease_at(t, notes)) is not None and x.agent != agent and x.live(now)
+        ]
 
-    def grant(self, rtx: RefTx, notes: _NotesState, agent: str, ttl: int, exclusive: bool,
-              now: float) -> Lease:
+    def grant(
+        self, rtx: RefTx, notes: _NotesState, agent: str, ttl: int, exclusive: bool, now: float
+    ) -> Lease:
         """Write ``agent``'s new lease into ``notes`` and its ref (the caller commits the
         notes, and has checked that the lease may be granted)."""
         ref = lease_ref(agent)
         main = rtx.get(MAIN)
         token = notes.counter = notes.counter + 1
-        lease = Lease(agent, token, EXCLUSIVE if exclusive else SHARED,
-                      str(main) if main else "", now, now + ttl, ttl)
+        lease = Lease(
+            agent,
+            token,
+            EXCLUSIVE if exclusive else SHARED,
+            str(main) if main else "",
+            now,
+            now + ttl,
+            ttl,
+        )
         obj = self.store.write_blob(_ref_blob(agent, token))
         old = rtx.get(ref)
         if old is not None:
@@ -235,9 +262,12 @@ class LeaseBook:
         rtx.set(ref, obj, f"lease: checkout token {token}")
         return lease
 
-    def release(self, agent: str,
-                handover: Callable[[RefTx, _NotesState], str | None] | None = None,
-                also: Sequence[str] = ()) -> Lease | None:
+    def release(
+        self,
+        agent: str,
+        handover: Callable[[RefTx, _NotesState], str | None] | None = None,
+        also: Sequence[str] = (),
+    ) -> Lease | None:
         """Drop ``agent``'s lease; None when it held none.
 
         ``handover`` (the wait queue's) may grant the next waiter its lease in the same
@@ -254,8 +284,13 @@ class LeaseBook:
             lease = self._lease_at(target, notes)
             notes.entries.pop(str(target), None)
             to = handover(rtx, notes) if handover is not None else None
-            self._commit_notes(rtx, notes, notes.counter, f"lease: release {agent}"
-                               + (f", hand over to {to} (token {notes.counter})" if to else ""))
+            self._commit_notes(
+                rtx,
+                notes,
+                notes.counter,
+                f"lease: release {agent}"
+                + (f", hand over to {to} (token {notes.counter})" if to else ""),
+            )
             rtx.delete(ref)
             return lease
 
@@ -309,9 +344,17 @@ class LeaseBook:
         notes = self._notes(rtx.get(NOTES))
         target = rtx.get(lease_ref(lease.agent))
         assert target is not None
-        moved = Lease(lease.agent, lease.token, lease.mode, str(base), lease.acquired,
-                      lease.expires, lease.ttl)
+        moved = Lease(
+            lease.agent,
+            lease.token,
+            lease.mode,
+            str(base),
+            lease.acquired,
+            lease.expires,
+            lease.ttl,
+        )
         notes.entries[str(target)] = self.store.write_blob(moved.to_note())
-        self._commit_notes(rtx, notes, notes.counter,
-                           f"lease: {lease.agent} checked in {str(base)[:12]}")
+        self._commit_notes(
+            rtx, notes, notes.counter, f"lease: {lease.agent} checked in {str(base)[:12]}"
+        )
         return moved

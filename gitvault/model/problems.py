@@ -28,5 +28,7 @@ class NotAllowedProblem(Problem):
 
 def exit_code(problems: list[str]) -> int:
     """The code of a refused push: the most specific of its problems' (plain text counts 1)."""
-    return max((getattr(p, "exit_code", GitVaultError.exit_code) for p in problems),
-               default=GitVaultError.exit_code)
+    return max(
+        (getattr(p, "exit_code", GitVaultError.exit_code) for p in problems),
+        default=GitVaultError.exit_code,
+    )

@@ -80,9 +80,11 @@ def escape_agent(agent: str) -> str:
 
 
 def unescape_agent(escaped: str) -> str:
-    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), escaped).encode(
-        "latin-1"
-    ).decode("utf-8")
+    return (
+        re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), escaped)
+        .encode("latin-1")
+        .decode("utf-8")
+    )
 
 
 _NAME_BAD = re.compile(r"[<>\x00-\x1f\x7f]")
@@ -113,8 +115,9 @@ class Provenance:
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:
-                raise InputError(f"{label} is not valid Unicode (undecodable bytes?); "
-                                 "pass UTF-8 text") from None
+                raise InputError(
+                    f"{label} is not valid Unicode (undecodable bytes?); pass UTF-8 text"
+                ) from None
         parse_confidence(self.confidence)
         return self
 
@@ -149,8 +152,11 @@ def trailer_values(msg: str, key: str) -> tuple[str, ...]:
     """Every value of a repeated trailer, unescaped (``parse_trailers`` keeps the first)."""
     block = msg.rstrip("\n").rsplit("\n\n", 1)[-1]
     prefix = key + ": "
-    return tuple(unescape(line[len(prefix):].strip()) for line in block.splitlines()
-                 if line.startswith(prefix))
+    return tuple(
+        unescape(line[len(prefix) :].strip())
+        for line in block.splitlines()
+        if line.startswith(prefix)
+    )
 
 
 _TRAILER_KEY = re.compile(r"[A-Za-z0-9-]+")
@@ -167,4 +173,3 @@ def parse_trailers(msg: str) -> dict[str, str]:
         if sep and _TRAILER_KEY.fullmatch(key) and key not in out:
             out[key] = unescape(value.strip())
     return out
-

@@ -125,8 +125,9 @@ def write(store: Store, tree: pygit2.Tree, entries: dict[str, Entry]) -> pygit2.
     return store.objects(functools.partial(index.write_tree, store.repo))
 
 
-def push_problems(store: Store, ref: str, agent: str | None, tip: pygit2.Oid
-                  ) -> list[NotAllowedProblem]:
+def push_problems(
+    store: Store, ref: str, agent: str | None, tip: pygit2.Oid
+) -> list[NotAllowedProblem]:
     """Why pre-receive refuses a push for undo's sake: the branch's agent, or the writer of a
     commit pushed to main, is quarantined; a pushed commit changes the record; or it claims
     to be an undo (``exposure`` never lists undo commits, so the claim must not be forgeable)."""
@@ -142,20 +143,25 @@ def push_problems(store: Store, ref: str, agent: str | None, tip: pygit2.Oid
         trailers = parse_trailers(commit.message)
         writer = trailers.get("Agent-Id", commit.author.name)
         if "Reverts" in trailers or "Restores" in trailers:
-            problems.append(NotAllowedProblem(
-                f"{ref} {str(commit.id)[:12]}: Reverts:/Restores: are written by "
-                "`gitvault revert`/`restore` only; drop them"
-            ))
+            problems.append(
+                NotAllowedProblem(
+                    f"{ref} {str(commit.id)[:12]}: Reverts:/Restores: are written by "
+                    "`gitvault revert`/`restore` only; drop them"
+                )
+            )
         if writer in entries:
-            problems.append(NotAllowedProblem(
-                f"{ref} {str(commit.id)[:12]}: {refusal(entries[writer])}"))
+            problems.append(
+                NotAllowedProblem(f"{ref} {str(commit.id)[:12]}: {refusal(entries[writer])}")
+            )
         if (
             all(changed_by(store, p.tree, commit.tree) for p in commit.parents)
             if commit.parents
             else changed_by(store, None, commit.tree)
         ):
-            problems.append(NotAllowedProblem(
-                f"{ref} {str(commit.id)[:12]}: {PATH} changes only through "
-                "`gitvault quarantine`; leave it as it is"
-            ))
+            problems.append(
+                NotAllowedProblem(
+                    f"{ref} {str(commit.id)[:12]}: {PATH} changes only through "
+                    "`gitvault quarantine`; leave it as it is"
+                )
+            )
     return problems

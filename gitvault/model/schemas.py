@@ -37,8 +37,10 @@ def check_schema(schema: Any, name: str) -> None:
     try:
         validator_for(schema).check_schema(schema)
     except JsError as e:
-        raise SchemaError(f"{name} is not a valid JSON Schema: {e.message}",
-                          [{"pointer": "", "message": e.message}]) from None
+        raise SchemaError(
+            f"{name} is not a valid JSON Schema: {e.message}",
+            [{"pointer": "", "message": e.message}],
+        ) from None
 
 
 def problems(schema: Any, key: str, value: Any) -> list[dict[str, str]]:

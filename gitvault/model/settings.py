@@ -59,30 +59,63 @@ class Setting:
         return raw
 
 
-SETTINGS = {s.name: s for s in (
-    Setting("defaultTtl", int, 900, "lease time-to-live in seconds when checkout gives none"),
-    Setting("maxTtl", int, 86400, "the longest lease a checkout may ask for"),
-    Setting("onConflict", str, "fail", "checkin conflict policy: fail, ours, theirs, confidence"),
-    Setting("fsync", bool, True, "fsync objects and refs (off: faster, not crash-safe)"),
-    Setting("maxDocumentBytes", int, 64 * 2**20, "largest proposal accepted, in bytes"),
-    Setting("maxDepth", int, 100, "deepest nesting of objects/arrays accepted"),
-    Setting("maxStringBytes", int, 16 * 2**20, "longest string accepted, in UTF-8 bytes"),
-    Setting("maxKeys", int, 100_000, "most keys in one object"),
-    Setting("staleLockSeconds", int, 2, "a ref lock this old whose writer is gone is broken"),
-    Setting("gcLooseObjects", int, 6700, "checkin starts `git gc` past this many loose"
-            " objects"),
-    Setting("requireIdentity", bool, False, "refuse pushes whose pusher the host did not "
-            "authenticate (on for `init --hosted`)", vault_only=True),
-    Setting("identityFrom", str, "none", "who vouches for the pusher: none, gitolite "
-            "($GL_USER), http ($REMOTE_USER), env (identityVariables)", vault_only=True),
-    Setting("requireSigned", str, "off", "refuse writes whose commits are not signed by a key "
+SETTINGS = {
+    s.name: s
+    for s in (
+        Setting("defaultTtl", int, 900, "lease time-to-live in seconds when checkout gives none"),
+        Setting("maxTtl", int, 86400, "the longest lease a checkout may ask for"),
+        Setting(
+            "onConflict", str, "fail", "checkin conflict policy: fail, ours, theirs, confidence"
+        ),
+        Setting("fsync", bool, True, "fsync objects and refs (off: faster, not crash-safe)"),
+        Setting("maxDocumentBytes", int, 64 * 2**20, "largest proposal accepted, in bytes"),
+        Setting("maxDepth", int, 100, "deepest nesting of objects/arrays accepted"),
+        Setting("maxStringBytes", int, 16 * 2**20, "longest string accepted, in UTF-8 bytes"),
+        Setting("maxKeys", int, 100_000, "most keys in one object"),
+        Setting("staleLockSeconds", int, 2, "a ref lock this old whose writer is gone is broken"),
+        Setting(
+            "gcLooseObjects", int, 6700, "checkin starts `git gc` past this many loose objects"
+        ),
+        Setting(
+            "requireIdentity",
+            bool,
+            False,
+            "refuse pushes whose pusher the host did not authenticate (on for `init --hosted`)",
+            vault_only=True,
+        ),
+        Setting(
+            "identityFrom",
+            str,
+            "none",
+            "who vouches for the pusher: none, gitolite "
+            "($GL_USER), http ($REMOTE_USER), env (identityVariables)",
+            vault_only=True,
+        ),
+        Setting(
+            "requireSigned",
+            str,
+            "off",
+            "refuse writes whose commits are not signed by a key "
             "allowed for their Agent-Id: off, agents (agents' commits), all (every commit)",
-            vault_only=True),
-    Setting("vaultSigning", bool, True, "sign the vault's own commits (merges, resolutions, "
-            "import) with its key; off saves one ssh-keygen process per merge", vault_only=True),
-    Setting("identityVariables", str, "GL_USER,REMOTE_USER", "with identityFrom=env: the "
-            "variables naming the pusher, first set wins", vault_only=True),
-)}
+            vault_only=True,
+        ),
+        Setting(
+            "vaultSigning",
+            bool,
+            True,
+            "sign the vault's own commits (merges, resolutions, "
+            "import) with its key; off saves one ssh-keygen process per merge",
+            vault_only=True,
+        ),
+        Setting(
+            "identityVariables",
+            str,
+            "GL_USER,REMOTE_USER",
+            "with identityFrom=env: the variables naming the pusher, first set wins",
+            vault_only=True,
+        ),
+    )
+}
 
 
 def lookup(name: str) -> Setting:
@@ -133,6 +166,14 @@ def all_settings(store: Store) -> list[dict[str, Any]]:
     out = []
     for name, s in SETTINGS.items():
         v, where = get(store, name)
-        out.append({"name": name, "value": v, "source": where, "default": s.default,
-                    "env": s.env, "help": s.help})
+        out.append(
+            {
+                "name": name,
+                "value": v,
+                "source": where,
+                "default": s.default,
+                "env": s.env,
+                "help": s.help,
+            }
+        )
     return out

@@ -336,8 +336,15 @@ def _handed_over(book: LeaseBook, agent: str, before: int) -> Lease | None:
     return None
 
 
-def _try_turn(queue: WaitQueue, book: LeaseBook, me: Waiter, agent: str, exclusive: bool,
-              ttl: int, entries: list[Waiter]) -> tuple[Lease | None, list[Waiter], list[Lease]]:
+def _try_turn(
+    queue: WaitQueue,
+    book: LeaseBook,
+    me: Waiter,
+    agent: str,
+    exclusive: bool,
+    ttl: int,
+    entries: list[Waiter],
+) -> tuple[Lease | None, list[Waiter], list[Lease]]:
     """Prune the dead ahead of us, and take the lease if it is our turn. Returns the lease
     (or None), the live entries and the leases that block us."""
     now = queue.clock()
@@ -345,12 +352,16 @@ def _try_turn(queue: WaitQueue, book: LeaseBook, me: Waiter, agent: str, exclusi
     live = [w for w in entries if w.alive(now) or w.ref == me.ref]
     ahead = queue.blockers(me, agent, exclusive, live)
     clock = book.clock()
-    busy = [x for x in book.all()
-            if x.agent != agent and x.live(clock) and (exclusive or x.mode == EXCLUSIVE)]
+    busy = [
+        x
+        for x in book.all()
+        if x.agent != agent and x.live(clock) and (exclusive or x.mode == EXCLUSIVE)
+    ]
     if not ahead and not busy:
         try:
-            lease = book.acquire(agent, ttl, exclusive, gate=queue.gate(me, agent, exclusive),
-                                 also=[me.ref])
+            lease = book.acquire(
+                agent, ttl, exclusive, gate=queue.gate(me, agent, exclusive), also=[me.ref]
+            )
             return lease, live, busy
         except LeaseHeld:
             pass

@@ -45,8 +45,9 @@ def test_a_session_is_fenced_by_a_newer_checkout_of_the_same_agent(vault: Vault)
 def test_a_json_patch_checkin_changes_only_what_it_names(vault: Vault) -> None:
     vault.checkout("a")
     before = vault.read()
-    r = vault.checkin_patch("a", [{"op": "replace", "path": "/tasks/0/status", "value": "review"}],
-                            "patcher", 0.7)
+    r = vault.checkin_patch(
+        "a", [{"op": "replace", "path": "/tasks/0/status", "value": "review"}], "patcher", 0.7
+    )
     after = vault.read()
     assert r.changed == ["tasks"] and after["tasks"][0]["status"] == "review"
     after["tasks"][0]["status"] = before["tasks"][0]["status"]
@@ -55,8 +56,12 @@ def test_a_json_patch_checkin_changes_only_what_it_names(vault: Vault) -> None:
 
 @pytest.mark.parametrize(
     "patch",
-    [[{"op": "replace", "path": "/nope/0", "value": 1}], [{"op": "frobnicate", "path": "/a"}],
-     {"op": "add"}, [{"op": "add", "path": "/bad key", "value": 1}]],
+    [
+        [{"op": "replace", "path": "/nope/0", "value": 1}],
+        [{"op": "frobnicate", "path": "/a"}],
+        {"op": "add"},
+        [{"op": "add", "path": "/bad key", "value": 1}],
+    ],
 )
 def test_a_patch_that_does_not_apply_is_refused(vault: Vault, patch: Any) -> None:
     vault.checkout("a")
@@ -82,8 +87,9 @@ def test_cli_patch_and_dry_run(vault: Vault, cli: Cli, write_json: Callable[[Any
     assert vault.read()["patterns"]["new"] == {"uses": 1}
 
 
-def test_settings_resolve_flag_env_vault_default(vault: Vault, cli: Cli,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_resolve_flag_env_vault_default(
+    vault: Vault, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert vault.config_get("defaultTtl") == 900
     assert cli("config", "set", "defaultTtl", "300").exit_code == 0
     assert Vault.open(vault.path).config_get("defaultTtl") == 300
@@ -94,8 +100,10 @@ def test_settings_resolve_flag_env_vault_default(vault: Vault, cli: Cli,
     assert Vault.open(vault.path).checkout("a", 30).lease.ttl == 30  # the argument wins
 
 
-@pytest.mark.parametrize(("name", "value"), [("defaultTtl", "x"), ("fsync", "maybe"),
-                                             ("onConflict", "coin"), ("nope", "1")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("defaultTtl", "x"), ("fsync", "maybe"), ("onConflict", "coin"), ("nope", "1")],
+)
 def test_bad_settings_are_refused(cli: Cli, vault: Vault, name: str, value: str) -> None:
     r = cli("config", "set", name, value)
     assert r.exit_code == 1 and r.stderr.startswith("gitvault: ")
@@ -117,12 +125,16 @@ def test_history_commands_through_the_cli(vault: Vault, cli: Cli) -> None:
     r = cli("show", "--path", "/tasks/[id=T-004]/status")
     assert json.loads(r.stdout) == "review"
     r = cli("diff", "--format", "patch")
-    assert json.loads(r.stdout) == [{"op": "replace", "path": "/tasks/3/status",
-                                     "value": "review"}]
+    assert json.loads(r.stdout) == [{"op": "replace", "path": "/tasks/3/status", "value": "review"}]
     r = cli("export", "--format", "jsonl")
     assert {json.loads(line)["key"] for line in r.stdout.splitlines()} >= {"tasks", "bugs"}
-    for bad in (["show", "nosuchrev"], ["blame", "tasks/0"], ["log", "--since", "yesterday-ish"],
-                ["diff", "--format", "xml"], ["export", "--format", "csv"]):
+    for bad in (
+        ["show", "nosuchrev"],
+        ["blame", "tasks/0"],
+        ["log", "--since", "yesterday-ish"],
+        ["diff", "--format", "xml"],
+        ["export", "--format", "csv"],
+    ):
         r = cli(*bad)
         assert r.exit_code == 1, (bad, r.output)
         assert "Traceback" not in r.output

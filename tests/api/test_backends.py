@@ -31,8 +31,10 @@ def public(cls: type) -> set[str]:
 
 def test_every_public_method_of_vault_is_a_read_or_a_write() -> None:
     unclassified = public(Vault) - backend.READS - backend.WRITES - backend.CONSTRUCTORS
-    assert not unclassified, (f"classify {sorted(unclassified)} in gitvault/api/backend.py "
-                              "and give each write a RemoteVault implementation")
+    assert not unclassified, (
+        f"classify {sorted(unclassified)} in gitvault/api/backend.py "
+        "and give each write a RemoteVault implementation"
+    )
     assert not backend.READS & backend.WRITES
 
 
@@ -53,8 +55,12 @@ def test_every_read_is_offered_by_the_remote_vault(name: str) -> None:
 
 def state(path: str) -> tuple[str, str]:
     """Every ref and the git config of the real vault: what a refused write must not change."""
-    refs = subprocess.run(["git", "-C", path, "for-each-ref", "--format=%(refname) %(objectname)"],
-                          capture_output=True, text=True, check=True).stdout
+    refs = subprocess.run(
+        ["git", "-C", path, "for-each-ref", "--format=%(refname) %(objectname)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     config = Path(path, "config").read_text()
     return refs, config
 
@@ -85,8 +91,11 @@ def _checkin(rv: RemoteVault, real: Vault) -> None:
 
 def _patch(rv: RemoteVault, real: Vault) -> None:
     rv.checkout("alice", 600)
-    rv.checkin_patch("alice", [{"op": "replace", "path": "/tasks/0/status",
-                                "value": "patched-remote"}], "remote-test")
+    rv.checkin_patch(
+        "alice",
+        [{"op": "replace", "path": "/tasks/0/status", "value": "patched-remote"}],
+        "remote-test",
+    )
     assert real.read()["tasks"][0]["status"] == "patched-remote"
 
 
@@ -137,8 +146,7 @@ def _access(rv: RemoteVault, real: Vault) -> None:
     rules as an admin over SSH and HTTP)."""
     before = state(real.path)
     with pytest.raises(NotAllowed, match="only an authenticated admin"):
-        rv.change_access(lambda rules: rules.add_admin("root").grant("alice", "alice-*"),
-                         by="root")
+        rv.change_access(lambda rules: rules.add_admin("root").grant("alice", "alice-*"), by="root")
     assert state(real.path) == before
     assert not real.access().present
 
@@ -158,9 +166,15 @@ REFUSED: dict[str, Write] = {
     "revoke_key": lambda rv, real: rv.revoke_key("alice", "ssh-ed25519 AAAA alice"),
 }
 CARRIED: dict[str, Write] = {
-    "checkout": _checkout, "release": _release, "checkin": _checkin,
-    "checkin_patch": _patch, "lease": _lease, "resolve": _resolve, "drop_conflict": _drop,
-    "change_access": _access, "checkout_parts": _checkout_parts,
+    "checkout": _checkout,
+    "release": _release,
+    "checkin": _checkin,
+    "checkin_patch": _patch,
+    "lease": _lease,
+    "resolve": _resolve,
+    "drop_conflict": _drop,
+    "change_access": _access,
+    "checkout_parts": _checkout_parts,
 }
 
 
@@ -188,14 +202,16 @@ def remote_url(request: pytest.FixtureRequest, vault: Vault) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(CARRIED))
-def test_a_carried_write_changes_the_real_vault(name: str, url: str, vault: Vault,
-                                                tmp_path: Path) -> None:
+def test_a_carried_write_changes_the_real_vault(
+    name: str, url: str, vault: Vault, tmp_path: Path
+) -> None:
     CARRIED[name](RemoteVault(url, str(tmp_path / "cache")), vault)
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
-def test_a_refused_write_changes_nothing_anywhere(name: str, url: str, vault: Vault,
-                                                  tmp_path: Path) -> None:
+def test_a_refused_write_changes_nothing_anywhere(
+    name: str, url: str, vault: Vault, tmp_path: Path
+) -> None:
     rv = RemoteVault(url, str(tmp_path / "cache"))
     before, cache_before = state(vault.path), state(rv.path)
     with pytest.raises(RemoteUnsupported, match="run it on the machine that holds the vault"):
@@ -205,35 +221,43 @@ def test_a_refused_write_changes_nothing_anywhere(name: str, url: str, vault: Va
 
 
 def test_a_patch_on_a_sharded_key_through_a_url_lands_on_the_real_vault(
-        tmp_path: Path, remote_url: str, vault: Vault) -> None:
+    tmp_path: Path, remote_url: str, vault: Vault
+) -> None:
     """The reproduction from the issue: it printed a commit and changed only the cache."""
     with vault.lease("seed", 600) as s:
-        s.doc["big"] = [{"id": f"B-{i}", "status": "open", "note": "x" * 120}
-                        for i in range(12_000)]
+        s.doc["big"] = [
+            {"id": f"B-{i}", "status": "open", "note": "x" * 120} for i in range(12_000)
+        ]
         s.commit("seed")
     cli = CliRunner()
     base = ["--vault", remote_url, "--workdir", str(tmp_path / "cache")]
     r = cli.invoke(app, [*base, "checkout", "alice", "600"])
     assert r.exit_code == 0, r.output
     patch = json.dumps([{"op": "replace", "path": "/big/5/status", "value": "done-remote"}])
-    r = cli.invoke(app, [*base, "checkin", "alice", "-", "remote-test", "0.8", "--patch"],
-                   input=patch)
+    r = cli.invoke(
+        app, [*base, "checkin", "alice", "-", "remote-test", "0.8", "--patch"], input=patch
+    )
     assert r.exit_code == 0, r.output
     assert vault.show(path="/big/5/status") == "done-remote"
 
 
-@pytest.mark.parametrize("args", [["schema", "set", "tasks", "SCHEMA"],
-                                  ["config", "set", "defaultTtl", "60"], ["gc"], ["doctor"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["schema", "set", "tasks", "SCHEMA"],
+        ["config", "set", "defaultTtl", "60"],
+        ["gc"],
+        ["doctor"],
+    ],
+)
 def test_the_cli_refuses_what_a_url_cannot_carry_with_exit_1(
-        args: list[str], tmp_path: Path, remote_url: str, vault: Vault) -> None:
+    args: list[str], tmp_path: Path, remote_url: str, vault: Vault
+) -> None:
     schema = tmp_path / "s.json"
     schema.write_text('{"type": "array"}')
     before = state(vault.path)
     argv = [str(schema) if a == "SCHEMA" else a for a in args]
-    r = CliRunner().invoke(app, ["--vault", remote_url, "--workdir", str(tmp_path / "c"),
-                                 *argv])
+    r = CliRunner().invoke(app, ["--vault", remote_url, "--workdir", str(tmp_path / "c"), *argv])
     assert r.exit_code == 1, r.output
     assert "run it on the machine that holds the vault" in r.output
     assert state(vault.path) == before
-
-

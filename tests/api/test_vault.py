@@ -100,8 +100,13 @@ def test_checkin_commits_with_author_and_trailers(vault: Vault, git: Git) -> Non
     assert git("log", "-1", "--format=%an|%s").strip() == "planner-1|checkin planner-1: tasks"
     trailers = git("log", "-1", "--format=%(trailers:unfold)").strip().splitlines()
     assert trailers == [
-        "Agent-Id: planner-1", "Source: web-research", "Confidence: 0.8", "Justification: ",
-        "Lease: 1", f"Base: {co.lease.base}", "Changed: /tasks/[id=T-001]",
+        "Agent-Id: planner-1",
+        "Source: web-research",
+        "Confidence: 0.8",
+        "Justification: ",
+        "Lease: 1",
+        f"Base: {co.lease.base}",
+        "Changed: /tasks/[id=T-001]",
     ]
 
 
@@ -111,14 +116,13 @@ def test_checkin_reuses_the_blobs_of_unchanged_keys(vault: Vault, git: Git) -> N
     co.document["bugs"].append({"id": "B-9"})
     vault.checkin("a", co.document, "s")
     after = git("ls-tree", "main").splitlines()
-    assert [x for x in after if x not in before] == [
-        x for x in after if x.endswith("bugs.json")
-    ]
+    assert [x for x in after if x not in before] == [x for x in after if x.endswith("bugs.json")]
     assert git("rev-parse", "main:.gitvault").strip() == git("rev-parse", "main~:.gitvault").strip()
 
 
-def test_checkin_moves_the_lease_base_so_a_second_checkin_needs_no_merge(vault: Vault,
-                                                                           git: Git) -> None:
+def test_checkin_moves_the_lease_base_so_a_second_checkin_needs_no_merge(
+    vault: Vault, git: Git
+) -> None:
     co = vault.checkout("a")
     co.document["bugs"].append({"id": "B-9"})
     r1 = vault.checkin("a", co.document, "s")

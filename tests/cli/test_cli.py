@@ -112,16 +112,23 @@ def test_bad_input_gives_one_clean_line_and_its_exit_code(
 
 
 def test_missing_vault_is_exit_1_with_a_hint(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "gitvault", "--vault", str(tmp_path / "x"), "status"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "gitvault", "--vault", str(tmp_path / "x"), "status"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     assert r.stderr.startswith("gitvault: no gitvault at") and "Traceback" not in r.stderr
 
 
 def test_gitvault_dir_environment_variable_selects_the_vault(vault: Vault, tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "gitvault", "status", "--json"], capture_output=True,
-                       text=True, env={"GITVAULT_DIR": vault.path, "PATH": "/usr/bin:/bin"},
-                       cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "gitvault", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env={"GITVAULT_DIR": vault.path, "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["head"] == vault.head()
 
@@ -138,13 +145,18 @@ def test_version(cli: Cli) -> None:
     assert r.exit_code == 0 and r.stdout.startswith("gitvault ")
 
 
-def test_cli_checkin_is_visible_to_plain_git(vault: Vault, cli: Cli, git: Git,
-                                             write_json: Write) -> None:
+def test_cli_checkin_is_visible_to_plain_git(
+    vault: Vault, cli: Cli, git: Git, write_json: Write
+) -> None:
     doc = json.loads(cli("checkout", "reviewer").stdout)
     doc["bugs"][0]["open"] = False
     r = cli("checkin", "reviewer", write_json(doc), "code-review", "0.95", "fixed in #12")
     assert r.exit_code == 0, r.output
-    line = git("log", "-1", "--format=%an %(trailers:key=Source,valueonly,separator=)"
-               "%(trailers:key=Confidence,valueonly,separator=)")
+    line = git(
+        "log",
+        "-1",
+        "--format=%an %(trailers:key=Source,valueonly,separator=)"
+        "%(trailers:key=Confidence,valueonly,separator=)",
+    )
     assert line.split() == ["reviewer", "code-review0.95"]
     assert git("log", "--format=%h", "--", "bugs.json").count("\n") == 2

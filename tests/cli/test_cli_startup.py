@@ -35,8 +35,7 @@ HEAVY = {"pydantic", "rich", "mcp", "jsonschema", "deepdiff"}
 
 def loaded(tmp_path: Path, *args: str) -> set[str]:
     out = tmp_path / "modules.json"
-    subprocess.run([sys.executable, "-c", PROBE, str(out), *args], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-c", PROBE, str(out), *args], check=True, capture_output=True)
     result = json.loads(out.read_text())
     assert result["code"] in (0, None), result["code"]
     return {m.split(".")[0] for m in result["modules"]} | set(result["modules"])
@@ -48,8 +47,9 @@ def test_help_loads_neither_pygit2_nor_the_library(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["log"]])
-def test_reading_commands_load_nothing_heavy(vault: Vault, tmp_path: Path,
-                                             command: list[str]) -> None:
+def test_reading_commands_load_nothing_heavy(
+    vault: Vault, tmp_path: Path, command: list[str]
+) -> None:
     unwanted = loaded(tmp_path, "--vault", vault.path, *command) & HEAVY
     assert not unwanted, sorted(unwanted)
 

@@ -15,10 +15,14 @@ from gitvault.core import codec
 from gitvault.errors import CodecError
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=25,
 )
 keys = st.from_regex(codec.KEY_PATTERN, fullmatch=True)
@@ -86,8 +90,24 @@ def test_floats_keep_their_exact_value() -> None:
         (b'{"' + b"k" * 129 + b'": 1}', "invalid top-level key"),
         (b"[" * 100000 + b"]" * 100000, "nesting too deep"),
     ],
-    ids=["syntax", "nan", "inf", "-inf", "overflow", "dup", "nested-dup", "utf8", "array", "null",
-         "dotdot", "space", "empty-key", "reserved", "long-key", "deep"],
+    ids=[
+        "syntax",
+        "nan",
+        "inf",
+        "-inf",
+        "overflow",
+        "dup",
+        "nested-dup",
+        "utf8",
+        "array",
+        "null",
+        "dotdot",
+        "space",
+        "empty-key",
+        "reserved",
+        "long-key",
+        "deep",
+    ],
 )
 def test_bad_documents_are_refused_with_a_clear_error(data: bytes, needle: str) -> None:
     with pytest.raises(CodecError, match=None) as e:
@@ -121,17 +141,17 @@ def test_every_key_matching_the_pattern_is_accepted(key: str) -> None:
     ],
 )
 def test_limits_refuse_with_the_setting_named(doc: dict[str, Any], limit: str) -> None:
-    limits = codec.Limits(max_document_bytes=1000, max_depth=4, max_string_bytes=100,
-                          max_keys=10)
+    limits = codec.Limits(max_document_bytes=1000, max_depth=4, max_string_bytes=100, max_keys=10)
     with pytest.raises(CodecError, match=limit):
-        codec.encode_document(codec.loads_document(json.dumps(doc).encode(), "p", limits),
-                              limits)
+        codec.encode_document(codec.loads_document(json.dumps(doc).encode(), "p", limits), limits)
 
 
 def test_documents_within_the_limits_pass() -> None:
     limits = codec.Limits(max_document_bytes=200, max_depth=4, max_string_bytes=100, max_keys=10)
     assert codec.loads_document(b'{"a": [[[1]]], "b": "x"}', "p", limits) == {
-        "a": [[[1]]], "b": "x"}
+        "a": [[[1]]],
+        "b": "x",
+    }
 
 
 def reference(value: Any) -> bytes:
@@ -155,10 +175,15 @@ def test_values_orjson_would_write_differently_take_the_reference_path(value: An
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(json_values, min_size=1, max_size=6), st.lists(json_values, max_size=6),
-       st.integers(0, 5), st.sampled_from([1e-05, 1e-07, -3.9e-08, 0.5, "e-5 0.0000", None]))
+@given(
+    st.lists(json_values, min_size=1, max_size=6),
+    st.lists(json_values, max_size=6),
+    st.integers(0, 5),
+    st.sampled_from([1e-05, 1e-07, -3.9e-08, 0.5, "e-5 0.0000", None]),
+)
 def test_encoding_against_an_earlier_version_writes_exactly_the_reference_form(
-        head: list[Any], tail: list[Any], at: int, odd: Any) -> None:
+    head: list[Any], tail: list[Any], at: int, odd: Any
+) -> None:
     """``dumps(value, like=earlier)`` only searches what differs from ``earlier`` for the
     float forms orjson writes differently: the result is still exactly the reference form,
     also when the odd value is new, or sits next to a long stretch shared with ``earlier``."""
@@ -177,12 +202,18 @@ def test_non_finite_floats_from_library_callers_are_refused(bad: float) -> None:
         codec.encode_document({"a": [1, {"b": bad}]})
 
 
-@given(st.dictionaries(keys, json_values, max_size=4), st.integers(2, 6), st.integers(1, 30),
-       st.integers(1, 6))
+@given(
+    st.dictionaries(keys, json_values, max_size=4),
+    st.integers(2, 6),
+    st.integers(1, 30),
+    st.integers(1, 6),
+)
 def test_the_fast_limit_checks_refuse_exactly_what_the_full_walk_refuses(
-        doc: dict[str, Any], depth: int, string: int, width: int) -> None:
-    limits = codec.Limits(max_document_bytes=10**9, max_depth=depth, max_string_bytes=string,
-                          max_keys=width)
+    doc: dict[str, Any], depth: int, string: int, width: int
+) -> None:
+    limits = codec.Limits(
+        max_document_bytes=10**9, max_depth=depth, max_string_bytes=string, max_keys=width
+    )
     try:
         codec.check_limits(doc, limits)
         walk_ok = True
@@ -210,10 +241,23 @@ def test_is_canonical_agrees_with_the_strict_parser_on_encoded_values(value: Any
     assert codec.is_canonical(data) == (_strict_canonical(data) == data and not long_number)
 
 
-@pytest.mark.parametrize("data", [
-    b'{\n  "a": 1,\n  "a": 1\n}\n', b'{\n  "a": 1\n}', b'{"a": 1}\n', b"NaN\n", b"1e400\n",
-    b"12345678901234567890123\n", b'"\\ud800"\n', b'[\n  1.0\n]\n', b"\xff\n", b"",
-    b'{\n  "b": 1,\n  "a": 2\n}\n', b'[\n  1,\n  2\n]\n', b'"x"\n',
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{\n  "a": 1,\n  "a": 1\n}\n',
+        b'{\n  "a": 1\n}',
+        b'{"a": 1}\n',
+        b"NaN\n",
+        b"1e400\n",
+        b"12345678901234567890123\n",
+        b'"\\ud800"\n',
+        b"[\n  1.0\n]\n",
+        b"\xff\n",
+        b"",
+        b'{\n  "b": 1,\n  "a": 2\n}\n',
+        b"[\n  1,\n  2\n]\n",
+        b'"x"\n',
+    ],
+)
 def test_is_canonical_on_edge_cases(data: bytes) -> None:
     assert codec.is_canonical(data) == (_strict_canonical(data) == data and b"123456" not in data)

@@ -59,8 +59,12 @@ def sock() -> Iterator[Path]:
     yield path
     env = {**os.environ, "GITVAULT_DAEMON_SOCKET": str(path)}
     pid = locked_pid(str(folder / "run" / "daemon.pid"))
-    subprocess.run([sys.executable, "-m", "gitvault", "daemon", "stop"], env=env,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "gitvault", "daemon", "stop"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
     leftover = locked_pid(str(folder / "run" / "daemon.pid"))
     if leftover and leftover > 0:
         os.kill(leftover, signal.SIGKILL)
@@ -80,13 +84,23 @@ def env(sock: Path) -> dict[str, str]:
 def gv(env: dict[str, str], tmp_path: Path) -> Run:
     """``python -m gitvault ARGS`` in tmp_path; ``daemon=False`` sets GITVAULT_DAEMON=0."""
 
-    def run(*args: str, daemon: bool = True, input: bytes | None = None,
-            extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        *args: str,
+        daemon: bool = True,
+        input: bytes | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
         e = {**env, **(extra or {})}
         if not daemon:
             e["GITVAULT_DAEMON"] = "0"
-        return subprocess.run([sys.executable, "-m", "gitvault", *args], env=e, input=input,
-                              capture_output=True, cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "gitvault", *args],
+            env=e,
+            input=input,
+            capture_output=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
 
     return run
 
@@ -123,7 +137,8 @@ def stable(data: bytes) -> bytes:
 
 
 def test_commands_through_the_daemon_match_running_them_in_process(
-        gv: Run, started: dict[str, Any], tmp_path: Path) -> None:
+    gv: Run, started: dict[str, Any], tmp_path: Path
+) -> None:
     vault, before = tmp_path / "vault.git", tmp_path / "before.git"
     doc = json.dumps({"tasks": [{"id": "T-1", "status": "doing"}]}).encode()
     commands: list[tuple[list[str], bytes | None, int]] = [
@@ -156,30 +171,37 @@ def test_commands_through_the_daemon_match_running_them_in_process(
     assert served == len(commands), "some commands did not go through the daemon"
 
 
-def test_error_messages_are_one_line_through_the_daemon(gv: Run, started: dict[str, Any]
-                                                        ) -> None:
+def test_error_messages_are_one_line_through_the_daemon(gv: Run, started: dict[str, Any]) -> None:
     r = gv("--vault", "missing.git", "status")
     assert r.returncode == 1
     assert r.stderr.decode().count("\n") == 1 and b"Traceback" not in r.stderr
     assert daemon_status(gv)["served"] == 1
 
 
-def test_served_client_loads_neither_pygit2_nor_typer(gv: Run, env: dict[str, str],
-                                                      started: dict[str, Any],
-                                                      tmp_path: Path) -> None:
+def test_served_client_loads_neither_pygit2_nor_typer(
+    gv: Run, env: dict[str, str], started: dict[str, Any], tmp_path: Path
+) -> None:
     assert gv("--vault", "vault.git", "init").returncode == 0
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "gitvault", "--vault",
-                        "vault.git", "status"], env=env, capture_output=True, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gitvault", "--vault", "vault.git", "status"],
+        env=env,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
-    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.decode().splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in r.stderr.decode().splitlines()
+        if line.startswith("import time:")
+    }
     assert "gitvault.daemon.client" in imported
     assert not imported & {"pygit2", "typer", "click", "gitvault.cli", "gitvault.api.vault"}
     assert b"head:" in r.stdout
 
 
-def test_daemon_status_json_names_the_running_daemon(gv: Run, started: dict[str, Any],
-                                                     sock: Path) -> None:
+def test_daemon_status_json_names_the_running_daemon(
+    gv: Run, started: dict[str, Any], sock: Path
+) -> None:
     info = daemon_status(gv)
     assert info["running"] is True
     assert info["pid"] == started["pid"] and alive(info["pid"])
@@ -195,7 +217,8 @@ def test_start_when_one_runs_says_so(gv: Run, started: dict[str, Any]) -> None:
 
 
 def test_stop_ends_the_daemon_and_commands_run_in_process_again(
-        gv: Run, started: dict[str, Any], sock: Path) -> None:
+    gv: Run, started: dict[str, Any], sock: Path
+) -> None:
     r = gv("daemon", "stop", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["stopped"] is True
@@ -227,21 +250,28 @@ def test_idle_daemon_exits_by_itself(gv: Run, sock: Path) -> None:
     r = gv("daemon", "start", "--idle", "0.5", "--json")
     assert r.returncode == 0, r.stderr
     pid = json.loads(r.stdout)["pid"]
-    assert eventually(lambda: not sock.exists() and locked_pid(str(sock.with_suffix(".pid")))
-                      is None)
+    assert eventually(
+        lambda: not sock.exists() and locked_pid(str(sock.with_suffix(".pid"))) is None
+    )
     assert eventually(lambda: not alive(pid))
 
 
-def test_changed_code_makes_the_daemon_step_aside(env: dict[str, str], tmp_path: Path,
-                                                  sock: Path) -> None:
+def test_changed_code_makes_the_daemon_step_aside(
+    env: dict[str, str], tmp_path: Path, sock: Path
+) -> None:
     """A copy of the package, so that touching it leaves other tests' daemons alone."""
     root = tmp_path / "pkg"
     shutil.copytree(PACKAGE, root / "gitvault", ignore=shutil.ignore_patterns("__pycache__"))
     e = {**env, "PYTHONPATH": os.pathsep.join([str(root), env.get("PYTHONPATH", "")])}
 
     def run(*args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([sys.executable, "-m", "gitvault", *args], env=e,
-                              capture_output=True, cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "gitvault", *args],
+            env=e,
+            capture_output=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
 
     r = run("daemon", "start", "--json")
     assert r.returncode == 0, r.stderr
@@ -255,16 +285,22 @@ def test_changed_code_makes_the_daemon_step_aside(env: dict[str, str], tmp_path:
     assert not sock.exists()
 
 
-def test_ctrl_c_reaches_the_command(gv: Run, env: dict[str, str], started: dict[str, Any],
-                                    tmp_path: Path) -> None:
+def test_ctrl_c_reaches_the_command(
+    gv: Run, env: dict[str, str], started: dict[str, Any], tmp_path: Path
+) -> None:
     assert gv("--vault", "vault.git", "init").returncode == 0
     codes = []
     for daemon in (True, False):
         r, w = os.pipe()  # stdin stays open: the command blocks reading it
         e = env if daemon else {**env, "GITVAULT_DAEMON": "0"}
-        p = subprocess.Popen([sys.executable, "-m", "gitvault", "--vault", "vault.git", "checkin",
-                              "A", "-", "src"], stdin=r, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=e, cwd=tmp_path)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "gitvault", "--vault", "vault.git", "checkin", "A", "-", "src"],
+            stdin=r,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=e,
+            cwd=tmp_path,
+        )
         os.close(r)
         if daemon:
             assert eventually(lambda: bool(daemon_status(gv)["workers"]))
@@ -278,13 +314,19 @@ def test_ctrl_c_reaches_the_command(gv: Run, env: dict[str, str], started: dict[
     assert eventually(lambda: not daemon_status(gv)["workers"])
 
 
-def test_worker_of_a_killed_client_is_ended(gv: Run, env: dict[str, str],
-                                            started: dict[str, Any], tmp_path: Path) -> None:
+def test_worker_of_a_killed_client_is_ended(
+    gv: Run, env: dict[str, str], started: dict[str, Any], tmp_path: Path
+) -> None:
     assert gv("--vault", "vault.git", "init").returncode == 0
     r, w = os.pipe()
-    p = subprocess.Popen([sys.executable, "-m", "gitvault", "--vault", "vault.git", "checkin",
-                          "A", "-", "src"], stdin=r, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "gitvault", "--vault", "vault.git", "checkin", "A", "-", "src"],
+        stdin=r,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+    )
     os.close(r)
     assert eventually(lambda: bool(daemon_status(gv)["workers"]))
     worker = daemon_status(gv)["workers"][0]
@@ -295,21 +337,29 @@ def test_worker_of_a_killed_client_is_ended(gv: Run, env: dict[str, str],
     assert daemon_status(gv)["workers"] == []
 
 
-def test_a_worker_that_dies_is_reported(gv: Run, env: dict[str, str], started: dict[str, Any],
-                                        tmp_path: Path) -> None:
+def test_a_worker_that_dies_is_reported(
+    gv: Run, env: dict[str, str], started: dict[str, Any], tmp_path: Path
+) -> None:
     assert gv("--vault", "vault.git", "init").returncode == 0
     r, w = os.pipe()
-    p = subprocess.Popen([sys.executable, "-m", "gitvault", "--vault", "vault.git", "checkin",
-                          "A", "-", "src"], stdin=r, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "gitvault", "--vault", "vault.git", "checkin", "A", "-", "src"],
+        stdin=r,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
     os.close(r)
     assert eventually(lambda: bool(daemon_status(gv)["workers"]))
     os.kill(daemon_status(gv)["workers"][0], signal.SIGKILL)
     _, err = p.communicate(timeout=60)
     os.close(w)
     assert p.returncode == 1
-    assert err.decode() == ("gitvault: the daemon's worker died (killed by signal 9 (SIGKILL)); "
-                            "run again with GITVAULT_DAEMON=0\n")
+    assert err.decode() == (
+        "gitvault: the daemon's worker died (killed by signal 9 (SIGKILL)); "
+        "run again with GITVAULT_DAEMON=0\n"
+    )
 
 
 def test_a_folder_others_can_write_is_refused(gv: Run, sock: Path) -> None:

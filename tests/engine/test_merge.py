@@ -16,8 +16,9 @@ from ..conftest import Cli, Git
 Edit = Callable[[dict[str, Any]], None]
 
 
-def race(vault: Vault, first: Edit, second: Edit, conf: tuple[float, float] = (0.5, 0.5),
-         **kw: Any) -> Any:
+def race(
+    vault: Vault, first: Edit, second: Edit, conf: tuple[float, float] = (0.5, 0.5), **kw: Any
+) -> Any:
     """Agents a and b check out the same base; a checks in first, then b."""
     a, b = vault.checkout("a"), vault.checkout("b")
     first(a.document)
@@ -34,8 +35,11 @@ def set_task(i: int, field: str, value: Any) -> Edit:
 
 
 def test_edits_of_different_keys_merge_with_a_two_parent_commit(vault: Vault, git: Git) -> None:
-    r = race(vault, set_task(0, "status", "done"),
-             lambda d: d["bugs"].append({"id": "B-9", "title": "new"}))
+    r = race(
+        vault,
+        set_task(0, "status", "done"),
+        lambda d: d["bugs"].append({"id": "B-9", "title": "new"}),
+    )
     assert r.merged and r.commit == vault.head()
     assert len(git("log", "-1", "--format=%p").split()) == 2
     doc = vault.read()
@@ -43,17 +47,18 @@ def test_edits_of_different_keys_merge_with_a_two_parent_commit(vault: Vault, gi
     git("fsck", "--full")
 
 
-def test_edits_of_different_items_of_one_key_are_spliced_without_a_text_merge(
-        vault: Vault) -> None:
+def test_edits_of_different_items_of_one_key_are_spliced_without_a_text_merge(vault: Vault) -> None:
     r = race(vault, set_task(0, "status", "done"), set_task(30, "status", "blocked"))
     assert r.strategy == {"tasks": "splice"}
     assert [vault.read()["tasks"][i]["status"] for i in (0, 30)] == ["done", "blocked"]
 
 
 def test_appends_to_one_id_array_are_spliced_main_first_as_the_structural_merge_would(
-        vault: Vault) -> None:
-    r = race(vault, lambda d: d["bugs"].append({"id": "B-8"}),
-             lambda d: d["bugs"].append({"id": "B-9"}))
+    vault: Vault,
+) -> None:
+    r = race(
+        vault, lambda d: d["bugs"].append({"id": "B-8"}), lambda d: d["bugs"].append({"id": "B-9"})
+    )
     assert r.strategy == {"bugs": "splice"}  # git's text merge alone would conflict here
     assert [b["id"] for b in vault.read()["bugs"]][-2:] == ["B-8", "B-9"]
 
@@ -61,22 +66,29 @@ def test_appends_to_one_id_array_are_spliced_main_first_as_the_structural_merge_
 def test_adjacent_field_edits_of_one_item_merge_structurally(vault: Vault) -> None:
     r = race(vault, set_task(0, "status", "done"), set_task(0, "owner", "planner"))
     assert r.merged
-    assert vault.read()["tasks"][0] | {} == {**vault.read()["tasks"][0], "status": "done",
-                                             "owner": "planner"}
+    assert vault.read()["tasks"][0] | {} == {
+        **vault.read()["tasks"][0],
+        "status": "done",
+        "owner": "planner",
+    }
 
 
-def test_the_merge_commit_names_the_merged_agent_and_its_provenance(vault: Vault,
-                                                                   git: Git) -> None:
+def test_the_merge_commit_names_the_merged_agent_and_its_provenance(vault: Vault, git: Git) -> None:
     r = race(vault, set_task(0, "status", "done"), set_task(30, "status", "x"), (0.5, 0.7))
-    t = git("log", "-1", "--format=%(trailers:key=Agent-Id,valueonly)%(trailers:key=Confidence,"
-            "valueonly)%(trailers:key=Merged-Commit,valueonly)").split()
+    t = git(
+        "log",
+        "-1",
+        "--format=%(trailers:key=Agent-Id,valueonly)%(trailers:key=Confidence,"
+        "valueonly)%(trailers:key=Merged-Commit,valueonly)",
+    ).split()
     assert t[0] == "b" and t[1] == "0.7"
     assert git("rev-parse", "main^2").strip() == t[2]
     assert r.lease.base == r.commit  # b now stands on the merge
 
 
-def test_a_true_conflict_exits_3_changes_nothing_and_keeps_the_proposal(vault: Vault,
-                                                                        git: Git) -> None:
+def test_a_true_conflict_exits_3_changes_nothing_and_keeps_the_proposal(
+    vault: Vault, git: Git
+) -> None:
     a, b = vault.checkout("a"), vault.checkout("b")
     a.document["tasks"][0]["status"] = "done"
     b.document["tasks"][0]["status"] = "blocked"
@@ -87,9 +99,16 @@ def test_a_true_conflict_exits_3_changes_nothing_and_keeps_the_proposal(vault: V
     assert e.value.exit_code == 3 and vault.head() == head
     assert git("for-each-ref", "refs/leases", "refs/notes") == leases
     row = e.value.report["conflicts"][0]
-    assert row == {"pointer": "/tasks/0/status", "path": "/tasks/[id=T-001]/status",
-                   "kind": "modify/modify", "base": "todo", "current": "done",
-                   "proposed": "blocked", "current_writer": "a", "current_commit": head}
+    assert row == {
+        "pointer": "/tasks/0/status",
+        "path": "/tasks/[id=T-001]/status",
+        "kind": "modify/modify",
+        "base": "todo",
+        "current": "done",
+        "proposed": "blocked",
+        "current_writer": "a",
+        "current_commit": head,
+    }
     kept = git("rev-parse", "refs/conflicts/b/1").strip()
     assert json.loads(git("show", f"{kept}:tasks.json"))[0]["status"] == "blocked"
 
@@ -107,31 +126,42 @@ def test_identical_changes_on_both_sides_are_not_a_conflict(vault: Vault) -> Non
 
 
 def test_policy_theirs_takes_the_proposal_and_records_it(vault: Vault, git: Git) -> None:
-    r = race(vault, set_task(0, "status", "done"), set_task(0, "status", "blocked"),
-             on_conflict="theirs")
+    r = race(
+        vault, set_task(0, "status", "done"), set_task(0, "status", "blocked"), on_conflict="theirs"
+    )
     assert vault.read()["tasks"][0]["status"] == "blocked"
     assert r.resolved == ["/tasks/[id=T-001]/status -> theirs (policy theirs)"]
     assert "Resolved: /tasks/[id=T-001]/status -> theirs" in git("log", "-1", "--format=%B")
 
 
 def test_policy_ours_keeps_main(vault: Vault) -> None:
-    race(vault, set_task(0, "status", "done"), set_task(0, "status", "blocked"),
-         on_conflict="ours")
+    race(vault, set_task(0, "status", "done"), set_task(0, "status", "blocked"), on_conflict="ours")
     assert vault.read()["tasks"][0]["status"] == "done"
 
 
 @pytest.mark.parametrize(("conf", "winner"), [((0.9, 0.4), "done"), ((0.4, 0.9), "blocked")])
-def test_policy_confidence_lets_the_surer_writer_win(vault: Vault, conf: tuple[float, float],
-                                                     winner: str) -> None:
-    race(vault, set_task(0, "status", "done"), set_task(0, "status", "blocked"), conf,
-         on_conflict="confidence")
+def test_policy_confidence_lets_the_surer_writer_win(
+    vault: Vault, conf: tuple[float, float], winner: str
+) -> None:
+    race(
+        vault,
+        set_task(0, "status", "done"),
+        set_task(0, "status", "blocked"),
+        conf,
+        on_conflict="confidence",
+    )
     assert vault.read()["tasks"][0]["status"] == winner
 
 
 def test_policy_confidence_refuses_a_tie(vault: Vault) -> None:
     with pytest.raises(ConflictError):
-        race(vault, set_task(0, "status", "done"), set_task(0, "status", "blocked"), (0.6, 0.6),
-             on_conflict="confidence")
+        race(
+            vault,
+            set_task(0, "status", "done"),
+            set_task(0, "status", "blocked"),
+            (0.6, 0.6),
+            on_conflict="confidence",
+        )
 
 
 def test_the_policy_default_comes_from_the_vault_config(vault: Vault, git: Git) -> None:
@@ -206,8 +236,11 @@ def test_a_schema_refuses_a_direct_checkin(vault: Vault) -> None:
 def test_a_merge_that_breaks_a_schema_is_refused_like_a_conflict(vault: Vault) -> None:
     vault.set_schema("bugs", {"type": "array", "maxItems": 5})
     with pytest.raises(ConflictError) as e:
-        race(vault, lambda d: d["bugs"].append({"id": "B-8"}),
-             lambda d: d["bugs"].append({"id": "B-9"}))
+        race(
+            vault,
+            lambda d: d["bugs"].append({"id": "B-8"}),
+            lambda d: d["bugs"].append({"id": "B-9"}),
+        )
     assert e.value.report["conflicts"][0]["kind"] == "schema"
 
 
@@ -219,8 +252,9 @@ def test_a_schema_that_main_fails_is_refused(vault: Vault) -> None:
     assert vault.schema("tasks") is None
 
 
-def test_cli_conflict_report_on_stdout_with_exit_3(vault: Vault, cli: Cli,
-                                                   write_json: Callable[[Any], str]) -> None:
+def test_cli_conflict_report_on_stdout_with_exit_3(
+    vault: Vault, cli: Cli, write_json: Callable[[Any], str]
+) -> None:
     a, b = json.loads(cli("checkout", "a").stdout), json.loads(cli("checkout", "b").stdout)
     a["tasks"][0]["status"], b["tasks"][0]["status"] = "done", "blocked"
     assert cli("checkin", "a", write_json(a), "s").exit_code == 0
@@ -234,8 +268,9 @@ def test_cli_conflict_report_on_stdout_with_exit_3(vault: Vault, cli: Cli,
     assert cli("conflicts").stdout == "no pending conflicts\n"
 
 
-def test_cli_checkin_json_conflict_report(vault: Vault, cli: Cli,
-                                          write_json: Callable[[Any], str]) -> None:
+def test_cli_checkin_json_conflict_report(
+    vault: Vault, cli: Cli, write_json: Callable[[Any], str]
+) -> None:
     a, b = json.loads(cli("checkout", "a").stdout), json.loads(cli("checkout", "b").stdout)
     a["roadmap"]["vision"], b["roadmap"]["vision"] = "A", "B"
     cli("checkin", "a", write_json(a), "s")
@@ -243,7 +278,8 @@ def test_cli_checkin_json_conflict_report(vault: Vault, cli: Cli,
     assert r.exit_code == 3
     report = json.loads(r.stdout)
     assert report["error"] == "ConflictError" and report["conflicts"][0]["pointer"] == (
-        "/roadmap/vision")
+        "/roadmap/vision"
+    )
 
 
 def test_cli_schema_set_and_show(vault: Vault, cli: Cli, write_json: Callable[[Any], str]) -> None:

@@ -57,12 +57,17 @@ def test_a_live_writers_lock_is_waited_for_never_broken(vault: Vault) -> None:
     assert seen == [inode] and r.commit == vault.head()
 
 
-def test_doctor_reports_and_fixes_stale_locks_orphans_and_hooks(vault: Vault, cli: Cli,
-                                                                git: Git) -> None:
+def test_doctor_reports_and_fixes_stale_locks_orphans_and_hooks(
+    vault: Vault, cli: Cli, git: Git
+) -> None:
     vault.checkout("a")
     old_lock(vault, "refs/notes/leases")
-    blob = subprocess.run(["git", "-C", vault.path, "hash-object", "-w", "--stdin"],
-                          input="orphan", capture_output=True, text=True).stdout.strip()
+    blob = subprocess.run(
+        ["git", "-C", vault.path, "hash-object", "-w", "--stdin"],
+        input="orphan",
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     git("update-ref", "refs/leases/ghost", blob)
     (Path(vault.path) / "hooks" / "pre-receive").unlink()
     r = cli("doctor", "--json")
@@ -73,8 +78,7 @@ def test_doctor_reports_and_fixes_stale_locks_orphans_and_hooks(vault: Vault, cl
     assert r.exit_code == 0, r.output
     r = cli("doctor")
     assert r.exit_code == 0, r.output
-    assert git("for-each-ref", "--format=%(refname)", "refs/leases/").split() == [
-        "refs/leases/a"]
+    assert git("for-each-ref", "--format=%(refname)", "refs/leases/").split() == ["refs/leases/a"]
 
 
 def test_gc_prunes_expired_leases_and_packs(vault_path: Path, git: Git, cli: Cli) -> None:
@@ -91,7 +95,8 @@ def test_gc_prunes_expired_leases_and_packs(vault_path: Path, git: Git, cli: Cli
     r = v.gc()
     assert r["pruned_leases"] == ["old"] and r["loose_after"] < r["loose_before"]
     assert git("for-each-ref", "--format=%(refname)", "refs/leases/").split() == [
-        "refs/leases/fresh"]
+        "refs/leases/fresh"
+    ]
     git("fsck", "--full")
     assert v.read() == {f"k{i}": i for i in range(5)}
 
@@ -156,8 +161,9 @@ class _FullDisk:
 
 
 @pytest.mark.parametrize("after", [0, 1, 2])
-def test_a_full_disk_gives_a_typed_error_and_main_stays(vault: Vault, after: int,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_gives_a_typed_error_and_main_stays(
+    vault: Vault, after: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     co = vault.checkout("a")
     co.document["patterns"]["x"] = {"big": "y" * 1000}
     co.document["bugs"].append({"id": "B-9"})
@@ -175,8 +181,9 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs, where the machine lets us mount one (root in a sandbox)."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
+    )
     if r.returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     yield mnt

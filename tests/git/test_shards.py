@@ -36,18 +36,39 @@ from gitvault.model.provenance import escape, message
 from ..conftest import Cli, Git, git_in
 
 Doc = dict[str, Any]
-WORDS = ("alpha", "beta", "gamma", "delta", "omega", "queue", "retry", "cache", "merge", "shard",
-         "lease", "vault", "agent", "token", "fence", "chunk")
+WORDS = (
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "omega",
+    "queue",
+    "retry",
+    "cache",
+    "merge",
+    "shard",
+    "lease",
+    "vault",
+    "agent",
+    "token",
+    "fence",
+    "chunk",
+)
 
 
 # -- documents -------------------------------------------------------------------------------
 
+
 def task(i: int, rng: random.Random | None = None) -> dict[str, Any]:
     """One ~220-byte item of an id array (nested, so inner separators are indented deeper)."""
     r = rng or random.Random(i)
-    return {"id": f"T-{i:05d}", "n": i, "status": "todo",
-            "tags": [r.choice(WORDS), r.choice(WORDS)],
-            "title": " ".join(r.choice(WORDS) for _ in range(20))}
+    return {
+        "id": f"T-{i:05d}",
+        "n": i,
+        "status": "todo",
+        "tags": [r.choice(WORDS), r.choice(WORDS)],
+        "title": " ".join(r.choice(WORDS) for _ in range(20)),
+    }
 
 
 ITEM_COUNT = 6000
@@ -95,6 +116,7 @@ def big(empty_vault: Vault) -> Vault:
 
 # -- reading the layout back -----------------------------------------------------------------
 
+
 def chunks(git: Git, rev: str = "main", key: str = "items") -> list[tuple[str, str]]:
     """(chunk name, blob id) of a sharded key at ``rev``, as ``git ls-tree`` lists them."""
     out = []
@@ -109,8 +131,11 @@ def chunks(git: Git, rev: str = "main", key: str = "items") -> list[tuple[str, s
 def top(git: Git, rev: str = "main") -> dict[str, str]:
     """Top-level entry name -> object type at ``rev`` (the keys: not the vault's own
     ``.gitvault/``, which holds the allowed signers from init on)."""
-    return {line.split("\t")[1]: line.split()[1] for line in git("ls-tree", rev).splitlines()
-            if line.split("\t")[1] != ".gitvault"}
+    return {
+        line.split("\t")[1]: line.split()[1]
+        for line in git("ls-tree", rev).splitlines()
+        if line.split("\t")[1] != ".gitvault"
+    }
 
 
 def canonical_layout(data: bytes) -> list[tuple[str, str]]:
@@ -142,7 +167,9 @@ def assert_changed_lines_exact(vault: Vault, pushed: frozenset[str] = frozenset(
             continue
         actual = changes.between(store, commit.parents[0].tree, commit.tree)
         assert sorted(changes.raw_lines(commit.message)) == sorted(escape(p) for p in actual), (
-            commit.id, commit.message)
+            commit.id,
+            commit.message,
+        )
 
 
 def diff_tree(git: Git, a: str, b: str) -> list[tuple[str, str, str, str]]:
@@ -160,6 +187,7 @@ def refs(git: Git) -> str:
 
 
 # -- 1. the codec ----------------------------------------------------------------------------
+
 
 def test_split_then_concatenating_the_chunks_gives_the_bytes_back() -> None:
     layout = shards.split(DATA)
@@ -203,13 +231,13 @@ def random_item(rng: random.Random, size: int, pool: list[Any]) -> Any:
     if pool and rng.random() < 0.3:
         return copy.deepcopy(rng.choice(pool))  # repeats: equal items, equal chunks
     kind = rng.randrange(5)
-    text = "".join(rng.choice("abcdefgh ,[]{}\"\\\n") for _ in range(max(1, size // 2)))
+    text = "".join(rng.choice('abcdefgh ,[]{}"\\\n') for _ in range(max(1, size // 2)))
     if kind == 0:
         return text
     if kind == 1:
-        return rng.randrange(-10**9, 10**9)
+        return rng.randrange(-(10**9), 10**9)
     if kind == 2:
-        return [text[: size // 4], {"deep": [1, {"x": text[size // 4:]}]}]
+        return [text[: size // 4], {"deep": [1, {"x": text[size // 4 :]}]}]
     if kind == 3:
         return {}
     return {"id": rng.randrange(10**6), "text": text, "sub": {"k": [True, None, 1.5]}}
@@ -226,9 +254,13 @@ def random_array(rng: random.Random, size: int, pooled: bool) -> list[Any]:
     return out
 
 
-EDIT = st.tuples(st.sampled_from(["replace", "insert", "delete", "append", "tweak", "dup",
-                                  "delete-run", "insert-run"]),
-                 st.floats(0, 1), st.integers(0, 2**32))
+EDIT = st.tuples(
+    st.sampled_from(
+        ["replace", "insert", "delete", "append", "tweak", "dup", "delete-run", "insert-run"]
+    ),
+    st.floats(0, 1),
+    st.integers(0, 2**32),
+)
 
 
 def apply_edits(items: list[Any], edits: list[tuple[str, float, int]], size: int) -> None:
@@ -250,7 +282,7 @@ def apply_edits(items: list[Any], edits: list[tuple[str, float, int]], size: int
         elif kind == "dup":
             items.insert(at, copy.deepcopy(items[at]))
         elif kind == "delete-run":
-            del items[at:at + rng.randrange(1, 300)]
+            del items[at : at + rng.randrange(1, 300)]
         elif kind == "insert-run":
             items[at:at] = [random_item(rng, size, []) for _ in range(rng.randrange(1, 300))]
 
@@ -266,8 +298,9 @@ def stored(store: Store, tree_id: pygit2.Oid) -> list[tuple[str, str]] | bytes:
     return store.blob(tree["k.json"].id)
 
 
-def assert_index_sound(store: Store, old_root: pygit2.Oid, new_root: pygit2.Oid,
-                       old: list[Any], new: list[Any]) -> None:
+def assert_index_sound(
+    store: Store, old_root: pygit2.Oid, new_root: pygit2.Oid, old: list[Any], new: list[Any]
+) -> None:
     """The ``Changed:`` lines of the edit (computed on the chunk runs that differ) never rule
     out an item that changed, named by id or by position."""
     a, b = store.repo[old_root], store.repo[new_root]
@@ -276,8 +309,11 @@ def assert_index_sound(store: Store, old_root: pygit2.Oid, new_root: pygit2.Oid,
     if old == new:
         assert not changes.raw_lines(msg)
         return
-    first = next(i for i in range(min(len(old), len(new)) + 1)
-                 if i == min(len(old), len(new)) or old[i] != new[i])
+    first = next(
+        i
+        for i in range(min(len(old), len(new)) + 1)
+        if i == min(len(old), len(new)) or old[i] != new[i]
+    )
     for i in {first, max(len(old), len(new)) - 1}:
         assert not changes.Probe(["k", str(i), "x"]).rules_out(msg)
 
@@ -302,11 +338,23 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32), st.sampled_from([40, 220, 3000, 30_000]), st.booleans(),
-       st.lists(EDIT, min_size=1, max_size=5), st.lists(EDIT, max_size=3), st.booleans())
+@given(
+    st.integers(0, 2**32),
+    st.sampled_from([40, 220, 3000, 30_000]),
+    st.booleans(),
+    st.lists(EDIT, min_size=1, max_size=5),
+    st.lists(EDIT, max_size=3),
+    st.booleans(),
+)
 def test_an_incremental_update_gives_exactly_the_canonical_layout(
-        scratch: Store, salt: int, size: int, pooled: bool, edits: list[tuple[str, float, int]],
-        more: list[tuple[str, float, int]], cold: bool) -> None:
+    scratch: Store,
+    salt: int,
+    size: int,
+    pooled: bool,
+    edits: list[tuple[str, float, int]],
+    more: list[tuple[str, float, int]],
+    cold: bool,
+) -> None:
     rng = random.Random(salt)
     items = random_array(rng, size, pooled)
     old = codec.dumps(items)
@@ -351,8 +399,12 @@ class Blobs(dict[pygit2.Oid, bytes]):
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32), st.sampled_from([40, 220, 3000]), EDIT, EDIT)
 def test_a_chunkwise_merge_is_both_edits_in_the_canonical_layout(
-        scratch: Store, salt: int, size: int, ours: tuple[str, float, int],
-        theirs: tuple[str, float, int]) -> None:
+    scratch: Store,
+    salt: int,
+    size: int,
+    ours: tuple[str, float, int],
+    theirs: tuple[str, float, int],
+) -> None:
     """When the two sides' edited chunk runs do not overlap, merging by chunks gives the
     items with both edits applied, laid out exactly as chunking them afresh would."""
     items = random_array(random.Random(salt), size, False)
@@ -365,12 +417,18 @@ def test_a_chunkwise_merge_is_both_edits_in_the_canonical_layout(
         apply_edits(side, [edit], size)
         layouts.append((side, shards.split(codec.dumps(side)) if side else []))
     if not all(layout for _, layout in layouts) or not all(
-            shards.wanted(codec.dumps(side)) for side, _ in layouts):
+        shards.wanted(codec.dumps(side)) for side, _ in layouts
+    ):
         return
     ids = Blobs(scratch)
-    merged = shards.merge(ids.entries(shards.split(base)), ids.entries(layouts[0][1]),
-                          ids.entries(layouts[1][1]), ids.__getitem__, ids.write,
-                          lambda *texts: merge._text_merge(scratch, *texts))
+    merged = shards.merge(
+        ids.entries(shards.split(base)),
+        ids.entries(layouts[0][1]),
+        ids.entries(layouts[1][1]),
+        ids.__getitem__,
+        ids.write,
+        lambda *texts: merge._text_merge(scratch, *texts),
+    )
     if merged is None:
         return  # git's merge of the overlapping stretch conflicts: the structural merge decides
     got = shards.encode([i for _, o in merged for i in shards.items(ids[o])])
@@ -383,10 +441,11 @@ def test_a_chunkwise_merge_is_both_edits_in_the_canonical_layout(
         j = 0
         while j < min(len(items), len(side)) - i and items[-1 - j] == side[-1 - j]:
             j += 1
-        return i, len(items) - j, side[i:len(side) - j]
+        return i, len(items) - j, side[i : len(side) - j]
 
-    (a0, a1, ra), (c0, c1, rc) = sorted((edit_of(side) for side, _ in layouts),
-                                        key=lambda e: (e[0], e[1]))
+    (a0, a1, ra), (c0, c1, rc) = sorted(
+        (edit_of(side) for side, _ in layouts), key=lambda e: (e[0], e[1])
+    )
     if a1 < c0:  # the items the sides changed are apart: both edits, as a 3-way merge would
         expected = copy.deepcopy(items)
         expected[c0:c1] = rc  # the later edit first, so the earlier one's indexes hold
@@ -396,7 +455,8 @@ def test_a_chunkwise_merge_is_both_edits_in_the_canonical_layout(
 
 @pytest.mark.parametrize("at_chunk, their_chunk", [(2, 5), (2, 2), (2, 1), (0, 3)])
 def test_whole_chunks_inserted_by_one_side_merge_with_the_other_sides_edit(
-        scratch: Store, at_chunk: int, their_chunk: int) -> None:
+    scratch: Store, at_chunk: int, their_chunk: int
+) -> None:
     """A run of items that is whole chunks of its own, inserted at a chunk boundary, is a pure
     insertion of chunks: it must come through a chunkwise merge in place, also when the other
     side edits the chunk right after or right before it."""
@@ -416,12 +476,19 @@ def test_whole_chunks_inserted_by_one_side_merge_with_the_other_sides_edit(
     expected = ours[:]
     expected[expected.index(items[starts[their_chunk] + 1])] = theirs[starts[their_chunk] + 1]
     blobs = Blobs(scratch)
-    base_e, ours_e, theirs_e = (blobs.entries(shards.split(codec.dumps(v)))
-                                for v in (items, ours, theirs))
+    base_e, ours_e, theirs_e = (
+        blobs.entries(shards.split(codec.dumps(v))) for v in (items, ours, theirs)
+    )
     assert len(ours_e) > len(base_e)  # the insertion is whole chunks
     for a, b in ((ours_e, theirs_e), (theirs_e, ours_e)):
-        merged = shards.merge(base_e, a, b, blobs.__getitem__, blobs.write,
-                              lambda *texts: merge._text_merge(scratch, *texts))
+        merged = shards.merge(
+            base_e,
+            a,
+            b,
+            blobs.__getitem__,
+            blobs.write,
+            lambda *texts: merge._text_merge(scratch, *texts),
+        )
         assert merged is not None
         got = [i for _, o in merged for i in orjson.loads(blobs[o])]
         assert got == expected
@@ -449,8 +516,7 @@ def test_an_array_of_small_scalars_is_sharded_and_round_trips(scratch: Store) ->
     base = scratch.repo[tree]
     assert isinstance(base, pygit2.Tree)
     edited = codec.dumps(numbers)
-    assert stored(scratch, scratch.build_tree(base, {"k.json": edited})) == canonical_layout(
-        edited)
+    assert stored(scratch, scratch.build_tree(base, {"k.json": edited})) == canonical_layout(edited)
 
 
 class CountingRepo(pygit2.Repository):
@@ -499,15 +565,24 @@ def test_the_writer_writes_only_the_chunks_around_an_edit(scratch: Store, edit: 
     assert repo.written <= 3, repo.written  # of ~70 chunks
 
 
-@pytest.mark.parametrize(("patch", "most"), [
-    ([{"op": "replace", "path": "/items/3000/status", "value": "x"},
-      {"op": "add", "path": "/notes/z", "value": 1}], 3),
-    ([{"op": "add", "path": "/items/-", "value": 1}], 2),
-    ([{"op": "remove", "path": "/items/0"}, {"op": "add", "path": "/items/1", "value": 2}], 3),
-    ([{"op": "copy", "from": "/items/4000", "path": "/items/4001"}], 3),
-])
+@pytest.mark.parametrize(
+    ("patch", "most"),
+    [
+        (
+            [
+                {"op": "replace", "path": "/items/3000/status", "value": "x"},
+                {"op": "add", "path": "/notes/z", "value": 1},
+            ],
+            3,
+        ),
+        ([{"op": "add", "path": "/items/-", "value": 1}], 2),
+        ([{"op": "remove", "path": "/items/0"}, {"op": "add", "path": "/items/1", "value": 2}], 3),
+        ([{"op": "copy", "from": "/items/4000", "path": "/items/4001"}], 3),
+    ],
+)
 def test_a_sparse_patch_reads_only_the_chunks_around_its_items(
-        big: Vault, patch: list[dict[str, Any]], most: int) -> None:
+    big: Vault, patch: list[dict[str, Any]], most: int
+) -> None:
     head = big.head()
     assert head is not None
     store = CountingStore(pygit2.Repository(big.path))
@@ -525,8 +600,10 @@ def test_a_sparse_patch_reads_only_the_chunks_around_its_items(
 
 # -- 2. plain git reads it -------------------------------------------------------------------
 
-def test_a_large_array_is_a_tree_of_json_chunks_in_plain_git(big: Vault, git: Git,
-                                                             tmp_path: Path) -> None:
+
+def test_a_large_array_is_a_tree_of_json_chunks_in_plain_git(
+    big: Vault, git: Git, tmp_path: Path
+) -> None:
     assert top(git) == {"items": "tree", "notes.json": "blob"}
     listed = chunks(git)
     assert listed == canonical_layout(DATA)
@@ -543,8 +620,7 @@ def test_a_large_array_is_a_tree_of_json_chunks_in_plain_git(big: Vault, git: Gi
         clone = tmp_path / "clone"
         subprocess.run(["git", "clone", "-q", big.path, str(clone)], check=True)
         files = sorted(str(p) for p in (clone / "items").glob("*.json"))
-        r = subprocess.run(["jq", "-cs", "add", *files], capture_output=True, text=True,
-                           check=True)
+        r = subprocess.run(["jq", "-cs", "add", *files], capture_output=True, text=True, check=True)
         assert json.loads(r.stdout) == ITEMS
 
 
@@ -580,12 +656,14 @@ def test_log_blame_and_diff_see_an_edit_inside_a_sharded_key(big: Vault, cli: Cl
     assert json.loads(r.stdout)[0]["agent"] == "ann"
     r = cli("diff", "main~1", "main", "--format", "patch")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == [{"op": "replace", "path": "/items/4321/status",
-                                     "value": "done-by-bo"}]
+    assert json.loads(r.stdout) == [
+        {"op": "replace", "path": "/items/4321/status", "value": "done-by-bo"}
+    ]
     assert_changed_lines_exact(big)
 
 
 # -- 3. library checkins ---------------------------------------------------------------------
+
 
 def test_editing_one_item_rewrites_one_or_two_chunks(big: Vault, git: Git) -> None:
     before = big.head()
@@ -603,13 +681,15 @@ def test_editing_one_item_rewrites_one_or_two_chunks(big: Vault, git: Git) -> No
     items[2500]["status"] = "done"
     assert_canonical(git, items)
     assert git("log", "-1", "--format=%(trailers:key=Changed,valueonly)").strip() == (
-        "/items/[id=T-02500]")
+        "/items/[id=T-02500]"
+    )
     assert_changed_lines_exact(big)
 
 
 @pytest.mark.parametrize("edit", ["insert", "delete"])
 def test_inserting_or_deleting_renames_later_chunks_and_reuses_their_blobs(
-        big: Vault, git: Git, edit: str) -> None:
+    big: Vault, git: Git, edit: str
+) -> None:
     before = chunks(git)
     with big.lease("ann") as s:
         if edit == "insert":
@@ -638,7 +718,8 @@ def test_inserting_or_deleting_renames_later_chunks_and_reuses_their_blobs(
 
 
 def test_a_key_shrinking_below_the_size_becomes_one_file_and_growing_shards_it_again(
-        big: Vault, git: Git) -> None:
+    big: Vault, git: Git
+) -> None:
     small = items_of_size(shards.SHARD_BYTES - 1)
     with big.lease("ann") as s:
         s.doc["items"] = small
@@ -693,6 +774,7 @@ def test_a_second_vault_handle_edits_the_layout_the_same_way(big: Vault, git: Gi
 
 # -- 4. checkin_patch ------------------------------------------------------------------------
 
+
 def big_value() -> dict[str, Any]:
     return {"id": "NEW", "n": -1, "status": "new", "tags": [], "title": "inserted"}
 
@@ -714,22 +796,53 @@ PATCHES: dict[str, tuple[list[dict[str, Any]], bool]] = {
     "copy": ([{"op": "copy", "from": "/items/10", "path": "/items/20"}], True),
     "move-to-small": ([{"op": "move", "from": "/items/10", "path": "/notes/moved"}], True),
     "copy-from-small": ([{"op": "copy", "from": "/notes/list", "path": "/items/9/tags"}], True),
-    "test-ok": ([{"op": "test", "path": "/items/42/id", "value": "T-00042"},
-                 {"op": "replace", "path": "/items/42/status", "value": "ok"}], True),
-    "drifting": ([{"op": "remove", "path": "/items/100"}, {"op": "remove", "path": "/items/100"},
-                  {"op": "add", "path": "/items/99", "value": 1},
-                  {"op": "replace", "path": "/items/101/status", "value": "x"}], True),
-    "far-apart": ([{"op": "replace", "path": "/items/1/status", "value": "a"},
-                   {"op": "add", "path": "/items/-", "value": "tail"},
-                   {"op": "remove", "path": "/items/3000"}], True),
-    "mixed-keys": ([{"op": "replace", "path": "/items/7/status", "value": "x"},
-                    {"op": "add", "path": "/notes/b", "value": 2},
-                    {"op": "add", "path": "/fresh", "value": {"k": "v"}}], True),
-    "remove-small-key": ([{"op": "replace", "path": "/items/7/status", "value": "x"},
-                          {"op": "remove", "path": "/notes"}], True),
+    "test-ok": (
+        [
+            {"op": "test", "path": "/items/42/id", "value": "T-00042"},
+            {"op": "replace", "path": "/items/42/status", "value": "ok"},
+        ],
+        True,
+    ),
+    "drifting": (
+        [
+            {"op": "remove", "path": "/items/100"},
+            {"op": "remove", "path": "/items/100"},
+            {"op": "add", "path": "/items/99", "value": 1},
+            {"op": "replace", "path": "/items/101/status", "value": "x"},
+        ],
+        True,
+    ),
+    "far-apart": (
+        [
+            {"op": "replace", "path": "/items/1/status", "value": "a"},
+            {"op": "add", "path": "/items/-", "value": "tail"},
+            {"op": "remove", "path": "/items/3000"},
+        ],
+        True,
+    ),
+    "mixed-keys": (
+        [
+            {"op": "replace", "path": "/items/7/status", "value": "x"},
+            {"op": "add", "path": "/notes/b", "value": 2},
+            {"op": "add", "path": "/fresh", "value": {"k": "v"}},
+        ],
+        True,
+    ),
+    "remove-small-key": (
+        [
+            {"op": "replace", "path": "/items/7/status", "value": "x"},
+            {"op": "remove", "path": "/notes"},
+        ],
+        True,
+    ),
     "whole-key": ([{"op": "replace", "path": "/items", "value": [1, 2, 3]}], False),
-    "whole-key-test": ([{"op": "test", "path": "/items/0/id", "value": "T-00000"},
-                        {"op": "add", "path": "/items", "value": ITEMS[:10]}], False),
+    "whole-key-test": (
+        [
+            {"op": "test", "path": "/items/0/id", "value": "T-00000"},
+            {"op": "add", "path": "/items", "value": ITEMS[:10]},
+        ],
+        False,
+    ),
     "small-only": ([{"op": "add", "path": "/notes/b", "value": 2}], False),
     "copy-whole-key": ([{"op": "copy", "from": "/items", "path": "/twin"}], False),
 }
@@ -742,8 +855,9 @@ def expected_after(patch: list[dict[str, Any]]) -> Doc:
 
 
 @pytest.mark.parametrize("name", sorted(PATCHES))
-def test_a_patch_gives_what_jsonpatch_gives_on_the_whole_document(big: Vault, git: Git,
-                                                                  name: str) -> None:
+def test_a_patch_gives_what_jsonpatch_gives_on_the_whole_document(
+    big: Vault, git: Git, name: str
+) -> None:
     patch, windowed = PATCHES[name]
     try:
         want = expected_after(patch)
@@ -766,8 +880,10 @@ def test_a_patch_gives_what_jsonpatch_gives_on_the_whole_document(big: Vault, gi
 
 
 FAILING: dict[str, list[dict[str, Any]]] = {
-    "test-fails": [{"op": "replace", "path": "/items/42/status", "value": "ok"},
-                   {"op": "test", "path": "/items/42/id", "value": "T-00043"}],
+    "test-fails": [
+        {"op": "replace", "path": "/items/42/status", "value": "ok"},
+        {"op": "test", "path": "/items/42/id", "value": "T-00043"},
+    ],
     "index-far-out": [{"op": "replace", "path": "/items/999999/status", "value": "x"}],
     "remove-at-len": [{"op": "remove", "path": "/items/6000"}],
     "add-past-len": [{"op": "add", "path": "/items/6001", "value": 1}],
@@ -776,10 +892,14 @@ FAILING: dict[str, list[dict[str, Any]]] = {
     "negative": [{"op": "replace", "path": "/items/-1", "value": 1}],
     "leading-zero": [{"op": "replace", "path": "/items/07/status", "value": "x"}],
     "dash-in-from": [{"op": "move", "from": "/items/-", "path": "/items/0"}],
-    "small-key-fails": [{"op": "replace", "path": "/items/7/status", "value": "x"},
-                        {"op": "remove", "path": "/notes/zzz"}],
-    "bad-key": [{"op": "replace", "path": "/items/7/status", "value": "x"},
-                {"op": "add", "path": "/bad key", "value": 1}],
+    "small-key-fails": [
+        {"op": "replace", "path": "/items/7/status", "value": "x"},
+        {"op": "remove", "path": "/notes/zzz"},
+    ],
+    "bad-key": [
+        {"op": "replace", "path": "/items/7/status", "value": "x"},
+        {"op": "add", "path": "/bad key", "value": 1},
+    ],
 }
 
 
@@ -793,8 +913,9 @@ def old_path_error(vault: Vault, agent: str, patch: list[dict[str, Any]]) -> Git
     raise AssertionError("the whole-document path accepted the patch")
 
 
-def assert_fails_as_on_the_whole_document(vault: Vault, git: Git,
-                                           patch: list[dict[str, Any]]) -> None:
+def assert_fails_as_on_the_whole_document(
+    vault: Vault, git: Git, patch: list[dict[str, Any]]
+) -> None:
     """checkin_patch refuses ``patch`` with the whole-document path's error; no ref moves."""
     vault.checkout("ann")
     before = refs(git)
@@ -807,42 +928,46 @@ def assert_fails_as_on_the_whole_document(vault: Vault, git: Git,
 
 
 @pytest.mark.parametrize("name", sorted(FAILING))
-def test_a_patch_that_does_not_apply_fails_as_on_the_whole_document(big: Vault, git: Git,
-                                                                    name: str) -> None:
+def test_a_patch_that_does_not_apply_fails_as_on_the_whole_document(
+    big: Vault, git: Git, name: str
+) -> None:
     assert_fails_as_on_the_whole_document(big, git, FAILING[name])
 
 
-def test_a_patch_past_the_depth_limit_fails_as_on_the_whole_document(big: Vault, git: Git
-                                                                     ) -> None:
+def test_a_patch_past_the_depth_limit_fails_as_on_the_whole_document(big: Vault, git: Git) -> None:
     big.config_set("maxDepth", "6")
     big = Vault.open(big.path)
     deep: Any = "x"
     for _ in range(6):
         deep = [deep]
     assert_fails_as_on_the_whole_document(
-        big, git, [{"op": "replace", "path": "/items/5/tags", "value": deep}])
+        big, git, [{"op": "replace", "path": "/items/5/tags", "value": deep}]
+    )
 
 
-def test_a_patch_past_the_size_limit_fails_as_on_the_whole_document(big: Vault, git: Git
-                                                                    ) -> None:
+def test_a_patch_past_the_size_limit_fails_as_on_the_whole_document(big: Vault, git: Git) -> None:
     size = sum(k.size for k in big.status().keys)
     big.config_set("maxDocumentBytes", str(size + 100))
     big = Vault.open(big.path)
     assert_fails_as_on_the_whole_document(
-        big, git, [{"op": "replace", "path": "/items/5/title", "value": "y" * 500}])
+        big, git, [{"op": "replace", "path": "/items/5/title", "value": "y" * 500}]
+    )
     ok = [{"op": "replace", "path": "/items/5/title", "value": "y"}]
     assert big.checkin_patch("ann", ok, "patch").commit == big.head()
 
 
-def test_a_patch_shrinking_the_key_below_the_size_stores_one_file(empty_vault: Vault,
-                                                                  git: Git) -> None:
+def test_a_patch_shrinking_the_key_below_the_size_stores_one_file(
+    empty_vault: Vault, git: Git
+) -> None:
     items = items_of_size(shards.SHARD_BYTES + 300)
     assert shards.wanted(codec.dumps(items)) and not shards.wanted(codec.dumps(items[:-2]))
     seed(empty_vault, {"items": items})
     assert top(git)["items"] == "tree"
     empty_vault.checkout("ann")
-    patch = [{"op": "remove", "path": f"/items/{len(items) - 1}"},
-             {"op": "remove", "path": "/items/0"}]
+    patch = [
+        {"op": "remove", "path": f"/items/{len(items) - 1}"},
+        {"op": "remove", "path": "/items/0"},
+    ]
     empty_vault.checkin_patch("ann", patch, "trim")
     assert_canonical(git, items[1:-1])
     assert empty_vault.read() == {"items": items[1:-1]}
@@ -854,8 +979,9 @@ def test_a_patch_growing_a_key_past_the_size_shards_it(empty_vault: Vault, git: 
     seed(empty_vault, {"items": items})
     assert top(git)["items.json"] == "blob"
     empty_vault.checkout("ann")
-    empty_vault.checkin_patch("ann", [{"op": "add", "path": "/items/-", "value": task(9999)}],
-                              "grow")
+    empty_vault.checkin_patch(
+        "ann", [{"op": "add", "path": "/items/-", "value": task(9999)}], "grow"
+    )
     assert_canonical(git, [*items, task(9999)])
     assert_changed_lines_exact(empty_vault)
 
@@ -865,8 +991,9 @@ def test_a_patch_on_a_moved_main_is_merged(big: Vault, git: Git) -> None:
     with big.lease("bo") as s:
         s.doc["items"][5500]["status"] = "bo"
         s.commit(source="bo")
-    r = big.checkin_patch("ann", [{"op": "replace", "path": "/items/5/status", "value": "ann"}],
-                          "patch")
+    r = big.checkin_patch(
+        "ann", [{"op": "replace", "path": "/items/5/status", "value": "ann"}], "patch"
+    )
     assert r.merged
     want = document()
     want["items"][5500]["status"] = "bo"
@@ -876,13 +1003,15 @@ def test_a_patch_on_a_moved_main_is_merged(big: Vault, git: Git) -> None:
     assert_changed_lines_exact(big)
 
 
-def test_cli_checkin_patch_file(big: Vault, cli: Cli, git: Git,
-                                write_json: Callable[[Any], str]) -> None:
+def test_cli_checkin_patch_file(
+    big: Vault, cli: Cli, git: Git, write_json: Callable[[Any], str]
+) -> None:
     r = cli("checkout", "ann", "--out", "/dev/null")
     assert r.exit_code == 0, r.output
     patch: list[dict[str, Any]] = [
         {"op": "replace", "path": "/items/77/status", "value": "done"},
-        {"op": "add", "path": "/items/78", "value": big_value()}]
+        {"op": "add", "path": "/items/78", "value": big_value()},
+    ]
     r = cli("checkin", "ann", write_json(patch), "cli", "0.7", "--patch")
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == big.head()
@@ -897,8 +1026,10 @@ def test_cli_checkin_patch_file(big: Vault, cli: Cli, git: Git,
 
 # -- 5. merges -------------------------------------------------------------------------------
 
-def race(vault: Vault, first: Callable[[Doc], None], second: Callable[[Doc], None],
-         **kw: Any) -> Any:
+
+def race(
+    vault: Vault, first: Callable[[Doc], None], second: Callable[[Doc], None], **kw: Any
+) -> Any:
     a, b = vault.checkout("a"), vault.checkout("b")
     first(a.document)
     second(b.document)
@@ -927,8 +1058,7 @@ def test_edits_of_distant_items_by_two_agents_both_land(big: Vault, git: Git) ->
 
 
 def test_appends_by_two_agents_are_both_kept_in_order(big: Vault, git: Git) -> None:
-    r = race(big, lambda d: d["items"].append(task(9000)),
-             lambda d: d["items"].append(task(9001)))
+    r = race(big, lambda d: d["items"].append(task(9000)), lambda d: d["items"].append(task(9001)))
     assert r.merged
     items = [*fresh_items(), task(9000), task(9001)]
     assert big.read()["items"] == items
@@ -963,20 +1093,30 @@ def test_the_same_field_edited_differently_is_a_conflict(big: Vault, git: Git) -
     assert e.value.exit_code == 3 and big.head() == head
     row = e.value.report["conflicts"][0]
     assert (row["pointer"], row["base"], row["current"], row["proposed"]) == (
-        "/items/5/status", "todo", "done", "blocked")
+        "/items/5/status",
+        "todo",
+        "done",
+        "blocked",
+    )
     kept = git("rev-parse", "refs/conflicts/b/1").strip()
     assert json.loads(git("show", f"{kept}:items/00000000.json"))[5]["status"] == "blocked"
 
 
-def test_the_same_conflict_through_the_cli_exits_3(big: Vault, cli: Cli, git: Git,
-                                                    write_json: Callable[[Any], str]) -> None:
+def test_the_same_conflict_through_the_cli_exits_3(
+    big: Vault, cli: Cli, git: Git, write_json: Callable[[Any], str]
+) -> None:
     a = big.checkout("a")
     big.checkout("b")
     a.document["items"][5]["status"] = "done"
     big.checkin("a", a.document, "test")
     head = big.head()
-    r = cli("checkin", "b", write_json([{"op": "replace", "path": "/items/5/status",
-                                         "value": "blocked"}]), "test", "--patch")
+    r = cli(
+        "checkin",
+        "b",
+        write_json([{"op": "replace", "path": "/items/5/status", "value": "blocked"}]),
+        "test",
+        "--patch",
+    )
     assert r.exit_code == 3, r.output
     assert "/items/[id=T-00005]/status  (modify/modify)" in r.stdout
     assert big.head() == head
@@ -992,12 +1132,12 @@ def test_a_key_changed_on_one_side_only_takes_that_sides_tree(big: Vault, git: G
     race(big, first, second)
     assert git("rev-parse", "main:items").strip() == git("rev-parse", "main^1:items").strip()
     assert git("rev-parse", "main:notes.json").strip() == (
-        git("rev-parse", "main^2:notes.json").strip())
+        git("rev-parse", "main^2:notes.json").strip()
+    )
     assert_changed_lines_exact(big)
 
 
-def test_a_git_merge_growing_past_the_size_is_stored_sharded(empty_vault: Vault,
-                                                            git: Git) -> None:
+def test_a_git_merge_growing_past_the_size_is_stored_sharded(empty_vault: Vault, git: Git) -> None:
     extra = [task(8000 + i) for i in range(60)]
     room = len(codec.dumps(extra[:30])) - 6
     items = items_of_size(shards.SHARD_BYTES - room - 2000)
@@ -1025,7 +1165,7 @@ def test_a_sharded_side_merged_with_a_side_that_shrank_it(big: Vault, git: Git) 
     small = items_of_size(shards.SHARD_BYTES - 1)
 
     def first(d: Doc) -> None:
-        del d["items"][len(small):]
+        del d["items"][len(small) :]
 
     r = race(big, first, set_status(5, "b"))
     assert r.merged
@@ -1037,7 +1177,8 @@ def test_a_sharded_side_merged_with_a_side_that_shrank_it(big: Vault, git: Git) 
 
 @pytest.mark.parametrize("grower", ["main", "proposal"])
 def test_a_side_growing_a_key_past_the_size_merges_with_an_edit_of_it(
-        empty_vault: Vault, git: Git, grower: str) -> None:
+    empty_vault: Vault, git: Git, grower: str
+) -> None:
     items = items_of_size(shards.SHARD_BYTES - 20_000)
     seed(empty_vault, {"items": items})
     extra = [task(8000 + i) for i in range(300)]
@@ -1057,8 +1198,14 @@ def test_a_side_growing_a_key_past_the_size_merges_with_an_edit_of_it(
 
 # -- 6. pushes and the pre-receive hook ------------------------------------------------------
 
-TRAILERS = ["Agent-Id: alice", "Source: field-notes", "Confidence: 0.8",
-            "Justification: seen it", "Lease: none", "Base: none"]
+TRAILERS = [
+    "Agent-Id: alice",
+    "Source: field-notes",
+    "Confidence: 0.8",
+    "Justification: seen it",
+    "Lease: none",
+    "Base: none",
+]
 
 
 @pytest.fixture
@@ -1074,8 +1221,13 @@ def clone(big: Vault, tmp_path: Path) -> Iterator[Path]:
 def commit_tree(dest: Path, tree: str, extra: list[str] | None = None) -> str:
     g = git_in(dest)
     msg = "alice edits\n\n" + "\n".join([*TRAILERS, *(extra or [])]) + "\n"
-    r = subprocess.run(["git", "-C", str(dest), "commit-tree", tree, "-p", "HEAD", "-F", "-"],
-                       input=msg, capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        ["git", "-C", str(dest), "commit-tree", tree, "-p", "HEAD", "-F", "-"],
+        input=msg,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     sha = r.stdout.strip()
     g("update-ref", "HEAD", sha)
     return sha
@@ -1088,8 +1240,11 @@ def commit_worktree(dest: Path) -> str:
 
 
 def push(dest: Path, rev: str = "HEAD") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(dest), "push", "origin",
-                           f"{rev}:refs/heads/agents/alice"], capture_output=True, text=True)
+    return subprocess.run(
+        ["git", "-C", str(dest), "push", "origin", f"{rev}:refs/heads/agents/alice"],
+        capture_output=True,
+        text=True,
+    )
 
 
 def refused(r: subprocess.CompletedProcess[str], needle: str) -> None:
@@ -1111,8 +1266,9 @@ def test_a_pushed_large_array_as_one_file_is_refused(big: Vault, git: Git, clone
     assert refs(git) == before
 
 
-def test_a_pushed_layout_with_a_chunk_split_differently_is_refused(big: Vault, git: Git,
-                                                                   clone: Path) -> None:
+def test_a_pushed_layout_with_a_chunk_split_differently_is_refused(
+    big: Vault, git: Git, clone: Path
+) -> None:
     first = clone / "items" / "00000000.json"
     items = json.loads(first.read_bytes())
     first.write_bytes(codec.dumps(items[:-1]))
@@ -1124,8 +1280,7 @@ def test_a_pushed_layout_with_a_chunk_split_differently_is_refused(big: Vault, g
     assert refs(git) == before
 
 
-def test_a_pushed_layout_with_chunks_misnamed_is_refused(big: Vault, git: Git,
-                                                         clone: Path) -> None:
+def test_a_pushed_layout_with_chunks_misnamed_is_refused(big: Vault, git: Git, clone: Path) -> None:
     listed = sorted((clone / "items").glob("*.json"))
     listed[1].rename(listed[1].with_name("00000001.json"))
     commit_worktree(clone)
@@ -1134,14 +1289,18 @@ def test_a_pushed_layout_with_chunks_misnamed_is_refused(big: Vault, git: Git,
     assert refs(git) == before
 
 
-@pytest.mark.parametrize(("case", "needle"), [
-    ("stray-file", "only chunk files"),
-    ("small", "smaller than"),
-    ("not-array", "not canonical"),
-    ("subfolder", "only chunk files"),
-])
-def test_other_bad_sharded_folders_are_refused(big: Vault, git: Git, clone: Path, case: str,
-                                              needle: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("stray-file", "only chunk files"),
+        ("small", "smaller than"),
+        ("not-array", "not canonical"),
+        ("subfolder", "only chunk files"),
+    ],
+)
+def test_other_bad_sharded_folders_are_refused(
+    big: Vault, git: Git, clone: Path, case: str, needle: str
+) -> None:
     folder = clone / "items"
     if case == "stray-file":
         (folder / "README").write_text("hi\n")
@@ -1178,7 +1337,8 @@ def laid_out_in(clone: Path, items: list[Any]) -> tuple[Store, pygit2.Tree, pygi
 
 
 def test_a_layout_built_by_gitvault_in_a_clone_is_accepted_with_its_changed_lines(
-        big: Vault, git: Git, clone: Path) -> None:
+    big: Vault, git: Git, clone: Path
+) -> None:
     items = fresh_items()
     items[4100]["status"] = "pushed"
     items.insert(1200, task(9200))
@@ -1195,7 +1355,8 @@ def test_a_layout_built_by_gitvault_in_a_clone_is_accepted_with_its_changed_line
 
 
 def test_a_pushed_sharded_commit_with_wrong_changed_lines_is_refused(
-        big: Vault, git: Git, clone: Path) -> None:
+    big: Vault, git: Git, clone: Path
+) -> None:
     items = fresh_items()
     items[4100]["status"] = "pushed"
     _, _, new = laid_out_in(clone, items)
@@ -1206,7 +1367,8 @@ def test_a_pushed_sharded_commit_with_wrong_changed_lines_is_refused(
 
 
 def test_a_plain_git_edit_of_a_chunk_that_keeps_the_layout_is_accepted(
-        big: Vault, git: Git, clone: Path) -> None:
+    big: Vault, git: Git, clone: Path
+) -> None:
     """Editing one value in a chunk file by hand is fine when the layout stays canonical (an
     item that neither is nor becomes a boundary)."""
     folder = clone / "items"
@@ -1228,8 +1390,9 @@ def test_a_plain_git_edit_of_a_chunk_that_keeps_the_layout_is_accepted(
     assert big.read()["items"] == items
 
 
-def test_a_pushed_branch_merged_with_a_checkin_stays_canonical(big: Vault, git: Git,
-                                                               clone: Path) -> None:
+def test_a_pushed_branch_merged_with_a_checkin_stays_canonical(
+    big: Vault, git: Git, clone: Path
+) -> None:
     with big.lease("bo") as s:
         s.doc["items"][10]["status"] = "bo"
         s.commit(source="bo")
@@ -1250,8 +1413,8 @@ def test_a_pushed_branch_merged_with_a_checkin_stays_canonical(big: Vault, git: 
     assert_changed_lines_exact(big, frozenset([pushed]))
 
 
-
 # -- upkeep, resolve, ambiguity ----------------------------------------------------------------
+
 
 def test_packed_chunks_still_read_and_size_right(big: Vault, git: Git) -> None:
     with big.lease("ann") as s:
@@ -1297,7 +1460,8 @@ def test_a_policy_resolves_a_conflict_in_a_sharded_key(big: Vault, git: Git) -> 
 
 
 def test_a_pushed_tree_with_both_a_file_and_a_folder_for_one_key_is_refused(
-        big: Vault, git: Git, clone: Path) -> None:
+    big: Vault, git: Git, clone: Path
+) -> None:
     (clone / "items.json").write_bytes(b"[\n  1\n]\n")
     commit_worktree(clone)
     before = refs(git)

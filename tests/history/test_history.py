@@ -52,8 +52,9 @@ def reverse_tasks(doc: dict[str, Any]) -> None:
     doc["tasks"].reverse()
 
 
-def change(vault: Vault, agent: str, edit: Edit, source: str = "test",
-           confidence: float = 0.5) -> str:
+def change(
+    vault: Vault, agent: str, edit: Edit, source: str = "test", confidence: float = 0.5
+) -> str:
     """One agent checks out, edits and checks in; returns the new head."""
     co = vault.checkout(agent)
     edit(co.document)
@@ -94,8 +95,10 @@ def commits(entries: list[history.LogEntry]) -> list[str | None]:
 
 # -- log --------------------------------------------------------------------------------------
 
-def test_log_lists_every_commit_of_main_newest_first_with_what_git_says(vault: Vault,
-                                                                        git: Git) -> None:
+
+def test_log_lists_every_commit_of_main_newest_first_with_what_git_says(
+    vault: Vault, git: Git
+) -> None:
     status_race(vault)
     entries = history.log(vault.store, include_legacy=False)
     assert sorted(map(str, commits(entries))) == sorted(git("rev-list", "main").split())
@@ -105,8 +108,12 @@ def test_log_lists_every_commit_of_main_newest_first_with_what_git_says(vault: V
         fmt = "%P%n%(trailers:key=Agent-Id,valueonly)%(trailers:key=Source,valueonly)%ct"
         shown = git("show", "-s", f"--format={fmt}", e.commit).split("\n")
         parents, agent, source, when = shown[:4]
-        assert (list(e.parents), e.agent, e.source, e.time) == (parents.split(), agent, source,
-                                                               int(when))
+        assert (list(e.parents), e.agent, e.source, e.time) == (
+            parents.split(),
+            agent,
+            source,
+            int(when),
+        )
         assert e.merged == (len(e.parents) == 2)
     merge = entries[0]
     assert merge.merged and merge.agent == "b" and merge.confidence == 0.7
@@ -139,7 +146,8 @@ def test_log_filters_by_agent_source_key_and_limit(vault: Vault) -> None:
 
 
 def test_log_since_and_until_take_iso_with_or_without_zone_and_unix_seconds(
-        timed: Vault, clock: Clock) -> None:
+    timed: Vault, clock: Clock
+) -> None:
     clock.now = T0 + 3600  # 11:00Z
     eleven = change(timed, "a", edit_task(0, "status", "done"))
     clock.now = T0 + 7200  # 12:00Z
@@ -170,14 +178,15 @@ def test_legacy_events_come_last_oldest_last_and_pass_the_same_filters(vault: Va
     coder = history.log(vault.store, agent="coder")
     assert [e.legacy for e in coder] == [False, True]
     assert [e.legacy_file for e in history.log(vault.store, until="2025-10-02T12:00:00Z")] == [
-        "00000002.json", "00000001.json"]
+        "00000002.json",
+        "00000001.json",
+    ]
     assert not any(e.legacy for e in history.log(vault.store, since="2025-10-04"))
     assert not any(e.legacy for e in history.log(vault.store, key="bugs"))
     assert not any(e.legacy for e in history.log(vault.store, include_legacy=False))
 
 
-def test_log_path_lists_only_the_commits_that_changed_that_value(vault: Vault,
-                                                                 git: Git) -> None:
+def test_log_path_lists_only_the_commits_that_changed_that_value(vault: Vault, git: Git) -> None:
     status_race(vault)
     merge = vault.head()
     a_commit = history.log(vault.store, agent="a")[0].commit
@@ -198,6 +207,7 @@ def test_log_path_lists_only_the_commits_that_changed_that_value(vault: Vault,
 
 
 # -- show -------------------------------------------------------------------------------------
+
 
 def test_show_returns_the_document_or_a_value_at_a_revision(vault: Vault) -> None:
     status_race(vault)
@@ -228,7 +238,8 @@ def test_show_at_a_time_gives_what_main_held_then(timed: Vault, clock: Clock) ->
 
 
 def test_show_at_a_time_ignores_merged_agent_commits_that_never_were_main(
-        timed: Vault, clock: Clock) -> None:
+    timed: Vault, clock: Clock
+) -> None:
     a, b = timed.checkout("a"), timed.checkout("b")
     a.document["tasks"][0]["status"] = "done"
     b.document["tasks"][30]["status"] = "blocked"
@@ -245,6 +256,7 @@ def test_show_at_a_time_ignores_merged_agent_commits_that_never_were_main(
 
 # -- diff -------------------------------------------------------------------------------------
 
+
 def test_diff_patch_turns_the_old_document_into_the_new(vault: Vault, git: Git) -> None:
     def edit(d: dict[str, Any]) -> None:
         d["bugs"].append({"id": "B-9"})
@@ -257,12 +269,21 @@ def test_diff_patch_turns_the_old_document_into_the_new(vault: Vault, git: Git) 
     change(vault, "c", reverse_tasks)
     change(vault, "d", edit)
     root = git("rev-list", "--max-parents=0", "main").strip()
-    pairs = [(None, None), ("main~1", "main"), (root, "main"), ("main", root), ("main~2", "main"),
-             (None, merge + "^2"), (merge, root), (None, root)]
+    pairs = [
+        (None, None),
+        ("main~1", "main"),
+        (root, "main"),
+        ("main", root),
+        ("main~2", "main"),
+        (None, merge + "^2"),
+        (merge, root),
+        (None, root),
+    ]
     for old, new in pairs:
         d = history.diff(vault.store, old, new)
-        before = vault.read(old) if old else (vault.read((new or "main") + "~1")
-                                              if new != root else {})
+        before = (
+            vault.read(old) if old else (vault.read((new or "main") + "~1") if new != root else {})
+        )
         assert json_equal(jsonpatch.apply_patch(before, d.patch), vault.read(new)), (old, new)
         assert len(d.text.splitlines()) == len(d.patch)
     assert history.diff(vault.store, "main", "main").empty
@@ -278,7 +299,7 @@ def test_diff_text_shows_one_line_per_change(vault: Vault) -> None:
     d = history.diff(vault.store)
     assert d.text.splitlines() == [
         '+ /bugs/4: {"id": "B-9", "title": "new"}',
-        '- /patterns/naming (was {…3 keys})',
+        "- /patterns/naming (was {…3 keys})",
         '~ /tasks/0/status: "todo" -> "done"',
     ]
     assert d.old == history.log(vault.store)[1].commit and d.new == vault.head()
@@ -297,8 +318,7 @@ def test_diff_of_a_path_keeps_absolute_pointers_where_the_value_was(vault: Vault
     assert added.patch == [{"op": "replace", "path": "/tasks/0/owner", "value": "a"}]
 
 
-def test_diff_of_a_reordered_id_array_moves_records_instead_of_rewriting_them(
-        vault: Vault) -> None:
+def test_diff_of_a_reordered_id_array_moves_records_instead_of_rewriting_them(vault: Vault) -> None:
     change(vault, "c", reverse_tasks)
     change(vault, "a", edit_task(39, "status", "done"))
     d = history.diff(vault.store, "main~2")
@@ -316,9 +336,9 @@ def test_diff_of_id_records_removed_added_moved_and_changed_applies() -> None:
     d = history.diff_documents(a, b)
     assert json_equal(jsonpatch.apply_patch(a, d.patch), b)
     assert d.text.splitlines() == [
-        "- /k/1 (was {\"id\": 2})",
+        '- /k/1 (was {"id": 2})',
         "> /k/1 -> /k/0 (3)",
-        "+ /k/1: {\"id\": 4}",
+        '+ /k/1: {"id": 4}',
         "> /k/0/v/1 -> /k/0/v/0",
         "~ /k/2/v: 1 -> true",
     ]
@@ -341,14 +361,24 @@ def test_diff_of_keys_with_pointer_special_characters_escapes_them() -> None:
     assert "~ /k/a~1b: 1 -> 2" in d.text
 
 
-SCALARS = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, -0.0, 1.0, 2.5]) \
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from([0.0, -0.0, 1.0, 2.5])
     | st.sampled_from(["", "a", "b/c", "~"])
+)
 VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(["a", "b", "id", "x/y"]), inner, max_size=3)
-    | st.lists(st.fixed_dictionaries({"id": st.integers(0, 5)}, optional={"v": inner}),
-               max_size=5, unique_by=lambda r: r["id"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b", "id", "x/y"]), inner, max_size=3)
+        | st.lists(
+            st.fixed_dictionaries({"id": st.integers(0, 5)}, optional={"v": inner}),
+            max_size=5,
+            unique_by=lambda r: r["id"],
+        )
+    ),
     max_leaves=12,
 )
 DOCS = st.dictionaries(st.sampled_from(["k", "l", "m"]), VALUES, max_size=3)
@@ -356,8 +386,9 @@ DOCS = st.dictionaries(st.sampled_from(["k", "l", "m"]), VALUES, max_size=3)
 
 @settings(max_examples=300, deadline=None)
 @given(DOCS, DOCS)
-def test_any_diff_patch_rebuilds_the_new_document_exactly(a: dict[str, Any],
-                                                          b: dict[str, Any]) -> None:
+def test_any_diff_patch_rebuilds_the_new_document_exactly(
+    a: dict[str, Any], b: dict[str, Any]
+) -> None:
     d = history.diff_documents(a, b)
     assert json_equal(jsonpatch.apply_patch(a, d.patch), b)
     assert len(d.text.splitlines()) == len(d.patch)
@@ -366,8 +397,10 @@ def test_any_diff_patch_rebuilds_the_new_document_exactly(a: dict[str, Any],
 
 # -- blame ------------------------------------------------------------------------------------
 
-def test_blame_through_a_merge_names_the_agent_whose_change_survived(vault: Vault,
-                                                                   git: Git) -> None:
+
+def test_blame_through_a_merge_names_the_agent_whose_change_survived(
+    vault: Vault, git: Git
+) -> None:
     status_race(vault)
     [t1] = history.blame(vault.store, "/tasks/[id=T-001]/status")
     [t31] = history.blame(vault.store, "/tasks/[id=T-031]/status")
@@ -387,29 +420,41 @@ def test_blame_follows_an_id_through_a_reorder(vault: Vault) -> None:
     [by_id] = history.blame(vault.store, "/tasks/[id=T-001]/status")
     [by_pos] = history.blame(vault.store, "/tasks/39/status")
     assert by_id == by_pos
-    assert (by_id.agent, by_id.path, by_id.pointer) == ("a", "/tasks/[id=T-001]/status",
-                                                        "/tasks/39/status")
+    assert (by_id.agent, by_id.path, by_id.pointer) == (
+        "a",
+        "/tasks/[id=T-001]/status",
+        "/tasks/39/status",
+    )
     item = {e.path: e for e in history.blame(vault.store, "/tasks/[id=T-001]")}
     assert item["/tasks/[id=T-001]/status"].agent == "a"
     assert item["/tasks/[id=T-001]/tags/0"].source == "legacy-import"
-    assert set(item) == {f"/tasks/[id=T-001]/{f}" for f in ("id", "title", "owner", "priority",
-                                                            "status", "tags/0", "tags/1")}
+    assert set(item) == {
+        f"/tasks/[id=T-001]/{f}"
+        for f in ("id", "title", "owner", "priority", "status", "tags/0", "tags/1")
+    }
 
 
-def test_blame_of_a_key_covers_every_leaf_once_in_document_order(vault: Vault,
-                                                               git: Git) -> None:
+def test_blame_of_a_key_covers_every_leaf_once_in_document_order(vault: Vault, git: Git) -> None:
     status_race(vault)
     change(vault, "c", lambda d: d["patterns"].update(empty={}, flag=True))
     entries = history.blame(vault.store, "/patterns")
     assert [e.path for e in entries] == [
-        "/patterns/empty", "/patterns/error_handling/description", "/patterns/error_handling/uses",
-        "/patterns/flag", "/patterns/naming/description", "/patterns/naming/note",
-        "/patterns/naming/uses", "/patterns/prompt_templates/description",
-        "/patterns/prompt_templates/uses"]
+        "/patterns/empty",
+        "/patterns/error_handling/description",
+        "/patterns/error_handling/uses",
+        "/patterns/flag",
+        "/patterns/naming/description",
+        "/patterns/naming/note",
+        "/patterns/naming/uses",
+        "/patterns/prompt_templates/description",
+        "/patterns/prompt_templates/uses",
+    ]
     assert {e.path: e.agent for e in entries}["/patterns/empty"] == "c"
     new_key = change(vault, "n", lambda d: d.update(notes={"list": [1, "two"]}))
     assert [(e.path, e.commit) for e in history.blame(vault.store, "/notes")] == [
-        ("/notes/list/0", new_key), ("/notes/list/1", new_key)]
+        ("/notes/list/0", new_key),
+        ("/notes/list/1", new_key),
+    ]
     assert entries[0].value == {}
     first_parent = set(git("log", "--first-parent", "--format=%H", "--", "tasks.json").split())
     assert {e.commit for e in history.blame(vault.store, "/tasks")} <= first_parent
@@ -417,8 +462,9 @@ def test_blame_of_a_key_covers_every_leaf_once_in_document_order(vault: Vault,
     assert len(whole) == sum(len(history.blame(vault.store, f"/{k}")) for k in vault.read())
 
 
-def test_blame_parses_each_version_of_the_key_once(vault: Vault,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blame_parses_each_version_of_the_key_once(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(4):
         change(vault, f"agent-{i}", edit_task(i, "status", f"finished-{i}"))
         change(vault, f"bugger-{i}", add_bug(f"B-{10 + i}"))
@@ -433,17 +479,24 @@ def test_blame_parses_each_version_of_the_key_once(vault: Vault,
     entries = history.blame(vault.store, "/tasks")
     assert parsed == ["tasks.json"] * 5  # head, then each of the 4 parents that differ
     assert [e.agent for e in entries if e.path.endswith("/status")][:5] == [
-        "agent-0", "agent-1", "agent-2", "agent-3", "gitvault"]
+        "agent-0",
+        "agent-1",
+        "agent-2",
+        "agent-3",
+        "gitvault",
+    ]
 
 
 def test_blame_of_a_value_the_merge_rewrote_names_the_merge(vault: Vault) -> None:
-    race(vault, lambda d: d["bugs"].append({"id": "B-8"}),
-         lambda d: d["bugs"].append({"id": "B-9"}))
+    race(
+        vault, lambda d: d["bugs"].append({"id": "B-8"}), lambda d: d["bugs"].append({"id": "B-9"})
+    )
     by_path = {e.path: e.agent for e in history.blame(vault.store, "/bugs")}
     assert by_path["/bugs/[id=B-8]/id"] == "a" and by_path["/bugs/[id=B-9]/id"] == "b"
 
 
 # -- export -----------------------------------------------------------------------------------
+
 
 def test_export_json_is_the_canonical_document(vault: Vault, git: Git) -> None:
     status_race(vault)
@@ -463,7 +516,7 @@ def test_export_jsonl_has_a_line_per_key_then_the_history(vault: Vault) -> None:
     assert {x["key"]: x["value"] for x in lines} == vault.read()
     assert [x["key"] for x in lines] == sorted(vault.read())
     with_log = history.export(vault.store, fmt="jsonl", history=True).splitlines()
-    rows = [json.loads(line) for line in with_log[len(lines):]]
+    rows = [json.loads(line) for line in with_log[len(lines) :]]
     assert [r["commit"] for r in rows][:2] == [e.commit for e in history.log(vault.store)][:2]
     assert [r["legacy"] for r in rows] == [False, False, True, True, True]
     assert "naïve" in history.export(vault.store, fmt="jsonl")  # UTF-8 kept, not escaped
@@ -475,18 +528,30 @@ BAD: list[tuple[str, Callable[[Vault], object], str]] = [
     ("unknown rev for log", lambda v: history.log(v.store, "no-such-rev"), "unknown revision"),
     ("unknown rev for show", lambda v: history.show(v.store, rev="main~9"), "unknown revision"),
     ("unknown rev for diff", lambda v: history.diff(v.store, "nope"), "unknown revision"),
-    ("unknown rev for blame", lambda v: history.blame(v.store, "/tasks", "nope"),
-     "unknown revision"),
+    (
+        "unknown rev for blame",
+        lambda v: history.blame(v.store, "/tasks", "nope"),
+        "unknown revision",
+    ),
     ("pointer without slash", lambda v: history.show(v.store, path="tasks/0"), "start with '/'"),
-    ("pointer without slash in blame", lambda v: history.blame(v.store, "tasks/0"),
-     "start with '/'"),
-    ("pointer without slash in log", lambda v: history.log(v.store, path="tasks"),
-     "start with '/'"),
+    (
+        "pointer without slash in blame",
+        lambda v: history.blame(v.store, "tasks/0"),
+        "start with '/'",
+    ),
+    (
+        "pointer without slash in log",
+        lambda v: history.log(v.store, path="tasks"),
+        "start with '/'",
+    ),
     ("bad since", lambda v: history.log(v.store, since="yesterday"), "ISO-8601"),
     ("bad until", lambda v: history.log(v.store, until="2026-13-01"), "ISO-8601"),
     ("bad at", lambda v: history.show(v.store, at="noon"), "ISO-8601"),
-    ("missing path in show", lambda v: history.show(v.store, path="/tasks/[id=T-999]"),
-     r"does not exist at main \([0-9a-f]{12}\)"),
+    (
+        "missing path in show",
+        lambda v: history.show(v.store, path="/tasks/[id=T-999]"),
+        r"does not exist at main \([0-9a-f]{12}\)",
+    ),
     ("missing key in blame", lambda v: history.blame(v.store, "/nokey/x"), "does not exist"),
     ("missing path in diff", lambda v: history.diff(v.store, path="/tasks/99"), "exists neither"),
     ("bad key filter", lambda v: history.log(v.store, key="../x"), "invalid top-level key"),
@@ -497,7 +562,8 @@ BAD: list[tuple[str, Callable[[Vault], object], str]] = [
 
 @pytest.mark.parametrize(("what", "call", "message"), BAD, ids=[b[0] for b in BAD])
 def test_bad_input_raises_input_error_with_a_clear_message(
-        vault: Vault, what: str, call: Callable[[Vault], object], message: str) -> None:
+    vault: Vault, what: str, call: Callable[[Vault], object], message: str
+) -> None:
     head = vault.head()
     with pytest.raises(InputError, match=message):
         call(vault)
@@ -506,11 +572,24 @@ def test_bad_input_raises_input_error_with_a_clear_message(
 
 def test_timestamps_parse_from_iso_and_unix_seconds() -> None:
     noon = datetime(2026, 1, 1, 12, tzinfo=UTC).timestamp()
-    for text in ("2026-01-01T12:00:00Z", "2026-01-01T12:00:00", "2026-01-01 12:00",
-                 "2026-01-01T14:00:00+02:00", str(int(noon)), f"{noon}"):
+    for text in (
+        "2026-01-01T12:00:00Z",
+        "2026-01-01T12:00:00",
+        "2026-01-01 12:00",
+        "2026-01-01T14:00:00+02:00",
+        str(int(noon)),
+        f"{noon}",
+    ):
         assert history.parse_time(text) == noon, text
     assert history.parse_time(noon) == noon
-    for bad in ("", "soon", "12:00", "2026-01-01T25:00", "-99999999999999", "1e9",
-                "0001-01-01T00:00:00+01:00"):
+    for bad in (
+        "",
+        "soon",
+        "12:00",
+        "2026-01-01T25:00",
+        "-99999999999999",
+        "1e9",
+        "0001-01-01T00:00:00+01:00",
+    ):
         with pytest.raises(InputError):
             history.parse_time(bad)

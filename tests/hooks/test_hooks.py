@@ -14,8 +14,13 @@ from gitvault.api.remote import clone
 
 from ..conftest import Git, git_in
 
-TRAILERS = ["Source=field-notes", "Confidence=0.8", "Justification=seen it", "Lease=none",
-            "Base=none"]
+TRAILERS = [
+    "Source=field-notes",
+    "Confidence=0.8",
+    "Justification=seen it",
+    "Lease=none",
+    "Base=none",
+]
 
 
 def work(vault: Vault, tmp_path: Path, agent: str, url: str | None = None) -> Git:
@@ -44,8 +49,9 @@ def commit(clone: Git, agent: str, *trailers: str) -> None:
 
 def push(clone: Git, ref: str) -> subprocess.CompletedProcess[str]:
     top = clone("rev-parse", "--show-toplevel").strip()
-    return subprocess.run(["git", "-C", top, "push", "origin", f"HEAD:{ref}"],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        ["git", "-C", top, "push", "origin", f"HEAD:{ref}"], capture_output=True, text=True
+    )
 
 
 def refs(git: Git) -> str:
@@ -57,8 +63,9 @@ def test_init_installs_hooks_that_run_this_gitvault(vault: Vault) -> None:
     assert sys.executable in hook.read_text() and hook.stat().st_mode & 0o111
 
 
-def test_a_good_push_to_an_agent_branch_lands_on_main(vault: Vault, git: Git,
-                                                      tmp_path: Path) -> None:
+def test_a_good_push_to_an_agent_branch_lands_on_main(
+    vault: Vault, git: Git, tmp_path: Path
+) -> None:
     c = work(vault, tmp_path, "alice")
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Alice says: every')
     commit(c, "alice")
@@ -67,7 +74,8 @@ def test_a_good_push_to_an_agent_branch_lands_on_main(vault: Vault, git: Git,
     assert "gitvault: merged refs/heads/agents/alice into main" in r.stderr
     assert vault.read()["roadmap"]["vision"].startswith("Alice says")
     assert git("log", "-1", "--format=%(trailers:key=Agent-Id,valueonly)", "main").strip() == (
-        "alice")
+        "alice"
+    )
     git("fsck", "--full")
 
 
@@ -85,8 +93,7 @@ def test_pushes_from_two_agents_are_merged(vault: Vault, git: Git, tmp_path: Pat
     assert doc["roadmap"]["vision"].startswith("Bob") and doc["tasks"][0]["status"] == "doing"
 
 
-def test_a_conflicting_push_leaves_main_and_is_kept(vault: Vault, git: Git,
-                                                    tmp_path: Path) -> None:
+def test_a_conflicting_push_leaves_main_and_is_kept(vault: Vault, git: Git, tmp_path: Path) -> None:
     a, b = work(vault, tmp_path, "alice"), work(vault, tmp_path, "bob")
     edit(a, "roadmap.json", '"vision": "Every', '"vision": "A')
     commit(a, "alice")
@@ -118,8 +125,9 @@ def test_a_conflicting_push_leaves_main_and_is_kept(vault: Vault, git: Git,
         ("other-branch", "refs/heads/feature", "only refs/heads/agents"),
     ],
 )
-def test_bad_pushes_are_refused_and_change_no_ref(vault: Vault, git: Git, tmp_path: Path,
-                                                  case: str, ref: str, needle: str) -> None:
+def test_bad_pushes_are_refused_and_change_no_ref(
+    vault: Vault, git: Git, tmp_path: Path, case: str, ref: str, needle: str
+) -> None:
     c = work(vault, tmp_path, "alice")
     top = Path(c("rev-parse", "--show-toplevel").strip())
     trailers: list[str] = []
@@ -139,8 +147,14 @@ def test_bad_pushes_are_refused_and_change_no_ref(vault: Vault, git: Git, tmp_pa
     elif case == "forged-index":  # log and blame would skip this commit for /roadmap
         trailers = ["Agent-Id=alice", *TRAILERS, "Changed=/tasks"]
     elif case == "bad-confidence":
-        trailers = ["Agent-Id=alice", "Source=s", "Confidence=7", "Justification=j",
-                    "Lease=none", "Base=none"]
+        trailers = [
+            "Agent-Id=alice",
+            "Source=s",
+            "Confidence=7",
+            "Justification=j",
+            "Lease=none",
+            "Base=none",
+        ]
     commit(c, "alice", *trailers)
     before = refs(git)
     r = push(c, ref)
@@ -151,7 +165,8 @@ def test_bad_pushes_are_refused_and_change_no_ref(vault: Vault, git: Git, tmp_pa
 
 
 def test_a_pushed_commit_with_exact_changed_lines_is_accepted_and_indexed(
-        vault: Vault, git: Git, tmp_path: Path) -> None:
+    vault: Vault, git: Git, tmp_path: Path
+) -> None:
     c = work(vault, tmp_path, "alice")
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Alice says: every')
     commit(c, "alice", "Agent-Id=alice", *TRAILERS, "Changed=/roadmap/vision")
@@ -181,8 +196,9 @@ def test_a_checked_fast_forward_of_main_is_accepted(vault: Vault, tmp_path: Path
     assert vault.read()["roadmap"]["vision"].startswith("FF")
 
 
-def test_gitvault_clone_adds_trailers_and_pushes_to_the_agent_branch(vault: Vault, git: Git,
-                                                                     tmp_path: Path) -> None:
+def test_gitvault_clone_adds_trailers_and_pushes_to_the_agent_branch(
+    vault: Vault, git: Git, tmp_path: Path
+) -> None:
     dest = clone(vault.path, str(tmp_path / "w"), "carol")
     c = git_in(dest)
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "Carol: every')
@@ -199,12 +215,16 @@ def test_the_clone_hooks_refuse_bad_commits_locally(vault: Vault, tmp_path: Path
     dest = clone(vault.path, str(tmp_path / "w"), "carol")
     c = git_in(dest)
     edit(c, "roadmap.json", '"vision": "Every', '"vision": "C')
-    r = subprocess.run(["git", "-C", str(dest), "commit", "-qam", "no source"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["git", "-C", str(dest), "commit", "-qam", "no source"], capture_output=True, text=True
+    )
     assert r.returncode != 0 and "Source" in r.stderr
     (dest / "tasks.json").write_text('[{"id": "T-1"}]')
-    r = subprocess.run(["git", "-C", str(dest), "commit", "-qam", "x", "--trailer", "Source=s"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["git", "-C", str(dest), "commit", "-qam", "x", "--trailer", "Source=s"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "gitvault fmt" in r.stderr
 
 
@@ -214,15 +234,34 @@ def test_four_clones_pushing_at_once_lose_nothing(vault: Vault, git: Git, tmp_pa
     for i, agent in enumerate(agents):
         c = work(vault, tmp_path, agent)
         edit(c, "tasks.json", f'"id": "T-00{i + 1}"', f'"id": "T-00{i + 1}", "seen_by": "{agent}"')
-        subprocess.run([sys.executable, "-m", "gitvault", "fmt",
-                        str(Path(c("rev-parse", "--show-toplevel").strip()) / "tasks.json")],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gitvault",
+                "fmt",
+                str(Path(c("rev-parse", "--show-toplevel").strip()) / "tasks.json"),
+            ],
+            check=True,
+        )
         commit(c, agent)
         clones[agent] = c
-    procs = [subprocess.Popen(["git", "-C", clones[a]("rev-parse", "--show-toplevel").strip(),
-                               "push", "origin", f"HEAD:refs/heads/agents/{a}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for a in agents]
+    procs = [
+        subprocess.Popen(
+            [
+                "git",
+                "-C",
+                clones[a]("rev-parse", "--show-toplevel").strip(),
+                "push",
+                "origin",
+                f"HEAD:refs/heads/agents/{a}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for a in agents
+    ]
     outs = [p.communicate()[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     tasks = vault.read()["tasks"]
@@ -230,8 +269,9 @@ def test_four_clones_pushing_at_once_lose_nothing(vault: Vault, git: Git, tmp_pa
     git("fsck", "--full")
 
 
-def test_pushes_over_git_daemon_are_guarded_and_merged(vault: Vault, git: Git, tmp_path: Path,
-                                                       daemon: str) -> None:
+def test_pushes_over_git_daemon_are_guarded_and_merged(
+    vault: Vault, git: Git, tmp_path: Path, daemon: str
+) -> None:
     good = work(vault, tmp_path, "dora", daemon)
     edit(good, "roadmap.json", '"vision": "Every', '"vision": "Dora: every')
     commit(good, "dora")

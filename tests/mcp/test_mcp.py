@@ -31,8 +31,23 @@ from gitvault.mcp.server import build_server
 from ..conftest import EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = {"checkout", "checkin", "release", "status", "log", "show", "diff", "blame",
-         "conflicts", "resolve", "query", "search", "revert", "restore", "exposure"}
+TOOLS = {
+    "checkout",
+    "checkin",
+    "release",
+    "status",
+    "log",
+    "show",
+    "diff",
+    "blame",
+    "conflicts",
+    "resolve",
+    "query",
+    "search",
+    "revert",
+    "restore",
+    "exposure",
+}
 Scenario = Callable[..., Awaitable[None]]
 
 
@@ -41,8 +56,9 @@ def vault_dir(tmp_path: Path) -> Path:
     """The issue's set-up: the bundled legacy folder imported, fsync off for speed."""
     path = tmp_path / "v.git"
     Vault.init(path, import_dir=EXAMPLE)
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                   check=True)
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+    )
     return path
 
 
@@ -54,9 +70,10 @@ async def session(vault: Path, agent: str | None, log: Path) -> AsyncIterator[Cl
         args += ["--agent", agent]
     params = StdioServerParameters(command=sys.executable, args=args, cwd=ROOT)
     with log.open("a", encoding="utf-8") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(
-            read, write, read_timeout_seconds=30
-        ) as s:
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write, read_timeout_seconds=30) as s,
+        ):
             await s.initialize()
             yield s
 
@@ -68,8 +85,7 @@ def run_with(tmp_path: Path, vault: Path, *agents: str | None) -> Callable[[Scen
     def runner(scenario: Scenario) -> None:
         async def main() -> None:
             async with AsyncExitStack() as stack:
-                sessions = [await stack.enter_async_context(session(vault, a, log))
-                            for a in agents]
+                sessions = [await stack.enter_async_context(session(vault, a, log)) for a in agents]
                 await asyncio.wait_for(scenario(*sessions), timeout=60)
 
         try:
@@ -148,11 +164,23 @@ def test_two_agents_merge_over_mcp_and_a_true_conflict_comes_back_as_a_json_repo
         p_doc, c_doc = copy.deepcopy(p["document"]), copy.deepcopy(c["document"])
         task(p_doc, "T-001")["status"] = "doing"
         task(c_doc, "T-002")["status"] = "done"
-        first = await call(planner, "checkin", document=p_doc, source="planning",
-                           confidence=0.9, justification="user confirmed")
+        first = await call(
+            planner,
+            "checkin",
+            document=p_doc,
+            source="planning",
+            confidence=0.9,
+            justification="user confirmed",
+        )
         assert first["merged"] is False and first["changed"] == ["tasks"]
-        second = await call(coder, "checkin", document=c_doc, source="ci-logs", confidence=0.7,
-                            justification="T-002 done")
+        second = await call(
+            coder,
+            "checkin",
+            document=c_doc,
+            source="ci-logs",
+            confidence=0.7,
+            justification="T-002 done",
+        )
         assert second["merged"] is True and second["commit"] != first["commit"]
         main = Vault.open(vault_dir).read()
         assert task(main, "T-001")["status"] == "doing"
@@ -163,11 +191,23 @@ def test_two_agents_merge_over_mcp_and_a_true_conflict_comes_back_as_a_json_repo
         c_doc = (await call(coder, "checkout"))["document"]
         task(p_doc, "T-004")["status"] = "blocked"
         task(c_doc, "T-004")["status"] = "todo"
-        won = await call(planner, "checkin", document=p_doc, source="planning", confidence=0.6,
-                         justification="waiting on review")
+        won = await call(
+            planner,
+            "checkin",
+            document=p_doc,
+            source="planning",
+            confidence=0.6,
+            justification="waiting on review",
+        )
         head = won["commit"]
-        error = await fail(coder, "checkin", document=c_doc, source="ci-logs", confidence=0.5,
-                           justification="reopened")
+        error = await fail(
+            coder,
+            "checkin",
+            document=c_doc,
+            source="ci-logs",
+            confidence=0.5,
+            justification="reopened",
+        )
         assert error["exit_code"] == 3 and error["error"] == "ConflictError"
         [row] = error["conflicts"]
         assert row["path"] == "/tasks/[id=T-004]/status"
@@ -204,17 +244,25 @@ def test_a_checkin_by_json_patch_applies_to_what_the_agent_checked_out(
     bug = {"id": "B-900", "title": "found over MCP", "severity": "low"}
 
     async def scenario(s: ClientSession) -> None:
-        no_lease = await fail(s, "checkin", patch=[{"op": "add", "path": "/bugs/-",
-                                                    "value": bug}],
-                              source="review", confidence=0.8, justification="")
+        no_lease = await fail(
+            s,
+            "checkin",
+            patch=[{"op": "add", "path": "/bugs/-", "value": bug}],
+            source="review",
+            confidence=0.8,
+            justification="",
+        )
         assert (no_lease["error"], no_lease["exit_code"]) == ("NoLease", 4)
         before = (await call(s, "checkout"))["document"]
-        patch = [{"op": "test", "path": "/tasks/0/id", "value": "T-001"},
-                 {"op": "replace", "path": "/tasks/0/status", "value": "done"},
-                 {"op": "add", "path": "/bugs/-", "value": bug},
-                 {"op": "copy", "from": "/tasks/0/owner", "path": "/roadmap/milestones/0/owner"}]
-        result = await call(s, "checkin", patch=patch, source="review", confidence=0.8,
-                            justification="")
+        patch = [
+            {"op": "test", "path": "/tasks/0/id", "value": "T-001"},
+            {"op": "replace", "path": "/tasks/0/status", "value": "done"},
+            {"op": "add", "path": "/bugs/-", "value": bug},
+            {"op": "copy", "from": "/tasks/0/owner", "path": "/roadmap/milestones/0/owner"},
+        ]
+        result = await call(
+            s, "checkin", patch=patch, source="review", confidence=0.8, justification=""
+        )
         assert result["changed"] == ["bugs", "roadmap", "tasks"]
         after = Vault.open(vault_dir).read()
         assert after["bugs"] == [*before["bugs"], bug]
@@ -222,20 +270,31 @@ def test_a_checkin_by_json_patch_applies_to_what_the_agent_checked_out(
         assert after["roadmap"]["milestones"][0]["owner"] == before["tasks"][0]["owner"]
         assert after["decisions"] == before["decisions"]
 
-        bad = await fail(s, "checkin", patch=[{"op": "remove", "path": "/no-such-key"}],
-                         source="review", confidence=0.8, justification="")
+        bad = await fail(
+            s,
+            "checkin",
+            patch=[{"op": "remove", "path": "/no-such-key"}],
+            source="review",
+            confidence=0.8,
+            justification="",
+        )
         assert bad["exit_code"] == 1 and "patch does not apply" in bad["message"]
-        both = await fail(s, "checkin", patch=[], document=after, source="review",
-                          confidence=0.8, justification="")
+        both = await fail(
+            s,
+            "checkin",
+            patch=[],
+            document=after,
+            source="review",
+            confidence=0.8,
+            justification="",
+        )
         assert both["exit_code"] == 1 and "exactly one" in both["message"]
         assert Vault.open(vault_dir).head() == result["commit"]
 
     run_with(tmp_path, vault_dir, "reviewer")(scenario)
 
 
-def test_a_server_with_an_agent_refuses_to_act_as_another(
-    tmp_path: Path, vault_dir: Path
-) -> None:
+def test_a_server_with_an_agent_refuses_to_act_as_another(tmp_path: Path, vault_dir: Path) -> None:
     async def scenario(s: ClientSession) -> None:
         error = await fail(s, "checkout", agent="coder")
         assert (error["error"], error["exit_code"]) == ("InputError", 1)
@@ -265,8 +324,9 @@ def test_history_tools_answer_with_structured_results(tmp_path: Path, vault_dir:
     async def scenario(s: ClientSession) -> None:
         doc = (await call(s, "checkout"))["document"]
         task(doc, "T-003")["status"] = "todo"
-        done = await call(s, "checkin", document=doc, source="planning", confidence=0.4,
-                          justification="reopened")
+        done = await call(
+            s, "checkin", document=doc, source="planning", confidence=0.4, justification="reopened"
+        )
         entries = (await call(s, "log", agent="planner", limit=2))["entries"]
         assert len(entries) <= 2  # newest first; imported legacy events may follow
         assert entries[0]["commit"] == done["commit"] and entries[0]["source"] == "planning"
@@ -282,8 +342,7 @@ def test_history_tools_answer_with_structured_results(tmp_path: Path, vault_dir:
     run_with(tmp_path, vault_dir, "planner")(scenario)
 
 
-def test_checkout_with_wait_queues_for_an_exclusive_lease(tmp_path: Path,
-                                                          vault_dir: Path) -> None:
+def test_checkout_with_wait_queues_for_an_exclusive_lease(tmp_path: Path, vault_dir: Path) -> None:
     async def scenario(planner: ClientSession, coder: ClientSession) -> None:
         await call(planner, "checkout", exclusive=True, ttl_sec=1)  # expires, never released
         refused = await fail(coder, "checkout", exclusive=True)

@@ -18,16 +18,22 @@ from gitvault.model.provenance import escape, message, trailer_values
 
 from ..conftest import Git
 
-IDS = st.one_of(st.sampled_from(["T-1", "T-2", "a b", "x/y", "~0", "7", "]"]),
-                st.integers(-2, 9))
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5),
-                    st.text(alphabet=' ",\n\\{}[]:ab', max_size=6))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(" ab,\n\"", max_size=3), inner,
-                                                 max_size=3)), max_leaves=6)
-ITEMS = st.lists(st.fixed_dictionaries({"id": IDS}, optional={"v": VALUES, "w": SCALARS}),
-                 max_size=6)
-OBJECTS = st.dictionaries(st.text(" ab,\n\"[]=", max_size=4), VALUES, max_size=6)
+IDS = st.one_of(st.sampled_from(["T-1", "T-2", "a b", "x/y", "~0", "7", "]"]), st.integers(-2, 9))
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.text(alphabet=' ",\n\\{}[]:ab', max_size=6)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.text(' ab,\n"', max_size=3), inner, max_size=3),
+    ),
+    max_leaves=6,
+)
+ITEMS = st.lists(
+    st.fixed_dictionaries({"id": IDS}, optional={"v": VALUES, "w": SCALARS}), max_size=6
+)
+OBJECTS = st.dictionaries(st.text(' ab,\n"[]=', max_size=4), VALUES, max_size=6)
 KEY_VALUES = st.one_of(ITEMS, OBJECTS, st.lists(VALUES, max_size=4), SCALARS)
 
 
@@ -74,8 +80,10 @@ def test_the_index_never_rules_out_a_value_that_changed(old: Any, new: Any) -> N
     for step in steps_of(old) | steps_of(new):
         a, b = pointers.step(old, step), pointers.step(new, step)
         if not json_equal(a, b):
-            assert may_touch(idx, ["k", step]), (step, changes.key_changes("k", blob(old),
-                                                                          blob(new)))
+            assert may_touch(idx, ["k", step]), (
+                step,
+                changes.key_changes("k", blob(old), blob(new)),
+            )
             assert may_touch(idx, ["k", step, "deeper"])
             assert not changes.Probe(["k", step, "deeper"]).rules_out(msg)
     assert not may_touch(idx, ["other"])
@@ -83,8 +91,9 @@ def test_the_index_never_rules_out_a_value_that_changed(old: Any, new: Any) -> N
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.fixed_dictionaries({"v": VALUES}), min_size=1, max_size=12), st.data())
-def test_edits_of_items_with_unique_ids_are_named_exactly(items: list[dict[str, Any]],
-                                                          data: st.DataObject) -> None:
+def test_edits_of_items_with_unique_ids_are_named_exactly(
+    items: list[dict[str, Any]], data: st.DataObject
+) -> None:
     old = [{"id": f"T-{i}", **x} for i, x in enumerate(items)]
     new = [dict(x) for x in old]
     edited = data.draw(st.sets(st.sampled_from([x["id"] for x in old]), max_size=4))
@@ -108,14 +117,18 @@ def test_examples() -> None:
     edited = [dict(x) for x in items]
     edited[500]["status"], edited[3]["tags"] = "done", ["c"]
     assert changes.key_changes("tasks", blob(items), blob(edited)) == [
-        "/tasks/[id=T-3]", "/tasks/[id=T-500]"]
+        "/tasks/[id=T-3]",
+        "/tasks/[id=T-500]",
+    ]
     assert changes.key_changes("tasks", blob(items), blob(moved)) == ["/tasks"]
     assert changes.key_changes("tasks", blob(items), blob([*items, {"id": 1000}])) == [
-        "/tasks/[id=1000]"]
+        "/tasks/[id=1000]"
+    ]
     assert changes.key_changes("tasks", blob(items), blob([{"x": 1}, *items])) == ["/tasks"]
     assert changes.key_changes("tasks", None, blob(items)) == ["/tasks"]
     assert changes.key_changes("p", blob({"a": 1, "b/c": 2}), blob({"a": 1, "b/c": 3})) == [
-        "/p/b~1c"]
+        "/p/b~1c"
+    ]
     assert changes.key_changes("p", blob({" a": 1}), blob({" a": 2})) == ["/p"]
     assert changes.key_changes("n", blob(1), blob(2)) == ["/n"]
     many = [dict(x, status="done") for x in items[:100]] + items[100:]
@@ -133,6 +146,7 @@ def test_the_index_of_a_message() -> None:
 
 
 # -- through the vault ------------------------------------------------------------------------
+
 
 def _history(vault: Vault, seed: int) -> list[str]:
     """Random checkins by three agents from stale bases (so merges happen)."""
@@ -162,14 +176,19 @@ def _history(vault: Vault, seed: int) -> list[str]:
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_log_and_blame_answer_the_same_with_and_without_the_index(
-        vault: Vault, git: Git, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    vault: Vault, git: Git, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = _history(vault, seed)
     assert "Changed: /" in git("log", "-1", "--format=%B", "main")
-    fast = {p: ([e.commit for e in vault.log(path=p)],
-                [(b.path, b.commit) for b in vault.blame(p)]) for p in paths}
+    fast = {
+        p: ([e.commit for e in vault.log(path=p)], [(b.path, b.commit) for b in vault.blame(p)])
+        for p in paths
+    }
     monkeypatch.setattr(changes, "index_of", lambda message: None)
-    slow = {p: ([e.commit for e in vault.log(path=p)],
-                [(b.path, b.commit) for b in vault.blame(p)]) for p in paths}
+    slow = {
+        p: ([e.commit for e in vault.log(path=p)], [(b.path, b.commit) for b in vault.blame(p)])
+        for p in paths
+    }
     assert fast == slow
     assert git("fsck", "--full", "--no-dangling") == ""
 
@@ -190,13 +209,15 @@ def test_every_commit_gitvault_writes_on_main_carries_an_exact_index(vault: Vaul
 
 STEPS = st.sampled_from(["[id=T-1]", "[id=7]", "7", "-", "a", "a/b", "~x", "x\\y", "l\nm", "[id="])
 POINTERS = st.lists(st.sampled_from(["k", "j", "k2"]), min_size=1, max_size=1).flatmap(
-    lambda key: st.one_of(st.just(key), st.tuples(st.just(key[0]), STEPS).map(list)))
+    lambda key: st.one_of(st.just(key), st.tuples(st.just(key[0]), STEPS).map(list))
+)
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(POINTERS, max_size=4), POINTERS, st.lists(STEPS, max_size=2), st.booleans())
-def test_the_probe_answers_as_the_parsed_index(lines: list[list[str]], asked: list[str],
-                                               deeper: list[str], empty: bool) -> None:
+def test_the_probe_answers_as_the_parsed_index(
+    lines: list[list[str]], asked: list[str], deeper: list[str], empty: bool
+) -> None:
     changed = [pointers.join(t) for t in lines]
     msg = message("checkin a: k", [("Agent-Id", "a"), *changes.trailers(changed)])
     tokens = [] if empty else [*asked, *deeper]

@@ -16,8 +16,26 @@ from gitvault.model.provenance import escape_agent, unescape_agent
 
 from ..conftest import Git, fast
 
-AWKWARD = ["a/b", "a_b", "a%2Fb", "a..b", "x.lock", "café ☕", "with space", "-dash", "a.b",
-           "HEAD", "@{1}", "a\\b", "*", "~^:?[", ".hidden", "end.", "A", "a"]
+AWKWARD = [
+    "a/b",
+    "a_b",
+    "a%2Fb",
+    "a..b",
+    "x.lock",
+    "café ☕",
+    "with space",
+    "-dash",
+    "a.b",
+    "HEAD",
+    "@{1}",
+    "a\\b",
+    "*",
+    "~^:?[",
+    ".hidden",
+    "end.",
+    "A",
+    "a",
+]
 
 
 class Clock:
@@ -40,8 +58,11 @@ def timed(vault_path: Path, clock: Clock) -> Vault:
     return Vault.open(vault_path, clock=clock)
 
 
-@given(st.text(min_size=1).filter(lambda s: "\x00" not in s and len(s.encode("utf-8", "replace"))
-                                  <= 80))
+@given(
+    st.text(min_size=1).filter(
+        lambda s: "\x00" not in s and len(s.encode("utf-8", "replace")) <= 80
+    )
+)
 def test_escape_round_trips(agent: str) -> None:
     try:
         esc = escape_agent(agent)
@@ -51,8 +72,9 @@ def test_escape_round_trips(agent: str) -> None:
     assert all(c.isalnum() or c in "_-%" for c in esc)
 
 
-def test_awkward_agent_ids_get_distinct_refs_inside_refs_leases(empty_vault: Vault,
-                                                                git: Git) -> None:
+def test_awkward_agent_ids_get_distinct_refs_inside_refs_leases(
+    empty_vault: Vault, git: Git
+) -> None:
     for agent in AWKWARD:
         empty_vault.checkout(agent)
     refs = git("for-each-ref", "--format=%(refname)", "refs/leases/").split()

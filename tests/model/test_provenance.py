@@ -41,11 +41,20 @@ def test_a_hostile_justification_adds_no_trailer(
     co.document["patterns"]["new"] = {"uses": 1}
     vault.checkin("planner", co.document, value, 0.8, value)
     parsed = subprocess.run(
-        ["git", "interpret-trailers", "--parse"], input=git("log", "-1", "--format=%B"),
-        capture_output=True, text=True, check=True,
+        ["git", "interpret-trailers", "--parse"],
+        input=git("log", "-1", "--format=%B"),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     assert [line.split(":")[0] for line in parsed] == [
-        "Agent-Id", "Source", "Confidence", "Justification", "Lease", "Base", "Changed"
+        "Agent-Id",
+        "Source",
+        "Confidence",
+        "Justification",
+        "Lease",
+        "Base",
+        "Changed",
     ]
     assert parsed[-1] == "Changed: /patterns/new"
     assert git("log", "-1", "--format=%(trailers:key=Agent-Id,valueonly)").strip() == "planner"

@@ -51,7 +51,7 @@ def item_key(agent: str, n: int) -> str:
 def next_n(doc: dict[str, Any], agent: str) -> int:
     """One past the highest item of ``agent`` on main (so a restart never repeats a number)."""
     prefix = agent + "/"
-    ns = [int(k[len(prefix):]) for k in doc.get(ITEMS, {}) if k.startswith(prefix)]
+    ns = [int(k[len(prefix) :]) for k in doc.get(ITEMS, {}) if k.startswith(prefix)]
     return max(ns, default=0) + 1
 
 
@@ -62,8 +62,10 @@ def say(line: str) -> None:
 def checkin_loop(vault_path: str, agent: str, acks_path: str) -> None:
     vault = Vault.open(vault_path)
     if not vault.store.fsync:
-        raise SystemExit("crash_worker: the vault runs with gitvault.fsync=false; the crash "
-                         "test is about the durable default")
+        raise SystemExit(
+            "crash_worker: the vault runs with gitvault.fsync=false; the crash "
+            "test is about the durable default"
+        )
     acks = os.open(acks_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     n = next_n(vault.read(), agent)
     say(f"ready {os.getpid()}")
@@ -147,16 +149,18 @@ def hold(vault_path: str, agent: str, ttl: int, key: str, value: Any) -> int:
     lease = co.lease
     say(json.dumps({"token": lease.token, "base": lease.base, "expires": lease.expires}))
     sys.stdin.readline()  # the test pauses us here (SIGSTOP), then lets us go
-    return _outcome(lambda: vault.checkin(agent, doc, "fencing-test", 0.5,
-                                          "work from before the pause", lease=lease.token))
+    return _outcome(
+        lambda: vault.checkin(
+            agent, doc, "fencing-test", 0.5, "work from before the pause", lease=lease.token
+        )
+    )
 
 
 def _outcome(run: Callable[[], CheckinResult]) -> int:
     try:
         r = run()
     except GitVaultError as e:
-        say(json.dumps({"error": type(e).__name__, "message": str(e),
-                        "exit_code": e.exit_code}))
+        say(json.dumps({"error": type(e).__name__, "message": str(e), "exit_code": e.exit_code}))
         return e.exit_code
     say(json.dumps({"commit": r.commit}))
     return 0
@@ -165,8 +169,9 @@ def _outcome(run: Callable[[], CheckinResult]) -> int:
 def stall(vault_path: str, agent: str, key: str, value: Any) -> int:
     store_transact = gitvault.git.storage.Store.transact
 
-    def transact(self: gitvault.git.storage.Store, names: Sequence[str], fn: Callable[[RefTx], T],
-                 what: str) -> T:
+    def transact(
+        self: gitvault.git.storage.Store, names: Sequence[str], fn: Callable[[RefTx], T], what: str
+    ) -> T:
         def stop_inside(rtx: RefTx) -> T:
             result = fn(rtx)
             if rtx.changed.get(gitvault.git.storage.MAIN) is not None:

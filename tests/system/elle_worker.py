@@ -64,8 +64,9 @@ def run(vault_path: str, agent: str, writes: int, history: str, go: str) -> None
                 counter = int(counters.get(agent, 0)) + 1
                 counters[agent] = counter
                 try:
-                    result = v.checkin(agent, doc, "elle", 0.5, f"write {i} of {agent}",
-                                       lease=co.lease.token)
+                    result = v.checkin(
+                        agent, doc, "elle", 0.5, f"write {i} of {agent}", lease=co.lease.token
+                    )
                 except ConflictError:
                     conflicts += 1
                 except VaultBusy as e:
@@ -75,18 +76,39 @@ def run(vault_path: str, agent: str, writes: int, history: str, go: str) -> None
                     break
                 time.sleep(rng.uniform(0.0, 0.02))
             merged += int(result.merged)
-            record(out, {"agent": agent, "item": item, "i": i, "commit": result.commit,
-                         "merged": result.merged, "counter": counter,
-                         "t_checkout": t_checkout, "t_ack": time.time(), "attempts": attempts})
+            record(
+                out,
+                {
+                    "agent": agent,
+                    "item": item,
+                    "i": i,
+                    "commit": result.commit,
+                    "merged": result.merged,
+                    "counter": counter,
+                    "t_checkout": t_checkout,
+                    "t_ack": time.time(),
+                    "attempts": attempts,
+                },
+            )
         seconds = round(time.monotonic() - start, 3)
         try:
             v.release(agent)
             release_error = None
         except GitVaultError as e:  # reported by the test, after the history checks
             release_error = f"{type(e).__name__}: {e}"
-        record(out, {"done": True, "agent": agent, "conflicts": conflicts, "busy": busy,
-                     "merged": merged, "seconds": seconds, "release_error": release_error,
-                     "busy_messages": busy_messages[:5]})
+        record(
+            out,
+            {
+                "done": True,
+                "agent": agent,
+                "conflicts": conflicts,
+                "busy": busy,
+                "merged": merged,
+                "seconds": seconds,
+                "release_error": release_error,
+                "busy_messages": busy_messages[:5],
+            },
+        )
 
 
 if __name__ == "__main__":

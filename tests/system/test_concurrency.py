@@ -54,19 +54,27 @@ def _git_env() -> dict[str, str]:
 
 
 def git(vault: Path, *args: str) -> str:
-    r = subprocess.run(["git", f"--git-dir={vault}", *args], capture_output=True, text=True,
-                       env=_git_env())
+    r = subprocess.run(
+        ["git", f"--git-dir={vault}", *args], capture_output=True, text=True, env=_git_env()
+    )
     assert r.returncode == 0, f"git {' '.join(args)} failed ({r.returncode}): {r.stderr}"
     return r.stdout
 
 
 def assert_fsck_clean(vault: Path) -> None:
-    r = subprocess.run(["git", f"--git-dir={vault}", "fsck", "--full", "--strict", "--no-dangling"],
-                       capture_output=True, text=True, env=_git_env())
+    r = subprocess.run(
+        ["git", f"--git-dir={vault}", "fsck", "--full", "--strict", "--no-dangling"],
+        capture_output=True,
+        text=True,
+        env=_git_env(),
+    )
     assert r.returncode == 0, f"git fsck failed: {r.stdout}{r.stderr}"
     assert r.stdout.strip() == "", f"git fsck reported: {r.stdout}"
-    bad = [line for line in r.stderr.splitlines()
-           if line.split(" ", 1)[0].rstrip(":") in {"error", "fatal", "missing", "broken", "bad"}]
+    bad = [
+        line
+        for line in r.stderr.splitlines()
+        if line.split(" ", 1)[0].rstrip(":") in {"error", "fatal", "missing", "broken", "bad"}
+    ]
     assert bad == [], f"git fsck reported: {r.stderr}"
 
 
@@ -76,16 +84,25 @@ def fast(vault: Path) -> None:
 
 def commits_on_main(vault: Path) -> list[dict[str, str]]:
     """Every commit reachable from main, oldest first: hash, parents, author, trailers."""
-    fmt = ("%H%x1f%P%x1f%an%x1f%(trailers:key=Agent-Id,valueonly,separator=%x1d)"
-           "%x1f%(trailers:key=Lease,valueonly,separator=%x1d)%x1e")
+    fmt = (
+        "%H%x1f%P%x1f%an%x1f%(trailers:key=Agent-Id,valueonly,separator=%x1d)"
+        "%x1f%(trailers:key=Lease,valueonly,separator=%x1d)%x1e"
+    )
     out = git(vault, "log", "--topo-order", "--reverse", f"--format={fmt}", "refs/heads/main")
     rows = []
     for record in out.split("\x1e"):
         if not record.strip():
             continue
         sha, parents, author, agent, lease = record.strip("\n").split("\x1f")
-        rows.append({"sha": sha, "parents": parents, "author": author,
-                     "agent": agent.strip(), "lease": lease.strip()})
+        rows.append(
+            {
+                "sha": sha,
+                "parents": parents,
+                "author": author,
+                "agent": agent.strip(),
+                "lease": lease.strip(),
+            }
+        )
     return rows
 
 
@@ -109,8 +126,9 @@ def assert_provenance(rows: Sequence[dict[str, str]], tokens_grow: bool = True) 
 
 
 # -- helpers: racing processes ---------------------------------------------------------------
-def _run_one(target: Callable[..., Result], barrier: Barrier, out: Queue[Outcome],
-             args: tuple[Any, ...]) -> None:
+def _run_one(
+    target: Callable[..., Result], barrier: Barrier, out: Queue[Outcome], args: tuple[Any, ...]
+) -> None:
     try:
         barrier.wait(timeout=120)  # everyone is imported and ready: go
         out.put(("ok", target(*args)))
@@ -119,13 +137,15 @@ def _run_one(target: Callable[..., Result], barrier: Barrier, out: Queue[Outcome
         raise
 
 
-def race(target: Callable[..., Result], jobs: Sequence[tuple[Any, ...]],
-         timeout: float = 240) -> list[Result]:
+def race(
+    target: Callable[..., Result], jobs: Sequence[tuple[Any, ...]], timeout: float = 240
+) -> list[Result]:
     """Run ``target(*job)`` in one spawned process per job, all released at once."""
     barrier = CTX.Barrier(len(jobs))
     out: Queue[Outcome] = CTX.Queue()
-    procs = [CTX.Process(target=_run_one, args=(target, barrier, out, job), daemon=True)
-             for job in jobs]
+    procs = [
+        CTX.Process(target=_run_one, args=(target, barrier, out, job), daemon=True) for job in jobs
+    ]
     for p in procs:
         p.start()
     results: list[Result] = []
@@ -179,8 +199,10 @@ def cli_worker(vault: str, agent: str, rounds: int, workdir: str) -> Result:
     for i in range(rounds):
         # the vault's queue serves the writers in turn (checkout --wait); before it existed
         # this loop retried refused checkouts, and on a loaded machine rounds did not finish
-        r = subprocess.run([*nice, *cli, "checkout", "--exclusive", "--wait", "250", "--",
-                            agent, "120"], capture_output=True)
+        r = subprocess.run(
+            [*nice, *cli, "checkout", "--exclusive", "--wait", "250", "--", agent, "120"],
+            capture_output=True,
+        )
         assert r.returncode == 0, f"checkout {agent}: exit {r.returncode}: {r.stderr!r}"
         doc = json.loads(r.stdout)
         items = doc.setdefault("items", [])
@@ -189,8 +211,19 @@ def cli_worker(vault: str, agent: str, rounds: int, workdir: str) -> Result:
         item_id = f"{agent}-{i}"
         items.append({"id": item_id, "agent": agent, "round": i})
         proposal.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-        r = subprocess.run([*cli, "checkin", "--", agent, str(proposal), "concurrency-test",
-                            "0.9", f"round {i} of {agent}"], capture_output=True)
+        r = subprocess.run(
+            [
+                *cli,
+                "checkin",
+                "--",
+                agent,
+                str(proposal),
+                "concurrency-test",
+                "0.9",
+                f"round {i} of {agent}",
+            ],
+            capture_output=True,
+        )
         assert r.returncode == 0, f"checkin {agent}: exit {r.returncode}: {r.stderr!r}"
         mine.append(item_id)
         r = subprocess.run([*cli, "release", "--", agent], capture_output=True)
@@ -213,8 +246,9 @@ def library_worker(vault: str, agent: str, rounds: int) -> Result:
             assert set(mine) <= seen, f"{agent} lost its own items: {set(mine) - seen}"
             doc["items"] = [*doc.get("items", []), {"id": item_id, "agent": agent, "round": i}]
             try:
-                result = v.checkin(agent, doc, "concurrency-test", 0.8, f"round {i}",
-                                   lease=co.lease.token)
+                result = v.checkin(
+                    agent, doc, "concurrency-test", 0.8, f"round {i}", lease=co.lease.token
+                )
             except ConflictError as e:
                 assert e.exit_code == 3
                 conflicts += 1

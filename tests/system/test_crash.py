@@ -88,7 +88,8 @@ class Lines:
             if not chunk:
                 raise AssertionError(
                     f"no line from the worker ({'EOF' if ready else 'timeout'}); its stderr:\n"
-                    + self.stderr.read_text(errors="replace")[-4000:])
+                    + self.stderr.read_text(errors="replace")[-4000:]
+                )
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
         return line.decode()
@@ -126,7 +127,11 @@ class ForkServer:
         with self.err.open("wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, str(WORKER), "serve", str(vault), str(work)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=_env())
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=_env(),
+            )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin = self.proc.stdin
         self.lines = Lines(self.proc.stdout.fileno(), self.err)
@@ -197,9 +202,19 @@ class Exec:
     def start(self, agent: str) -> int:
         with self.err.open("ab") as err:
             proc = subprocess.Popen(
-                [sys.executable, str(WORKER), "loop", str(self.vault), agent,
-                 str(self.work / f"{agent}.acks")],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=_env())
+                [
+                    sys.executable,
+                    str(WORKER),
+                    "loop",
+                    str(self.vault),
+                    agent,
+                    str(self.work / f"{agent}.acks"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=_env(),
+            )
         assert proc.stdout is not None
         lines = Lines(proc.stdout.fileno(), self.err)
         word, pid = lines.read().split()
@@ -238,8 +253,9 @@ def find_locks(vault: Path, objects: bool = False) -> list[str]:
     for root, dirs, files in os.walk(vault):
         if not objects and Path(root) == vault and "objects" in dirs:
             dirs.remove("objects")
-        found += [os.path.relpath(os.path.join(root, f), vault)
-                  for f in files if f.endswith(".lock")]
+        found += [
+            os.path.relpath(os.path.join(root, f), vault) for f in files if f.endswith(".lock")
+        ]
     return sorted(found)
 
 
@@ -251,8 +267,9 @@ def stray_object_files(vault: Path) -> list[str]:
         if sub.is_file():
             out.append(sub.name)
         elif len(sub.name) == 2:
-            out += [f"{sub.name}/{f.name}" for f in sub.iterdir()
-                    if not _HEX_OBJECT.fullmatch(f.name)]
+            out += [
+                f"{sub.name}/{f.name}" for f in sub.iterdir() if not _HEX_OBJECT.fullmatch(f.name)
+            ]
     return sorted(out)
 
 
@@ -305,16 +322,21 @@ def lock_budget(attempts: int) -> Iterator[None]:
 
 
 def git_fsck(vault: Path) -> tuple[int, str]:
-    r = subprocess.run(["git", f"--git-dir={vault}", "fsck", "--full", "--no-dangling"],
-                       capture_output=True, text=True, env=_env())
+    r = subprocess.run(
+        ["git", f"--git-dir={vault}", "fsck", "--full", "--no-dangling"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     return r.returncode, (r.stdout + r.stderr).strip()
 
 
 def fsck_errors(output: str) -> list[str]:
     """Lines of ``git fsck`` output that are errors (dangling objects are not reported)."""
     words = {"error", "fatal", "missing", "broken", "bad", "corrupt"}
-    return [line for line in output.splitlines()
-            if line.split(" ", 1)[0].rstrip(":").lower() in words]
+    return [
+        line for line in output.splitlines() if line.split(" ", 1)[0].rstrip(":").lower() in words
+    ]
 
 
 # -- the harness ------------------------------------------------------------------------------
@@ -353,24 +375,29 @@ class CrashRun:
     def summary(self) -> str:
         locks = ", ".join(f"{k} x{v}" for k, v in self.stale_locks.most_common()) or "none"
         sets = "; ".join(f"{k} x{v}" for k, v in self.lock_sets.most_common()) or "none"
-        return (f"crash run (seed {self.seed}): {self.kills} kills in {self.seconds:.1f} s, "
-                f"{self.acked} acknowledged checkins, {len(self.lost)} lost; "
-                f"{self.kills_leaving_locks} kills left a stale lock (per file: {locks}; "
-                f"together: {sets}); the next checkin failed at once with VaultBusy after "
-                f"{self.blocked} kills, then succeeded by itself once the locks had aged "
-                f"{self.healed} times and only after removing them by hand {self.by_hand} "
-                f"times; {self.orphaned_leases} kills left a lease ref without its note; "
-                f"a git gc was running after {self.gc_waits} kills; "
-                f"{self.stray_objects} stray temp object files; {self.commits_on_main} commits "
-                f"on main; git fsck --full exit {self.fsck_code}"
-                + (f": {self.fsck_output}" if self.fsck_output else ", no output")
-                + f"; then git gc exit {self.gc_code}"
-                + (f" ({len(self.gc_output.splitlines())} lines of output, first: "
-                   f"{self.gc_output.splitlines()[0]})" if self.gc_output else "")
-                + ", git fsck --full exit "
-                f"{self.fsck_after_gc_code}"
-                + (f": {self.fsck_after_gc_output}" if self.fsck_after_gc_output
-                   else ", no output"))
+        return (
+            f"crash run (seed {self.seed}): {self.kills} kills in {self.seconds:.1f} s, "
+            f"{self.acked} acknowledged checkins, {len(self.lost)} lost; "
+            f"{self.kills_leaving_locks} kills left a stale lock (per file: {locks}; "
+            f"together: {sets}); the next checkin failed at once with VaultBusy after "
+            f"{self.blocked} kills, then succeeded by itself once the locks had aged "
+            f"{self.healed} times and only after removing them by hand {self.by_hand} "
+            f"times; {self.orphaned_leases} kills left a lease ref without its note; "
+            f"a git gc was running after {self.gc_waits} kills; "
+            f"{self.stray_objects} stray temp object files; {self.commits_on_main} commits "
+            f"on main; git fsck --full exit {self.fsck_code}"
+            + (f": {self.fsck_output}" if self.fsck_output else ", no output")
+            + f"; then git gc exit {self.gc_code}"
+            + (
+                f" ({len(self.gc_output.splitlines())} lines of output, first: "
+                f"{self.gc_output.splitlines()[0]})"
+                if self.gc_output
+                else ""
+            )
+            + ", git fsck --full exit "
+            f"{self.fsck_after_gc_code}"
+            + (f": {self.fsck_after_gc_output}" if self.fsck_after_gc_output else ", no output")
+        )
 
 
 def read_acks(path: Path) -> list[Ack]:
@@ -395,7 +422,8 @@ class Checker:
     def _walk_main(self, repo: pygit2.Repository, head: str) -> None:
         if self.head is not None:
             assert head == self.head or repo.descendant_of(head, self.head), (
-                f"main went backwards: {self.head} -> {head}")
+                f"main went backwards: {self.head} -> {head}"
+            )
         walker = repo.walk(head)
         if self.head is not None:
             walker.hide(self.head)
@@ -410,7 +438,8 @@ class Checker:
         self._walk_main(vault.store.repo, head)
         self.run.orphaned_leases += any(
             vault.store.ref(lease_ref(agent)) is not None and vault.leases.get(agent) is None
-            for agent in self.agents)
+            for agent in self.agents
+        )
         items = doc.get("items", {})
         acks = [a for agent in self.agents for a in read_acks(self.work / f"{agent}.acks")]
         for ack in acks:
@@ -434,8 +463,9 @@ class Checker:
         checks = dict(doc.get("checks", {}))
         checks[f"{agent}/{round_}"] = round_
         doc["checks"] = checks
-        r = vault.checkin(agent, doc, "crash-check", 1.0, "the checkin after a kill",
-                          lease=co.lease.token)
+        r = vault.checkin(
+            agent, doc, "crash-check", 1.0, "the checkin after a kill", lease=co.lease.token
+        )
         assert r.commit is not None and r.commit == Vault.open(self.vault).head()
         return r.commit
 
@@ -453,8 +483,9 @@ class Checker:
         return commits
 
 
-def after_kill_checkins(vault: Path, checker: Checker, agents: Sequence[str], round_: int,
-                        run: CrashRun) -> bool:
+def after_kill_checkins(
+    vault: Path, checker: Checker, agents: Sequence[str], round_: int, run: CrashRun
+) -> bool:
     """The next checkin of each killed agent; True if a lock left by the kill refused one.
 
     The first tries give up at the first held lock (no one else writes now, so only a lock
@@ -487,8 +518,14 @@ def after_kill_checkins(vault: Path, checker: Checker, agents: Sequence[str], ro
     return True
 
 
-def crash_run(vault: Path, work: Path, launcher: Launcher, kills: int,
-              agents: Sequence[str] = (AGENT,), check_every: int = 1) -> CrashRun:
+def crash_run(
+    vault: Path,
+    work: Path,
+    launcher: Launcher,
+    kills: int,
+    agents: Sequence[str] = (AGENT,),
+    check_every: int = 1,
+) -> CrashRun:
     """Kill the checkin loop ``kills`` times (all ``agents`` at once) and check after each."""
     seed = int(os.environ.get("GITVAULT_CRASH_SEED", random.randrange(2**32)))
     rng = random.Random(seed)
@@ -508,7 +545,8 @@ def crash_run(vault: Path, work: Path, launcher: Launcher, kills: int,
                 how = launcher.reap(pid)
                 assert how == "signal 9", (
                     f"worker {pid} ended on its own ({how}) in round {round_}, seed {seed}:\n"
-                    + launcher.log())
+                    + launcher.log()
+                )
             run.kills += 1
             run.gc_waits += wait_for_gc(vault)
             locks = find_locks(vault)
@@ -532,8 +570,9 @@ def crash_run(vault: Path, work: Path, launcher: Launcher, kills: int,
     run.stray_objects = len(stray_object_files(vault))
     assert find_locks(vault, objects=True) == []
     run.fsck_code, run.fsck_output = git_fsck(vault)
-    gc = subprocess.run(["git", f"--git-dir={vault}", "gc", "--quiet"], capture_output=True,
-                        text=True, env=_env())
+    gc = subprocess.run(
+        ["git", f"--git-dir={vault}", "gc", "--quiet"], capture_output=True, text=True, env=_env()
+    )
     run.gc_code, run.gc_output = gc.returncode, (gc.stdout + gc.stderr).strip()
     run.fsck_after_gc_code, run.fsck_after_gc_output = git_fsck(vault)
     run.seconds = time.monotonic() - started
@@ -563,8 +602,11 @@ def durable_vault(tmp_path: Path) -> Path:
     """
     path = tmp_path / "vault.git"
     Vault.init(path)
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.gcLooseObjects",
-                    str(10**9)], check=True, env=_env())
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.gcLooseObjects", str(10**9)],
+        check=True,
+        env=_env(),
+    )
     assert Vault.open(path).store.fsync
     return path
 
@@ -588,8 +630,9 @@ def test_a_thousand_kills_lose_no_acknowledged_write_and_leave_git_clean(
 def test_two_writers_killed_while_merging_lose_no_acknowledged_write(
     durable_vault: Path, tmp_path: Path
 ) -> None:
-    run = crash_run(durable_vault, tmp_path, ForkServer(durable_vault, tmp_path), kills=300,
-                    agents=("w1", "w2"))
+    run = crash_run(
+        durable_vault, tmp_path, ForkServer(durable_vault, tmp_path), kills=300, agents=("w1", "w2")
+    )
     assert_crash_safe(run, 300)
 
 
@@ -606,7 +649,10 @@ def stall(vault: Path, agent: str, key: str, value: Any) -> subprocess.Popen[byt
     """A child stopped (SIGSTOP) inside the transaction that moves main, its locks held."""
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), "stall", str(vault), agent, key, json.dumps(value)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith(b"stalled"), proc.communicate()[1].decode(errors="replace")
@@ -630,23 +676,36 @@ def test_a_writer_frozen_inside_its_critical_section_keeps_its_locks(tmp_path: P
     and both checkins land once the frozen one resumes."""
     vault = tmp_path / "vault.git"
     Vault.init(vault)
-    subprocess.run(["git", "config", "-f", str(vault / "config"),
-                    "gitvault.staleLockSeconds", "1"], check=True, env=_env())
+    subprocess.run(
+        ["git", "config", "-f", str(vault / "config"), "gitvault.staleLockSeconds", "1"],
+        check=True,
+        env=_env(),
+    )
     frozen = stall(vault, "agent-a", "a_work", 1)  # holds main.lock, notes.lock
     time.sleep(1.3)  # its locks are now older than staleLockSeconds
-    code = ("import sys; from gitvault import Vault; v = Vault.open(sys.argv[1]); "
-            "co = v.checkout('agent-c'); co.document['c_work'] = 3; "
-            "print(v.checkin('agent-c', co.document, 's').commit)")
-    later = subprocess.Popen([sys.executable, "-c", code, str(vault)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=_env())
+    code = (
+        "import sys; from gitvault import Vault; v = Vault.open(sys.argv[1]); "
+        "co = v.checkout('agent-c'); co.document['c_work'] = 3; "
+        "print(v.checkin('agent-c', co.document, 's').commit)"
+    )
+    later = subprocess.Popen(
+        [sys.executable, "-c", code, str(vault)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
     time.sleep(1.5)
     assert later.poll() is None, "the second writer broke a live (stopped) writer's locks"
     outcome = finish(frozen)
     _out, err = later.communicate(timeout=60)
     assert later.returncode == 0, err.decode(errors="replace")
     git = ["git", f"--git-dir={vault}"]
-    main = subprocess.run([*git, "rev-parse", "--verify", "--quiet", "refs/heads/main^{commit}"],
-                          capture_output=True, text=True, env=_env())
+    main = subprocess.run(
+        [*git, "rev-parse", "--verify", "--quiet", "refs/heads/main^{commit}"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert main.returncode == 0, (vault / "refs/heads/main").read_bytes()
     code_, output = git_fsck(vault)
     assert code_ == 0 and fsck_errors(output) == [], output
@@ -667,9 +726,12 @@ class Holder:
 
 def pause_holder(vault: Path, agent: str, ttl: int, key: str, value: Any) -> Holder:
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), "hold", str(vault), agent, str(ttl), key,
-         json.dumps(value)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+        [sys.executable, str(WORKER), "hold", str(vault), agent, str(ttl), key, json.dumps(value)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
     assert proc.stdin is not None and proc.stdout is not None
     line = proc.stdout.readline()
     assert line, proc.communicate()[1].decode(errors="replace")
@@ -694,11 +756,18 @@ def resume(holder: Holder) -> tuple[int, dict[str, Any]]:
 
 def all_refs(vault: Path, conflicts: bool = True) -> str:
     """``git for-each-ref``; without ``refs/conflicts/`` (where a refusal may keep work)."""
-    r = subprocess.run(["git", f"--git-dir={vault}", "for-each-ref",
-                        "--format=%(refname) %(objectname)"],
-                       capture_output=True, text=True, env=_env(), check=True)
-    return "".join(line for line in r.stdout.splitlines(keepends=True)
-                   if conflicts or not line.startswith("refs/conflicts/"))
+    r = subprocess.run(
+        ["git", f"--git-dir={vault}", "for-each-ref", "--format=%(refname) %(objectname)"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=True,
+    )
+    return "".join(
+        line
+        for line in r.stdout.splitlines(keepends=True)
+        if conflicts or not line.startswith("refs/conflicts/")
+    )
 
 
 @dataclass
@@ -725,11 +794,34 @@ def _late_checkin(vault: Path, holder: Holder, agent: str, work: Path) -> Fenced
     main = Vault.open(vault).read()
     proposal = work / "a-proposal.json"
     proposal.write_text(json.dumps(holder.proposal), encoding="utf-8")
-    cli = subprocess.run([*_cli(), "--vault", str(vault), "checkin", agent, str(proposal),
-                          "fencing-test", "0.5", "--lease", str(holder.token)],
-                         capture_output=True, text=True, env=_env())
-    return Fenced(vault, holder, code, outcome, refs_before, refs_after, main, cli,
-                  all_refs(vault, conflicts=False))
+    cli = subprocess.run(
+        [
+            *_cli(),
+            "--vault",
+            str(vault),
+            "checkin",
+            agent,
+            str(proposal),
+            "fencing-test",
+            "0.5",
+            "--lease",
+            str(holder.token),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    return Fenced(
+        vault,
+        holder,
+        code,
+        outcome,
+        refs_before,
+        refs_after,
+        main,
+        cli,
+        all_refs(vault, conflicts=False),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -775,8 +867,11 @@ def test_the_cli_refuses_the_stale_token_with_exit_4_and_one_line(taken_over: Fe
 def kept_work(vault_path: Path) -> list[str]:
     """The refs under ``refs/conflicts/`` that hold A's paused work."""
     vault = Vault.open(vault_path)
-    return [ref for ref in vault.store.refs_under("refs/conflicts/")
-            if vault.read(ref).get("a_work") == A_WORK]
+    return [
+        ref
+        for ref in vault.store.refs_under("refs/conflicts/")
+        if vault.read(ref).get("a_work") == A_WORK
+    ]
 
 
 def test_a_refused_late_checkin_keeps_the_agents_work_under_refs_conflicts(
@@ -815,4 +910,5 @@ def test_a_fenced_late_checkin_keeps_the_agents_work_under_refs_conflicts(
     renewed_meanwhile: Fenced,
 ) -> None:
     assert kept_work(renewed_meanwhile.vault), (
-        f"A's work is on no ref:\n{all_refs(renewed_meanwhile.vault)}")
+        f"A's work is on no ref:\n{all_refs(renewed_meanwhile.vault)}"
+    )

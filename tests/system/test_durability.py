@@ -54,21 +54,37 @@ def checked_out(path: Path, fsync: bool = True) -> tuple[Vault, int]:
     return v, v.checkout("a").lease.token
 
 
-def traced_checkins(path: Path, token: int, n: int, tmp: Path,
-                    mode: str = "batched") -> list[tuple[str, str]]:
+def traced_checkins(
+    path: Path, token: int, n: int, tmp: Path, mode: str = "batched"
+) -> list[tuple[str, str]]:
     """``(syscall, path)`` of every fsync/fdatasync/syncfs/sync of ``n`` checkins."""
     if shutil.which("strace") is None:
         pytest.skip("strace is not installed")
     out = tmp / "strace.txt"
-    r = subprocess.run(["strace", "-f", "-y", "-o", str(out),
-                        "-e", "trace=fsync,fdatasync,syncfs,sync",
-                        sys.executable, "-c", CHILD, str(path), str(n), str(token), mode],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-y",
+            "-o",
+            str(out),
+            "-e",
+            "trace=fsync,fdatasync,syncfs,sync",
+            sys.executable,
+            "-c",
+            CHILD,
+            str(path),
+            str(n),
+            str(token),
+            mode,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0 and "ptrace" in r.stderr:
         pytest.skip(f"strace cannot trace here: {r.stderr.strip()}")
     assert r.returncode == 0, r.stderr
-    return [(m[1], m[3]) for line in out.read_text().splitlines()
-            if (m := SYNC_CALL.match(line))]
+    return [(m[1], m[3]) for line in out.read_text().splitlines() if (m := SYNC_CALL.match(line))]
 
 
 def batched(path: Path) -> bool:
@@ -76,7 +92,8 @@ def batched(path: Path) -> bool:
 
 
 def test_a_checkin_with_fsync_flushes_the_file_system_twice_and_fsyncs_no_file(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "v.git"
     _v, token = checked_out(path)
     if not batched(path):
@@ -92,7 +109,8 @@ def test_a_checkin_with_fsync_off_flushes_nothing(tmp_path: Path) -> None:
 
 
 def test_without_syncfs_the_objects_and_the_moved_refs_are_fsynced_one_by_one(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "v.git"
     _v, token = checked_out(path)
     calls = traced_checkins(path, token, 1, tmp_path, "per-file")
@@ -115,8 +133,12 @@ class Flushes:
 
     def __call__(self, store: Store, what: str) -> None:
         main = git_in(self.path)("rev-parse", "--verify", "--quiet", MAIN, check=False).strip()
-        objects = {f"{d.name}{f.name}" for d in (self.path / "objects").iterdir()
-                   if len(d.name) == 2 for f in d.iterdir()}
+        objects = {
+            f"{d.name}{f.name}"
+            for d in (self.path / "objects").iterdir()
+            if len(d.name) == 2
+            for f in d.iterdir()
+        }
         self.seen.append((main, objects))
 
 
@@ -129,7 +151,8 @@ def flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Flushes:
 
 
 def test_the_new_commit_is_flushed_before_main_moves_and_main_before_checkin_returns(
-        tmp_path: Path, flushes: Flushes) -> None:
+    tmp_path: Path, flushes: Flushes
+) -> None:
     v, token = checked_out(tmp_path / "v.git")
     before = v.head()
     flushes.seen.clear()
@@ -141,16 +164,18 @@ def test_the_new_commit_is_flushed_before_main_moves_and_main_before_checkin_ret
     assert len(flushes.seen) == 2
 
 
-def test_a_transaction_that_changes_no_ref_flushes_nothing(tmp_path: Path,
-                                                            flushes: Flushes) -> None:
+def test_a_transaction_that_changes_no_ref_flushes_nothing(
+    tmp_path: Path, flushes: Flushes
+) -> None:
     store = Vault.init(tmp_path / "v.git").store
     flushes.seen.clear()
     assert store.transact([MAIN], lambda rtx: rtx.get(MAIN), "look") is not None
     assert flushes.seen == []
 
 
-def test_a_failed_transaction_flushes_nothing_and_moves_nothing(tmp_path: Path,
-                                                                flushes: Flushes) -> None:
+def test_a_failed_transaction_flushes_nothing_and_moves_nothing(
+    tmp_path: Path, flushes: Flushes
+) -> None:
     store = Vault.init(tmp_path / "v.git").store
     head = store.ref(MAIN)
     assert head is not None
@@ -185,12 +210,14 @@ def test_many_checkins_with_fsync_leave_git_fsck_clean(tmp_path: Path) -> None:
     v, token = checked_out(path)
     assert v.store.fsync
     for i in range(40):
-        assert v.checkin("a", {"n": i, "tags": [str(j) for j in range(i)]}, "test", 0.9,
-                         "fsck", lease=token).commit
+        assert v.checkin(
+            "a", {"n": i, "tags": [str(j) for j in range(i)]}, "test", 0.9, "fsck", lease=token
+        ).commit
     v.release("a")
     git = git_in(path)
-    r = subprocess.run(["git", "-C", str(path), "fsck", "--full", "--strict"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["git", "-C", str(path), "fsck", "--full", "--strict"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and "error" not in r.stderr, r.stderr
     assert git("rev-list", "--count", MAIN).strip() == "41"
     assert len(git("reflog", "show", MAIN).splitlines()) == 41
@@ -217,19 +244,18 @@ def after_power_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pa
 
 
 def test_the_first_store_after_a_reboot_deletes_empty_objects_so_they_are_written_again(
-        after_power_cut: tuple[Path, str]) -> None:
+    after_power_cut: tuple[Path, str],
+) -> None:
     path, oid = after_power_cut
     store = Store.open(str(path))
     assert not loose(path, oid).exists()
     assert str(store.write_blob(b'{"lost": true}\n')) == oid
     assert store.blob(pygit2.Oid(hex=oid)) == b'{"lost": true}\n'
-    r = subprocess.run(["git", "-C", str(path), "fsck", "--full"], capture_output=True,
-                       text=True)
+    r = subprocess.run(["git", "-C", str(path), "fsck", "--full"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
-def test_empty_objects_are_only_looked_for_once_per_boot(
-        after_power_cut: tuple[Path, str]) -> None:
+def test_empty_objects_are_only_looked_for_once_per_boot(after_power_cut: tuple[Path, str]) -> None:
     path, oid = after_power_cut
     Store.open(str(path))
     loose(path, oid).write_bytes(b"")  # cannot happen without a reboot: proves the scan ran once
@@ -245,8 +271,9 @@ def test_an_object_write_raced_by_gits_prune_is_retried(tmp_path: Path) -> None:
     def write() -> pygit2.Oid:
         calls.append(1)
         if len(calls) == 1:
-            raise pygit2.GitError("failed to rename lockfile to 'objects/cc/fa56': "
-                                  "No such file or directory")
+            raise pygit2.GitError(
+                "failed to rename lockfile to 'objects/cc/fa56': No such file or directory"
+            )
         return store.repo.create_blob(b"x")
 
     assert store.objects(write) == pygit2.hash(b"x") and len(calls) == 2

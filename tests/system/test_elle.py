@@ -42,10 +42,16 @@ def _git_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
 
 
-def git(vault: Path, *args: str, input: str | None = None, check: bool = True
-        ) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(["git", f"--git-dir={vault}", *args], input=input, capture_output=True,
-                       text=True, env=_git_env())
+def git(
+    vault: Path, *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        ["git", f"--git-dir={vault}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=_git_env(),
+    )
     if check:
         assert r.returncode == 0, f"git {' '.join(args)}: {r.stderr}"
     return r
@@ -88,9 +94,17 @@ def run_workers(tmp: Path, n: int, m: int, timeout: float) -> Run:
     procs: list[tuple[str, subprocess.Popen[str]]] = []
     for k, agent in enumerate(agents(n)):
         history = tmp / f"history-{k}.jsonl"
-        procs.append((agent, subprocess.Popen(
-            [sys.executable, str(WORKER), str(vault), agent, str(m), str(history), str(go)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        procs.append(
+            (
+                agent,
+                subprocess.Popen(
+                    [sys.executable, str(WORKER), str(vault), agent, str(m), str(history), str(go)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     time.sleep(0.2)
     start = time.monotonic()
     go.touch()
@@ -124,8 +138,13 @@ def first_parent_states(vault: Path) -> tuple[list[str], list[list[str]], list[d
     """Main's first-parent chain, oldest first, with the log ids and counters at each commit."""
     chain = git(vault, "rev-list", "--first-parent", "--reverse", "refs/heads/main").stdout.split()
     specs = "".join(f"{c}:log.json\n{c}:counters.json\n" for c in chain)
-    out = subprocess.run(["git", f"--git-dir={vault}", "cat-file", "--batch"],
-                         input=specs.encode(), capture_output=True, env=_git_env(), check=True)
+    out = subprocess.run(
+        ["git", f"--git-dir={vault}", "cat-file", "--batch"],
+        input=specs.encode(),
+        capture_output=True,
+        env=_git_env(),
+        check=True,
+    )
     data, pos = out.stdout, 0
     values: list[Any] = []
     while pos < len(data):
@@ -136,7 +155,7 @@ def first_parent_states(vault: Path) -> tuple[list[str], list[list[str]], list[d
             values.append(None)
             continue
         size = int(header.split()[2])
-        values.append(json.loads(data[pos:pos + size]))
+        values.append(json.loads(data[pos : pos + size]))
         pos += size + 1
     assert len(values) == 2 * len(chain)
     logs = [[str(x["id"]) for x in v] if v is not None else [] for v in values[0::2]]
@@ -162,12 +181,20 @@ def check(run: Run, n: int, m: int) -> dict[str, Any]:
     ids = [str(x["id"]) for x in log]
     dup = [i for i, c in Counter(ids).items() if c > 1]
     assert dup == [], f"items on main more than once: {dup[:10]}"
-    assert set(ids) == expected, (f"lost: {sorted(expected - set(ids))[:10]}, "
-                                  f"unexpected: {sorted(set(ids) - expected)[:10]}")
+    assert set(ids) == expected, (
+        f"lost: {sorted(expected - set(ids))[:10]}, unexpected: {sorted(set(ids) - expected)[:10]}"
+    )
     counters = json.loads(git(vault, "show", "refs/heads/main:counters.json").stdout)
     assert counters == dict.fromkeys(names, m), f"lost updates in counters: {counters}"
-    authors = Counter(git(vault, "log", "--no-merges", "--format=%(trailers:key=Agent-Id,"
-                                "valueonly,separator=)", "refs/heads/main").stdout.split("\n"))
+    authors = Counter(
+        git(
+            vault,
+            "log",
+            "--no-merges",
+            "--format=%(trailers:key=Agent-Id,valueonly,separator=)",
+            "refs/heads/main",
+        ).stdout.split("\n")
+    )
     for a in names:
         assert authors[a] == m, f"{a} has {authors[a]} commits on main, expected {m}"
     merges = int(git(vault, "rev-list", "--merges", "--count", "refs/heads/main").stdout)
@@ -218,14 +245,21 @@ def check(run: Run, n: int, m: int) -> dict[str, Any]:
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
     retries = sum(w.attempts - 1 for w in writes)
-    return {"processes": n, "writes_each": m, "items": len(ids), "commits": len(chain),
-            "merges": merges, "retries": retries, "conflicts": conflicts,
-            "busy": sum(s["busy"] for s in run.summaries),
-            "busy_messages": sorted({m for s in run.summaries for m in s["busy_messages"]})[:3],
-            "max_attempts": max(w.attempts for w in writes),
-            "seconds": round(run.seconds, 1),
-            "writes_per_second": round(n * m / run.seconds, 1),
-            "packed_refs": (vault / "packed-refs").exists()}
+    return {
+        "processes": n,
+        "writes_each": m,
+        "items": len(ids),
+        "commits": len(chain),
+        "merges": merges,
+        "retries": retries,
+        "conflicts": conflicts,
+        "busy": sum(s["busy"] for s in run.summaries),
+        "busy_messages": sorted({m for s in run.summaries for m in s["busy_messages"]})[:3],
+        "max_attempts": max(w.attempts for w in writes),
+        "seconds": round(run.seconds, 1),
+        "writes_per_second": round(n * m / run.seconds, 1),
+        "packed_refs": (vault / "packed-refs").exists(),
+    }
 
 
 def assert_leases_released(run: Run) -> None:
@@ -269,8 +303,14 @@ def test_a_release_waits_out_a_briefly_held_packed_refs_lock_as_git_does(tmp_pat
     git(vault, "pack-refs", "--all")
     lock = vault / "packed-refs.lock"
     lock.touch()
-    holder = subprocess.Popen([sys.executable, "-c", "import os, sys, time; time.sleep(0.3); "
-                               "os.remove(sys.argv[1])", str(lock)])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time; time.sleep(0.3); os.remove(sys.argv[1])",
+            str(lock),
+        ]
+    )
     try:
         v.release("a")
     finally:

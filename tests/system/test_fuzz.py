@@ -64,8 +64,12 @@ def fuzz(examples: int) -> Callable[[Any], Any]:
     return settings(
         max_examples=max(1, int(examples * SCALE)),
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                               HealthCheck.data_too_large, HealthCheck.filter_too_much],
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
     )
 
 
@@ -90,14 +94,71 @@ ANY_CHAR = st.characters(exclude_categories=())  # every code point, lone surrog
 SOUND_CHAR = st.characters(codec="utf-8")  # ... except lone surrogates
 
 HOSTILE_TEXT = [
-    "", " ", "  padded  ", "\x00", "a\x00b", "\n", "a\nb", "\r\n", "\t", "\x1b[31mred",
-    "\x7f", "\x85", "\u2028", "\u2029", "Key: value", "x\nAgent-Id: mallory",
-    "x\n\nAgent-Id: mallory\nSource: forged", "---", "x\n---\nSource: forged",
-    "Signed-off-by: A <a@b>", "\\n", "\\u000a", "\\", "%", "%2F", "%25", "%00", "/", "..",
-    "a..b", ".lock", "x.lock", "a/b", "a/../b", "refs/heads/main", "HEAD", "@{1}",
-    "~^:?*[\\", "-", "--", "-x", "--help", "#comment", "\ud800", "\udcff", "x\udc80y",
-    "\ufeff", "é", "e\u0301", "☕", "\U0001d54f", "\U0010ffff", "İ", "a" * 80, "a" * 81, "é" * 40,
-    "é" * 41, "x" * 10_000, "\u3000", "\xa0", "<a@b>", "a <b@c>", ":", " : ", "a:b",
+    "",
+    " ",
+    "  padded  ",
+    "\x00",
+    "a\x00b",
+    "\n",
+    "a\nb",
+    "\r\n",
+    "\t",
+    "\x1b[31mred",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\u2029",
+    "Key: value",
+    "x\nAgent-Id: mallory",
+    "x\n\nAgent-Id: mallory\nSource: forged",
+    "---",
+    "x\n---\nSource: forged",
+    "Signed-off-by: A <a@b>",
+    "\\n",
+    "\\u000a",
+    "\\",
+    "%",
+    "%2F",
+    "%25",
+    "%00",
+    "/",
+    "..",
+    "a..b",
+    ".lock",
+    "x.lock",
+    "a/b",
+    "a/../b",
+    "refs/heads/main",
+    "HEAD",
+    "@{1}",
+    "~^:?*[\\",
+    "-",
+    "--",
+    "-x",
+    "--help",
+    "#comment",
+    "\ud800",
+    "\udcff",
+    "x\udc80y",
+    "\ufeff",
+    "é",
+    "e\u0301",
+    "☕",
+    "\U0001d54f",
+    "\U0010ffff",
+    "İ",
+    "a" * 80,
+    "a" * 81,
+    "é" * 40,
+    "é" * 41,
+    "x" * 10_000,
+    "\u3000",
+    "\xa0",
+    "<a@b>",
+    "a <b@c>",
+    ":",
+    " : ",
+    "a:b",
 ]
 
 
@@ -105,10 +166,14 @@ def _sound(s: str) -> bool:
     return not any(0xD800 <= ord(c) <= 0xDFFF for c in s)
 
 
-hostile_texts = st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(ANY_CHAR, max_size=24),
-                          st.text(alphabet="ab/.%-_~ :\n\x00\udcff", max_size=12))
-sound_texts = st.one_of(st.sampled_from([t for t in HOSTILE_TEXT if _sound(t)]),
-                        st.text(SOUND_CHAR, max_size=24))
+hostile_texts = st.one_of(
+    st.sampled_from(HOSTILE_TEXT),
+    st.text(ANY_CHAR, max_size=24),
+    st.text(alphabet="ab/.%-_~ :\n\x00\udcff", max_size=12),
+)
+sound_texts = st.one_of(
+    st.sampled_from([t for t in HOSTILE_TEXT if _sound(t)]), st.text(SOUND_CHAR, max_size=24)
+)
 
 
 def agent_ok(agent: str) -> bool:
@@ -132,93 +197,261 @@ def confidence_ok(value: Any) -> bool:
     return math.isfinite(c) and 0.0 <= c <= 1.0
 
 
-good_agents = st.one_of(sound_texts.filter(agent_ok),
-                        st.sampled_from(["planner-1", "a/b", "a..b", "x.lock", "%2F", "é", "☕"]))
+good_agents = st.one_of(
+    sound_texts.filter(agent_ok),
+    st.sampled_from(["planner-1", "a/b", "a..b", "x.lock", "%2F", "é", "☕"]),
+)
 hostile_agents = hostile_texts
 good_sources = sound_texts.filter(source_ok)
-CONFIDENCE_TEXT = ["nan", "NaN", "inf", "-inf", "1e308", "-1e308", "1e-308", "5e-324", "-0",
-                   "-0.0", "0", "1", "1.0", "1.0000000000000002", "0.99999999999999999", "",
-                   "0.5", " 0.5", "0x1", "1_0", "0_5", "\u0660.\u0665", "½", "None", "true",
-                   "0.5\n", "\x00", "1e-400", "0.5\u2028", "-1e-400"]
+CONFIDENCE_TEXT = [
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e308",
+    "-1e308",
+    "1e-308",
+    "5e-324",
+    "-0",
+    "-0.0",
+    "0",
+    "1",
+    "1.0",
+    "1.0000000000000002",
+    "0.99999999999999999",
+    "",
+    "0.5",
+    " 0.5",
+    "0x1",
+    "1_0",
+    "0_5",
+    "\u0660.\u0665",
+    "½",
+    "None",
+    "true",
+    "0.5\n",
+    "\x00",
+    "1e-400",
+    "0.5\u2028",
+    "-1e-400",
+]
 good_cli_confidences = st.one_of(
-    st.none(), st.floats(0, 1).map(repr),
-    st.sampled_from([c for c in CONFIDENCE_TEXT if confidence_ok(c)]))
-hostile_cli_confidences = st.one_of(st.sampled_from(CONFIDENCE_TEXT), st.floats().map(repr),
-                                    st.text(ANY_CHAR, max_size=8))
+    st.none(),
+    st.floats(0, 1).map(repr),
+    st.sampled_from([c for c in CONFIDENCE_TEXT if confidence_ok(c)]),
+)
+hostile_cli_confidences = st.one_of(
+    st.sampled_from(CONFIDENCE_TEXT), st.floats().map(repr), st.text(ANY_CHAR, max_size=8)
+)
 good_lib_confidences: st.SearchStrategy[Any] = st.one_of(good_cli_confidences, st.floats(0, 1))
 hostile_lib_confidences: st.SearchStrategy[Any] = st.one_of(
-    hostile_cli_confidences, st.floats(),
-    st.sampled_from([-0.0, 1e308, True, [0.5], {"c": 1}, float("nan"), -1e-400]))
+    hostile_cli_confidences,
+    st.floats(),
+    st.sampled_from([-0.0, 1e308, True, [0.5], {"c": 1}, float("nan"), -1e-400]),
+)
 
 CLI_TTLS = st.one_of(
     st.integers().map(str),
-    st.sampled_from(["abc", "", " 5", "5 ", "+5", "1e3", "0x10", "1_0", "\u0665", "nan", "-0", "0",
-                     "1", "86400", "86401", "9" * 30, "-" + "9" * 30, "600", "\x00"]),
+    st.sampled_from(
+        [
+            "abc",
+            "",
+            " 5",
+            "5 ",
+            "+5",
+            "1e3",
+            "0x10",
+            "1_0",
+            "\u0665",
+            "nan",
+            "-0",
+            "0",
+            "1",
+            "86400",
+            "86401",
+            "9" * 30,
+            "-" + "9" * 30,
+            "600",
+            "\x00",
+        ]
+    ),
     st.text(ANY_CHAR, max_size=6),
 )
 LIB_TTLS: st.SearchStrategy[Any] = st.one_of(
-    st.none(), st.integers(),
-    st.sampled_from([0, -1, 1, 600, 86400, 86401, 2**63, -(2**63), 10**100, "60", 1.5, True,
-                     float("nan"), "abc", [60]]),
+    st.none(),
+    st.integers(),
+    st.sampled_from(
+        [
+            0,
+            -1,
+            1,
+            600,
+            86400,
+            86401,
+            2**63,
+            -(2**63),
+            10**100,
+            "60",
+            1.5,
+            True,
+            float("nan"),
+            "abc",
+            [60],
+        ]
+    ),
 )
 
 VALID_KEYS = st.from_regex(KEY_RE, fullmatch=True)
-BAD_KEYS = st.sampled_from(["", ".", "..", ".gitvault", ".hidden", "-x", "_x", "a/b", "a\\b",
-                            "a b", "ä", "a\x00", "a\n", "\ud800", "a" * 129, "~", "a:b", "a*"])
-SPECIAL_FLOATS = [-0.0, 1e308, -1e308, 5e-324, 2.2250738585072014e-308, 0.1, 1 / 3, 1e-5,
-                  1e-7, 1.5e-10, 1e16, 1e22, 123456789.123, 9007199254740993.0]
+BAD_KEYS = st.sampled_from(
+    [
+        "",
+        ".",
+        "..",
+        ".gitvault",
+        ".hidden",
+        "-x",
+        "_x",
+        "a/b",
+        "a\\b",
+        "a b",
+        "ä",
+        "a\x00",
+        "a\n",
+        "\ud800",
+        "a" * 129,
+        "~",
+        "a:b",
+        "a*",
+    ]
+)
+SPECIAL_FLOATS = [
+    -0.0,
+    1e308,
+    -1e308,
+    5e-324,
+    2.2250738585072014e-308,
+    0.1,
+    1 / 3,
+    1e-5,
+    1e-7,
+    1.5e-10,
+    1e16,
+    1e22,
+    123456789.123,
+    9007199254740993.0,
+]
 good_leaves: st.SearchStrategy[Any] = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(SPECIAL_FLOATS),
-    st.text(SOUND_CHAR, max_size=16), sound_texts,
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(SPECIAL_FLOATS),
+    st.text(SOUND_CHAR, max_size=16),
+    sound_texts,
 )
 hostile_leaves: st.SearchStrategy[Any] = st.one_of(
-    good_leaves, st.floats(), st.text(ANY_CHAR, max_size=16), st.sampled_from(HOSTILE_TEXT))
+    good_leaves, st.floats(), st.text(ANY_CHAR, max_size=16), st.sampled_from(HOSTILE_TEXT)
+)
 
 
-def json_trees(leaf: st.SearchStrategy[Any], names: st.SearchStrategy[str]
-               ) -> st.SearchStrategy[Any]:
-    return st.recursive(leaf, lambda c: st.lists(c, max_size=4)
-                        | st.dictionaries(names, c, max_size=4), max_leaves=12)
+def json_trees(
+    leaf: st.SearchStrategy[Any], names: st.SearchStrategy[str]
+) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        leaf,
+        lambda c: st.lists(c, max_size=4) | st.dictionaries(names, c, max_size=4),
+        max_leaves=12,
+    )
 
 
 good_values = json_trees(good_leaves, st.one_of(st.text(SOUND_CHAR, max_size=6), sound_texts))
-hostile_values = json_trees(hostile_leaves, st.one_of(st.text(ANY_CHAR, max_size=6),
-                                                      st.sampled_from(HOSTILE_TEXT)))
+hostile_values = json_trees(
+    hostile_leaves, st.one_of(st.text(ANY_CHAR, max_size=6), st.sampled_from(HOSTILE_TEXT))
+)
 id_arrays: st.SearchStrategy[Any] = st.lists(
-    st.fixed_dictionaries({"id": st.one_of(st.text(max_size=4), st.integers(-3, 3))},
-                          optional={"v": good_leaves}),
+    st.fixed_dictionaries(
+        {"id": st.one_of(st.text(max_size=4), st.integers(-3, 3))}, optional={"v": good_leaves}
+    ),
     max_size=4,
 )
 good_documents: st.SearchStrategy[dict[str, Any]] = st.dictionaries(
-    VALID_KEYS, st.one_of(good_values, id_arrays), max_size=4)
+    VALID_KEYS, st.one_of(good_values, id_arrays), max_size=4
+)
 hostile_documents: st.SearchStrategy[Any] = st.one_of(
-    st.dictionaries(st.one_of(VALID_KEYS, BAD_KEYS), st.one_of(hostile_values, id_arrays),
-                    max_size=4),
+    st.dictionaries(
+        st.one_of(VALID_KEYS, BAD_KEYS), st.one_of(hostile_values, id_arrays), max_size=4
+    ),
     hostile_values,  # mostly not an object
 )
 
 HUGE_STRING = b'{"big": "' + b"x" * 1_000_000 + b'"}'
 GOOD_RAW = [
-    b"{}", b"\xef\xbb\xbf{}", b'{"a": 1e308}', b'{"a": -0.0}', b'{"a": -0}', b'{"a": 5e-324}',
-    b'{"a": 1e-400}', b'{"a": "\\ud83d\\ude00"}', b'{"a": "\\u0000"}', b'{"a": [{"id": 1}]}',
-    b'{"ok": "\\u2028\\u2029\\u0085"}', b'{"a": 1' + b"0" * 400 + b".0}",
-    b'{"a": 123456789012345678901234567890}', b'{"a.json": 1}', HUGE_STRING,
-    b' \n\t{"a" : [ ] , "b":{}}\r\n', b'{"a": 1E+2, "b": 1e-5, "c": 0.00001}',
+    b"{}",
+    b"\xef\xbb\xbf{}",
+    b'{"a": 1e308}',
+    b'{"a": -0.0}',
+    b'{"a": -0}',
+    b'{"a": 5e-324}',
+    b'{"a": 1e-400}',
+    b'{"a": "\\ud83d\\ude00"}',
+    b'{"a": "\\u0000"}',
+    b'{"a": [{"id": 1}]}',
+    b'{"ok": "\\u2028\\u2029\\u0085"}',
+    b'{"a": 1' + b"0" * 400 + b".0}",
+    b'{"a": 123456789012345678901234567890}',
+    b'{"a.json": 1}',
+    HUGE_STRING,
+    b' \n\t{"a" : [ ] , "b":{}}\r\n',
+    b'{"a": 1E+2, "b": 1e-5, "c": 0.00001}',
 ]
 BAD_RAW = [
-    b"", b" ", b"null", b"[]", b'"x"', b"1", b"true", b"{",
-    b'{"a": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}', b'{"a": 1e400}', b'{"a": -1e400}',
-    b'{"a": "\\ud800"}', b'{"a": "\\udc00\\ud800"}', b'{"\\ud800": 1}', b'{"a": {"\\udfff": 1}}',
-    b'{"a": "\xed\xa0\x80"}', b'{"a": "\xff"}', b'{"a": "\x01"}', b'{"a": "\x00"}',
-    b'{"a": 1, "a": 2}', b'{"a": {"b": 1, "b": 1}}',
-    b'{"a": 1' + b"0" * 5000 + b"}", b'{"": 1}', b'{".gitvault": 1}', b'{"a/b": 1}',
-    b'{"..": 1}', b'{"a": 1}\x00', b'{"a": 1} {"b": 2}', b"{'a': 1}", b'{"a": 01}',
-    b'{"a": .5}', b'{"a": +1}', b'{"a": 0x10}', b'{"a": [1,]}', b'{"a": 1,}',
-    b"\xfe\xff\x00{\x00}", b"\xff\xfe{\x00}\x00", b"\xef\xbb\xbf\xef\xbb\xbf{}",
-    b'{"deep": ' + b"[" * 100_000, b'{"deep": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-    b"[" * 200_000 + b"]" * 200_000, b'{"a": {"b": ' * 3000 + b"1" + b"}}" * 3000,
-    b'{"a": "\\uDEAD\\uBEEF"}', b'{"a\\u0000": 1}',
+    b"",
+    b" ",
+    b"null",
+    b"[]",
+    b'"x"',
+    b"1",
+    b"true",
+    b"{",
+    b'{"a": NaN}',
+    b'{"a": Infinity}',
+    b'{"a": -Infinity}',
+    b'{"a": 1e400}',
+    b'{"a": -1e400}',
+    b'{"a": "\\ud800"}',
+    b'{"a": "\\udc00\\ud800"}',
+    b'{"\\ud800": 1}',
+    b'{"a": {"\\udfff": 1}}',
+    b'{"a": "\xed\xa0\x80"}',
+    b'{"a": "\xff"}',
+    b'{"a": "\x01"}',
+    b'{"a": "\x00"}',
+    b'{"a": 1, "a": 2}',
+    b'{"a": {"b": 1, "b": 1}}',
+    b'{"a": 1' + b"0" * 5000 + b"}",
+    b'{"": 1}',
+    b'{".gitvault": 1}',
+    b'{"a/b": 1}',
+    b'{"..": 1}',
+    b'{"a": 1}\x00',
+    b'{"a": 1} {"b": 2}',
+    b"{'a': 1}",
+    b'{"a": 01}',
+    b'{"a": .5}',
+    b'{"a": +1}',
+    b'{"a": 0x10}',
+    b'{"a": [1,]}',
+    b'{"a": 1,}',
+    b"\xfe\xff\x00{\x00}",
+    b"\xff\xfe{\x00}\x00",
+    b"\xef\xbb\xbf\xef\xbb\xbf{}",
+    b'{"deep": ' + b"[" * 100_000,
+    b'{"deep": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b"[" * 200_000 + b"]" * 200_000,
+    b'{"a": {"b": ' * 3000 + b"1" + b"}}" * 3000,
+    b'{"a": "\\uDEAD\\uBEEF"}',
+    b'{"a\\u0000": 1}',
 ]
 INVALID_UTF8 = [b"\xff", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80", b"\xe2\x82"]
 
@@ -236,11 +469,15 @@ def good_proposals(draw: st.DrawFn) -> bytes:
     """Valid documents, in any valid spelling."""
     if draw(st.integers(0, 5)) == 0:
         return draw(st.sampled_from(GOOD_RAW))
-    data = _encode(draw(good_documents), draw(st.booleans()),
-                   draw(st.sampled_from([None, 2, "\t"])))
+    data = _encode(
+        draw(good_documents), draw(st.booleans()), draw(st.sampled_from([None, 2, "\t"]))
+    )
     if n := draw(st.sampled_from([0, 0, 0, 1, 50, 99])):  # nesting up to the limit is fine
-        data = data[:-1] + (b", " if data != b"{}" else b"") + (
-            b'"deep": ' + b"[" * n + b"]" * n + b"}")
+        data = (
+            data[:-1]
+            + (b", " if data != b"{}" else b"")
+            + (b'"deep": ' + b"[" * n + b"]" * n + b"}")
+        )
     return b"\xef\xbb\xbf" + data if draw(st.integers(0, 7)) == 0 else data
 
 
@@ -251,8 +488,11 @@ def hostile_proposals(draw: st.DrawFn) -> bytes:
         return draw(st.sampled_from(BAD_RAW))
     doc = draw(st.one_of(hostile_documents, good_documents))
     data = _encode(doc, draw(st.booleans()), draw(st.sampled_from([None, 2])))
-    how = draw(st.sampled_from(["none", "bom2", "truncate", "tail", "invalid", "nul", "dup",
-                                "wrap", "deep", "control"]))
+    how = draw(
+        st.sampled_from(
+            ["none", "bom2", "truncate", "tail", "invalid", "nul", "dup", "wrap", "deep", "control"]
+        )
+    )
     pos = draw(st.integers(0, len(data)))
     if how == "bom2":
         data = b"\xef\xbb\xbf\xef\xbb\xbf" + data
@@ -278,39 +518,155 @@ def hostile_proposals(draw: st.DrawFn) -> bytes:
 
 
 POINTER_SAMPLES = [
-    "", "/", "//", "/a~2", "/~", "/a~", "tasks/0", "/tasks/0", "/tasks/-", "/tasks/-1",
-    "/tasks/01", "/tasks/99999999999999999999", "/tasks/[id=", "/tasks/[id=]",
-    "/tasks/[id=T-001]", "/tasks/[id=T-001]/status", "/tasks/[id=[id=x]]", "/[id=1]",
-    "/tasks/[id=7]", "/tasks/[id=-0]", "/roadmap/vision", "/agents/planner", "/.gitvault",
-    "/.gitvault/schemas", "/" + "a" * 200, "/x" * 20_000, "/\x00", "/\ud800", "/tasks/~1",
-    "/tasks/0/~01", "/decisions", "/bugs/0/id", "/fuzz/a\nb", "/fuzz/\u2028", "/fuzz/ok",
+    "",
+    "/",
+    "//",
+    "/a~2",
+    "/~",
+    "/a~",
+    "tasks/0",
+    "/tasks/0",
+    "/tasks/-",
+    "/tasks/-1",
+    "/tasks/01",
+    "/tasks/99999999999999999999",
+    "/tasks/[id=",
+    "/tasks/[id=]",
+    "/tasks/[id=T-001]",
+    "/tasks/[id=T-001]/status",
+    "/tasks/[id=[id=x]]",
+    "/[id=1]",
+    "/tasks/[id=7]",
+    "/tasks/[id=-0]",
+    "/roadmap/vision",
+    "/agents/planner",
+    "/.gitvault",
+    "/.gitvault/schemas",
+    "/" + "a" * 200,
+    "/x" * 20_000,
+    "/\x00",
+    "/\ud800",
+    "/tasks/~1",
+    "/tasks/0/~01",
+    "/decisions",
+    "/bugs/0/id",
+    "/fuzz/a\nb",
+    "/fuzz/\u2028",
+    "/fuzz/ok",
 ]
 pointers = st.one_of(
     st.sampled_from(POINTER_SAMPLES),
-    st.lists(st.one_of(st.sampled_from(["tasks", "roadmap", "agents", "bugs", "decisions",
-                                        "fuzz", "0", "1", "-", "[id=T-001]", "[id=1]", "~0",
-                                        "~1", "~2", "[id=", ""]),
-                       st.text(ANY_CHAR, max_size=4)), max_size=5)
-    .map(lambda ts: "".join("/" + t for t in ts)),
+    st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    "tasks",
+                    "roadmap",
+                    "agents",
+                    "bugs",
+                    "decisions",
+                    "fuzz",
+                    "0",
+                    "1",
+                    "-",
+                    "[id=T-001]",
+                    "[id=1]",
+                    "~0",
+                    "~1",
+                    "~2",
+                    "[id=",
+                    "",
+                ]
+            ),
+            st.text(ANY_CHAR, max_size=4),
+        ),
+        max_size=5,
+    ).map(lambda ts: "".join("/" + t for t in ts)),
     st.text(ANY_CHAR, max_size=16),
 )
 REV_SAMPLES = [
-    "main", "HEAD", "HEAD~1", "HEAD~2", "HEAD~999999", "HEAD~99999999999999999999", "HEAD^2",
-    "HEAD^{tree}", "HEAD^{}", "HEAD:tasks.json", "main@{0}", "main@{1}", "main@{99999999}",
-    "main@{1 year ago}", "main@{yesterday}", "@{-1}", ":/checkin", ":/", "0" * 40, "f" * 40,
-    "abc", "a", "", " ", "..", "main..main", "main...HEAD", "refs/notes/leases",
-    "refs/heads/agents/x", "^main", "main^!", "-", "--all", "\x00", "\ud800", "x" * 5000,
-    "HEAD~-1", "HEAD@{-1}", "refs/leases", "main^{/legacy}", "main^{blob}", "v1.0",
+    "main",
+    "HEAD",
+    "HEAD~1",
+    "HEAD~2",
+    "HEAD~999999",
+    "HEAD~99999999999999999999",
+    "HEAD^2",
+    "HEAD^{tree}",
+    "HEAD^{}",
+    "HEAD:tasks.json",
+    "main@{0}",
+    "main@{1}",
+    "main@{99999999}",
+    "main@{1 year ago}",
+    "main@{yesterday}",
+    "@{-1}",
+    ":/checkin",
+    ":/",
+    "0" * 40,
+    "f" * 40,
+    "abc",
+    "a",
+    "",
+    " ",
+    "..",
+    "main..main",
+    "main...HEAD",
+    "refs/notes/leases",
+    "refs/heads/agents/x",
+    "^main",
+    "main^!",
+    "-",
+    "--all",
+    "\x00",
+    "\ud800",
+    "x" * 5000,
+    "HEAD~-1",
+    "HEAD@{-1}",
+    "refs/leases",
+    "main^{/legacy}",
+    "main^{blob}",
+    "v1.0",
 ]
 TIME_SAMPLES = [
-    "nan", "inf", "-inf", "1e308", "-1e308", "-1e20", "0", "-1", "1759309200", "1e10",
-    "253402300800", "-62135596801", "9999-12-31T23:59:59Z", "10000-01-01", "0001-01-01",
-    "0001-01-01T00:00:00+14:00", "2025-13-45", "2025-02-30", "", "now", "yesterday",
-    "2025-10-01T09:00:00+25:00", "2025-10-01T09:00:00Z", "2025-10-01T09:00:00.123456789Z",
-    "T", "\x00", "2100-01-01", "1970-01-01T00:00:00-23:59", "2025-W01", "--1",
+    "nan",
+    "inf",
+    "-inf",
+    "1e308",
+    "-1e308",
+    "-1e20",
+    "0",
+    "-1",
+    "1759309200",
+    "1e10",
+    "253402300800",
+    "-62135596801",
+    "9999-12-31T23:59:59Z",
+    "10000-01-01",
+    "0001-01-01",
+    "0001-01-01T00:00:00+14:00",
+    "2025-13-45",
+    "2025-02-30",
+    "",
+    "now",
+    "yesterday",
+    "2025-10-01T09:00:00+25:00",
+    "2025-10-01T09:00:00Z",
+    "2025-10-01T09:00:00.123456789Z",
+    "T",
+    "\x00",
+    "2100-01-01",
+    "1970-01-01T00:00:00-23:59",
+    "2025-W01",
+    "--1",
 ]
-times = st.one_of(st.none(), st.sampled_from(TIME_SAMPLES), st.floats().map(repr),
-                  st.integers().map(str), st.text(ANY_CHAR, max_size=10))
+times = st.one_of(
+    st.none(),
+    st.sampled_from(TIME_SAMPLES),
+    st.floats().map(repr),
+    st.integers().map(str),
+    st.text(ANY_CHAR, max_size=10),
+)
 limits = st.one_of(st.none(), st.integers(), st.sampled_from([0, -1, 2**63, 10**30]))
 patch_ops: st.SearchStrategy[Any] = st.one_of(
     st.fixed_dictionaries(
@@ -320,30 +676,59 @@ patch_ops: st.SearchStrategy[Any] = st.one_of(
     hostile_values,
 )
 PATCH_SEED: dict[str, Any] = {"tasks": [{"id": "T-001", "status": "todo"}], "fuzz": {"a": [1, 2]}}
-PATCH_PATHS = ["", "/fuzz", "/fuzz/a", "/fuzz/a/0", "/fuzz/a/-", "/fuzz/a/9", "/fuzz/b",
-               "/tasks", "/tasks/0", "/tasks/0/status", "/tasks/-", "/tasks/0/id", "/new",
-               "/new/x", "/.gitvault", "/bad key", "/fuzz/\u2028"]
+PATCH_PATHS = [
+    "",
+    "/fuzz",
+    "/fuzz/a",
+    "/fuzz/a/0",
+    "/fuzz/a/-",
+    "/fuzz/a/9",
+    "/fuzz/b",
+    "/tasks",
+    "/tasks/0",
+    "/tasks/0/status",
+    "/tasks/-",
+    "/tasks/0/id",
+    "/new",
+    "/new/x",
+    "/.gitvault",
+    "/bad key",
+    "/fuzz/\u2028",
+]
 applicable_ops: st.SearchStrategy[Any] = st.fixed_dictionaries(
-    {"op": st.sampled_from(["add", "add", "replace", "remove", "move", "copy", "test"]),
-     "path": st.sampled_from(PATCH_PATHS), "from": st.sampled_from(PATCH_PATHS),
-     "value": st.one_of(good_values, hostile_values)},
+    {
+        "op": st.sampled_from(["add", "add", "replace", "remove", "move", "copy", "test"]),
+        "path": st.sampled_from(PATCH_PATHS),
+        "from": st.sampled_from(PATCH_PATHS),
+        "value": st.one_of(good_values, hostile_values),
+    },
 )
 patches: st.SearchStrategy[Any] = st.one_of(
     st.lists(applicable_ops, min_size=1, max_size=3),
     st.lists(applicable_ops, min_size=1, max_size=3),
     st.lists(patch_ops, max_size=4),
-    st.sampled_from([{}, None, "x", 5, [[]], [{"op": "add"}], [{"op": "add", "path": 5}],
-                     [{"op": "replace", "path": "", "value": [1]}],
-                     [{"op": "replace", "path": "", "value": {"fresh": 1}}],
-                     [{"op": "add", "path": "/fuzz", "value": float("nan")}],
-                     [{"op": "add", "path": "/-", "value": 1}],
-                     [{"op": "move", "from": "/tasks", "path": "/tasks/0"}],
-                     [{"op": "add", "path": "/a~2", "value": 1}],
-                     [{"op": "add", "path": "/fuzz", "value": "\ud800"}],
-                     [{"op": "copy", "from": "/tasks", "path": "/bad key"}],
-                     [{"op": "test", "path": "/tasks", "value": 1}],
-                     [{"op": "add", "path": "/tasks/0/x", "value": 1}],
-                     [{"op": "add", "path": "/tasks/[id=T-001]/x", "value": 1}]]),
+    st.sampled_from(
+        [
+            {},
+            None,
+            "x",
+            5,
+            [[]],
+            [{"op": "add"}],
+            [{"op": "add", "path": 5}],
+            [{"op": "replace", "path": "", "value": [1]}],
+            [{"op": "replace", "path": "", "value": {"fresh": 1}}],
+            [{"op": "add", "path": "/fuzz", "value": float("nan")}],
+            [{"op": "add", "path": "/-", "value": 1}],
+            [{"op": "move", "from": "/tasks", "path": "/tasks/0"}],
+            [{"op": "add", "path": "/a~2", "value": 1}],
+            [{"op": "add", "path": "/fuzz", "value": "\ud800"}],
+            [{"op": "copy", "from": "/tasks", "path": "/bad key"}],
+            [{"op": "test", "path": "/tasks", "value": 1}],
+            [{"op": "add", "path": "/tasks/0/x", "value": 1}],
+            [{"op": "add", "path": "/tasks/[id=T-001]/x", "value": 1}],
+        ]
+    ),
 )
 
 
@@ -361,14 +746,30 @@ class Checkin:
 
 @st.composite
 def checkins(draw: st.DrawFn, cli: bool) -> Checkin:
-    hostile = draw(st.sampled_from(["none", "none", "agent", "source", "confidence",
-                                    "justification", "proposal", "proposal", "all"]))
+    hostile = draw(
+        st.sampled_from(
+            [
+                "none",
+                "none",
+                "agent",
+                "source",
+                "confidence",
+                "justification",
+                "proposal",
+                "proposal",
+                "all",
+            ]
+        )
+    )
 
     def pick(name: str, good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
         return draw(bad if hostile in (name, "all") else good)
 
-    confidences = ((good_cli_confidences, hostile_cli_confidences) if cli
-                   else (good_lib_confidences, hostile_lib_confidences))
+    confidences = (
+        (good_cli_confidences, hostile_cli_confidences)
+        if cli
+        else (good_lib_confidences, hostile_lib_confidences)
+    )
     return Checkin(
         hostile,
         pick("agent", good_agents, hostile_agents),
@@ -485,9 +886,16 @@ class Runner(CliRunner):
     """typer rebuilds the click command from the app on every invoke (about 90 ms of a
     100 ms CLI call here); build it once so that the fuzzer spends its time in gitvault."""
 
-    def invoke(self, app: typer.Typer, args: str | Sequence[str] | None = None,
-               input: bytes | str | None = None, env: Mapping[str, str | None] | None = None,
-               catch_exceptions: bool = True, color: bool = False, **extra: Any) -> Result:
+    def invoke(
+        self,
+        app: typer.Typer,
+        args: str | Sequence[str] | None = None,
+        input: bytes | str | None = None,
+        env: Mapping[str, str | None] | None = None,
+        catch_exceptions: bool = True,
+        color: bool = False,
+        **extra: Any,
+    ) -> Result:
         with mock.patch.object(typer.testing, "_get_command", _command_once):
             return super().invoke(app, args, input, env, catch_exceptions, color, **extra)
 
@@ -511,8 +919,9 @@ class Fz:
         return Vault.open(self.path)
 
     def git(self, *args: str) -> str:
-        r = subprocess.run(["git", f"--git-dir={self.path}", *args], capture_output=True,
-                           env=_git_env())
+        r = subprocess.run(
+            ["git", f"--git-dir={self.path}", *args], capture_output=True, env=_git_env()
+        )
         assert r.returncode == 0, f"git {args}: {r.stderr!r}"
         return r.stdout.decode("utf-8", "replace")
 
@@ -535,8 +944,9 @@ class Fz:
 def make_vault(tmp: Path, example: bool = False) -> Fz:
     path = tmp / "vault.git"
     Vault.init(path, EXAMPLE if example else None)
-    subprocess.run(["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"],
-                   check=True)
+    subprocess.run(
+        ["git", "config", "-f", str(path / "config"), "gitvault.fsync", "false"], check=True
+    )
     return Fz(path, tmp)
 
 
@@ -591,7 +1001,8 @@ def assert_cli_outcome(res: Result, agent: str = "") -> int:
         assert res.stderr.startswith("gitvault: "), res.stderr[:2000]
         if not ("\n" in agent and _known("agent-newline-in-message")):
             assert res.stderr.count("\n") == 1 and res.stderr.endswith("\n"), (
-                f"exit {code}: the message is not one line: {res.stderr[:2000]!r}")
+                f"exit {code}: the message is not one line: {res.stderr[:2000]!r}"
+            )
     elif code == 2:
         assert res.stderr.startswith("Usage: ") and "Error" in res.stderr, res.stderr[:2000]
     return code
@@ -618,8 +1029,7 @@ def assert_refs_allowed(refs: Mapping[str, str]) -> None:
     assert bad == [], f"refs outside the vault's namespaces: {bad}"
 
 
-def assert_refused_cleanly(before: Mapping[str, str], after: Mapping[str, str],
-                           code: int) -> None:
+def assert_refused_cleanly(before: Mapping[str, str], after: Mapping[str, str], code: int) -> None:
     """A refused command changes no ref; exit 3/4 may only add a kept proposal."""
     assert_refs_allowed(after)
     changed = {r for r in before if after.get(r) != before[r]}
@@ -632,8 +1042,14 @@ def assert_refused_cleanly(before: Mapping[str, str], after: Mapping[str, str],
 
 def parse_trailers_with_git(h: Fz, commit: str) -> list[tuple[str, str]]:
     msg = h.git("cat-file", "commit", commit).split("\n\n", 1)[1]
-    r = subprocess.run(["git", "interpret-trailers", "--parse"], input=msg.encode(),
-                       capture_output=True, env=_git_env(), cwd=h.tmp, check=True)
+    r = subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=msg.encode(),
+        capture_output=True,
+        env=_git_env(),
+        cwd=h.tmp,
+        check=True,
+    )
     out = []
     for line in r.stdout.decode().split("\n")[:-1]:
         key, _, value = line.partition(": ")  # git writes "Key: value", the value trimmed
@@ -641,8 +1057,9 @@ def parse_trailers_with_git(h: Fz, commit: str) -> list[tuple[str, str]]:
     return out
 
 
-def assert_provenance(h: Fz, commit: str, agent: str, source: str, confidence: Any,
-                      justification: str) -> None:
+def assert_provenance(
+    h: Fz, commit: str, agent: str, source: str, confidence: Any, justification: str
+) -> None:
     """Exactly the six trailers (merges: plus the merge keys), holding exactly our values."""
     parents = h.git("rev-list", "--parents", "-n", "1", commit).split()[1:]
     trailers = parse_trailers_with_git(h, commit)
@@ -652,7 +1069,8 @@ def assert_provenance(h: Fz, commit: str, agent: str, source: str, confidence: A
     store = Store.open(str(h.path))  # the Changed: index is exactly what the commit changed
     c = store.commit(commit)
     assert [unescape(v) for k, v in trailers if k == changes.TRAILER] == changes.between(
-        store, c.parents[0].tree, c.tree), trailers
+        store, c.parents[0].tree, c.tree
+    ), trailers
     if len(parents) == 1:
         assert extra == [], f"forged or extra trailers: {trailers}"
     else:
@@ -712,8 +1130,12 @@ def assert_vault_sound(h: Fz) -> None:
     leases = {oid for r, oid in refs.items() if r.startswith("refs/leases/")}
     notes = {line.split()[1] for line in h.git("notes", "--ref=leases", "list").splitlines()}
     assert leases == notes, f"lease refs without notes or notes without leases: {leases ^ notes}"
-    fsck = subprocess.run(["git", f"--git-dir={h.path}", "fsck", "--strict", "--no-dangling"],
-                          capture_output=True, text=True, env=_git_env())
+    fsck = subprocess.run(
+        ["git", f"--git-dir={h.path}", "fsck", "--strict", "--no-dangling"],
+        capture_output=True,
+        text=True,
+        env=_git_env(),
+    )
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 
@@ -746,8 +1168,10 @@ def known_bug_hit(c: Checkin, exc: BaseException | None) -> bool:
 
 # -- the codec -------------------------------------------------------------------------------
 @fuzz(600)
-@given(data=st.one_of(good_proposals(), hostile_proposals(), st.binary(max_size=64)),
-       as_text=st.booleans())
+@given(
+    data=st.one_of(good_proposals(), hostile_proposals(), st.binary(max_size=64)),
+    as_text=st.booleans(),
+)
 def test_loads_document_accepts_exactly_the_valid_documents_and_refuses_the_rest_cleanly(
     data: bytes, as_text: bool
 ) -> None:
@@ -776,8 +1200,12 @@ def test_loads_document_accepts_exactly_the_valid_documents_and_refuses_the_rest
 
 # -- the CLI ---------------------------------------------------------------------------------
 @fuzz(70)
-@given(agent=st.one_of(good_agents, hostile_agents), ttl=st.one_of(st.none(), CLI_TTLS),
-       exclusive=st.booleans(), release=st.booleans())
+@given(
+    agent=st.one_of(good_agents, hostile_agents),
+    ttl=st.one_of(st.none(), CLI_TTLS),
+    exclusive=st.booleans(),
+    release=st.booleans(),
+)
 def test_cli_checkout_and_release_take_any_agent_and_ttl_and_only_touch_that_agents_lease(
     fz: Fz, agent: str, ttl: str | None, exclusive: bool, release: bool
 ) -> None:
@@ -824,9 +1252,16 @@ def test_cli_checkin_accepts_valid_proposals_with_exact_provenance_and_refuses_t
     note(f"expected refusal: {why}")
     tail = [] if c.confidence is None else [c.confidence, c.justification]
     before = fz.refs()
-    res = fz.cli("checkin", *(["--json"] if as_json else []), "--", c.agent,
-                 "-" if stdin else fz.write(c.proposal), c.source, *tail,
-                 input=c.proposal if stdin else None)
+    res = fz.cli(
+        "checkin",
+        *(["--json"] if as_json else []),
+        "--",
+        c.agent,
+        "-" if stdin else fz.write(c.proposal),
+        c.source,
+        *tail,
+        input=c.proposal if stdin else None,
+    )
     if not isinstance(res.exception, SystemExit) and known_bug_hit(c, res.exception):
         fz.count("checkin known bug")
         return
@@ -870,8 +1305,17 @@ def test_cli_checkin_of_a_json_patch_never_breaks_main(
     except ValueError:
         data = b"[{]"
     before = fz.refs()
-    res = fz.cli("checkin", "--patch", "--", agent, "-" if stdin else fz.write(data), "src",
-                 "0.7", "patch", input=data if stdin else None)
+    res = fz.cli(
+        "checkin",
+        "--patch",
+        "--",
+        agent,
+        "-" if stdin else fz.write(data),
+        "src",
+        "0.7",
+        "patch",
+        input=data if stdin else None,
+    )
     code = assert_cli_outcome(res)
     fz.count(f"patch exit {code}")
     if code != 0:
@@ -882,8 +1326,9 @@ def test_cli_checkin_of_a_json_patch_never_breaks_main(
 
 @st.composite
 def history_commands(draw: st.DrawFn) -> list[str]:
-    what = draw(st.sampled_from(["log", "show", "diff", "blame", "status", "conflicts",
-                                 "resolve", "drop"]))
+    what = draw(
+        st.sampled_from(["log", "show", "diff", "blame", "status", "conflicts", "resolve", "drop"])
+    )
     conflict_ids = hostile_texts.filter(lambda x: x != "q..2/1")  # the one real id
     if what == "resolve":
         take = draw(st.sampled_from(["ours", "theirs", "bogus", "", "-", "/dev/null"]))
@@ -894,10 +1339,15 @@ def history_commands(draw: st.DrawFn) -> list[str]:
     if draw(st.booleans()):
         args.append("--json")
     if what == "log":
-        for opt, strat in (("--agent", hostile_texts), ("--key", hostile_texts),
-                           ("--path", pointers), ("--source", hostile_texts),
-                           ("--since", times), ("--until", times),
-                           ("-n", st.one_of(limits.map(str), st.text(max_size=4)))):
+        for opt, strat in (
+            ("--agent", hostile_texts),
+            ("--key", hostile_texts),
+            ("--path", pointers),
+            ("--source", hostile_texts),
+            ("--since", times),
+            ("--until", times),
+            ("-n", st.one_of(limits.map(str), st.text(max_size=4))),
+        ):
             value = draw(st.one_of(st.none(), strat))
             if value is not None and value != "None":
                 args += [opt, value]
@@ -914,8 +1364,12 @@ def history_commands(draw: st.DrawFn) -> list[str]:
         if rev := draw(st.one_of(st.none(), st.sampled_from(REV_SAMPLES))):
             args += ["--rev", rev]
         return [*args, "--", draw(pointers)]
-    revs = draw(st.lists(st.one_of(st.sampled_from(REV_SAMPLES), st.text(ANY_CHAR, max_size=8)),
-                         max_size=2 if what == "diff" else 1))
+    revs = draw(
+        st.lists(
+            st.one_of(st.sampled_from(REV_SAMPLES), st.text(ANY_CHAR, max_size=8)),
+            max_size=2 if what == "diff" else 1,
+        )
+    )
     if what in ("log", "show", "diff") and revs:
         args += ["--", *revs]
     return args
@@ -988,8 +1442,11 @@ def _lenient(data: bytes) -> Any:
 
 
 @fuzz(110)
-@given(c=checkins(cli=False), python=st.booleans(),
-       lease=st.sampled_from(["current", "current", "none", "stale"]))
+@given(
+    c=checkins(cli=False),
+    python=st.booleans(),
+    lease=st.sampled_from(["current", "current", "none", "stale"]),
+)
 def test_library_checkin_accepts_valid_documents_with_exact_provenance_and_refuses_the_rest(
     fz: Fz, c: Checkin, python: bool, lease: str
 ) -> None:
@@ -1001,8 +1458,11 @@ def test_library_checkin_accepts_valid_documents_with_exact_provenance_and_refus
     v = fz.vault
     co, err = _call(lambda: v.checkout(c.agent, 600))
     assert (err is None) == agent_ok(c.agent), err
-    token = {"current": co.lease.token if co else None, "none": None,
-             "stale": co.lease.token - 1 if co else 0}[lease]
+    token = {
+        "current": co.lease.token if co else None,
+        "none": None,
+        "stale": co.lease.token - 1 if co else 0,
+    }[lease]
     doc = _lenient(c.proposal) if python else None
     if doc is not None:
         why = field_problem(c) or verdict(_encode(doc, True, None))[0]
@@ -1011,12 +1471,14 @@ def test_library_checkin_accepts_valid_documents_with_exact_provenance_and_refus
         doc, err = _call(lambda: loads_document(c.proposal, "p.json"))
         if doc is None:
             assert err is not None and verdict(c.proposal, shape_limits=False)[0] is not None, (
-                f"a valid document was refused: {err}")
+                f"a valid document was refused: {err}"
+            )
             return
     note(f"expected refusal: {why}")
     before = fz.refs()
-    result, err = _call(lambda: v.checkin(c.agent, doc, c.source, c.confidence,
-                                          c.justification, lease=token))
+    result, err = _call(
+        lambda: v.checkin(c.agent, doc, c.source, c.confidence, c.justification, lease=token)
+    )
     after = fz.refs()
     fz.count(f"checkin hostile={c.hostile} {'ok' if err is None else type(err).__name__}")
     if err is not None:
@@ -1072,8 +1534,12 @@ def edits(draw: st.DrawFn) -> Any:
 
 
 @fuzz(60)
-@given(ours=edits(), theirs=edits(), confidence=st.sampled_from([0.2, 0.5, 0.9]),
-       policy=st.sampled_from([None, None, "ours", "theirs", "confidence", "bogus"]))
+@given(
+    ours=edits(),
+    theirs=edits(),
+    confidence=st.sampled_from([0.2, 0.5, 0.9]),
+    policy=st.sampled_from([None, None, "ours", "theirs", "confidence", "bogus"]),
+)
 def test_library_checkin_after_main_moved_merges_or_refuses_and_main_stays_valid(
     fz: Fz, ours: Any, theirs: Any, confidence: float, policy: str | None
 ) -> None:
@@ -1085,8 +1551,9 @@ def test_library_checkin_after_main_moved_merges_or_refuses_and_main_stays_valid
     v.checkout("fuzzer", 600)
     moved, _ = _call(lambda: v.checkin("mover", ours, "m", 0.5, "moves main"))
     before = fz.refs()
-    result, err = _call(lambda: v.checkin("fuzzer", theirs, "f", confidence,
-                                          "after main moved", on_conflict=policy))
+    result, err = _call(
+        lambda: v.checkin("fuzzer", theirs, "f", confidence, "after main moved", on_conflict=policy)
+    )
     after = fz.refs()
     merged = " merged" if result is not None and result.merged else ""
     fz.count(f"merge {'ok' if err is None else type(err).__name__}{merged}")
@@ -1107,8 +1574,10 @@ def test_library_checkin_after_main_moved_merges_or_refuses_and_main_stays_valid
             assert_blob_sound(name, blob)
         if policy is None and result.merged:  # appends by id from both sides: none lost
             sides = [theirs, *([ours] if moved is not None and moved.commit else [])]
-            ids = [[i["id"] for i in d["log"]] if isinstance(d, dict) and "log" in d else None
-                   for d in sides]
+            ids = [
+                [i["id"] for i in d["log"]] if isinstance(d, dict) and "log" in d else None
+                for d in sides
+            ]
             if all(x is not None and len(set(x)) == len(x) for x in ids):
                 have = [i["id"] for i in v.read().get("log", [])]
                 assert set(have) == {i for x in ids if x for i in x}, (have, ids)
@@ -1120,23 +1589,35 @@ def history_calls(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     rev = st.one_of(st.none(), st.sampled_from(REV_SAMPLES), st.text(ANY_CHAR, max_size=8))
     kw: dict[str, Any] = {}
     if what == "log":
-        kw = draw(st.fixed_dictionaries({}, optional={
-            "rev": rev, "agent": hostile_texts, "key": hostile_texts, "path": pointers,
-            "source": hostile_texts, "since": times, "until": times, "limit": limits}))
+        kw = draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "rev": rev,
+                    "agent": hostile_texts,
+                    "key": hostile_texts,
+                    "path": pointers,
+                    "source": hostile_texts,
+                    "since": times,
+                    "until": times,
+                    "limit": limits,
+                },
+            )
+        )
     elif what == "show":
-        kw = draw(st.fixed_dictionaries({}, optional={"rev": rev, "at": times,
-                                                      "path": pointers}))
+        kw = draw(st.fixed_dictionaries({}, optional={"rev": rev, "at": times, "path": pointers}))
     elif what == "diff":
-        kw = draw(st.fixed_dictionaries({}, optional={"rev1": rev, "rev2": rev,
-                                                      "path": pointers}))
+        kw = draw(st.fixed_dictionaries({}, optional={"rev1": rev, "rev2": rev, "path": pointers}))
     else:
         kw = draw(st.fixed_dictionaries({"path": pointers}, optional={"rev": rev}))
     return what, kw
 
 
 @fuzz(150)
-@given(call=history_calls(), oid_kind=st.sampled_from([None, None, None, "tree", "blob",
-                                                        "notes", "lease"]))
+@given(
+    call=history_calls(),
+    oid_kind=st.sampled_from([None, None, None, "tree", "blob", "notes", "lease"]),
+)
 def test_library_history_answers_any_pointer_revision_or_time_and_changes_nothing(
     fz_history: Fz, call: tuple[str, dict[str, Any]], oid_kind: str | None
 ) -> None:
@@ -1144,10 +1625,12 @@ def test_library_history_answers_any_pointer_revision_or_time_and_changes_nothin
     h = fz_history
     if oid_kind is not None:  # a real object that is not a commit of main
         refs = h.refs()
-        oid = {"tree": h.git("rev-parse", "main^{tree}").strip(),
-               "blob": h.git("rev-parse", "main:tasks.json").strip(),
-               "notes": refs["refs/notes/leases"],
-               "lease": next(o for r, o in refs.items() if r.startswith("refs/leases/"))}[oid_kind]
+        oid = {
+            "tree": h.git("rev-parse", "main^{tree}").strip(),
+            "blob": h.git("rev-parse", "main:tasks.json").strip(),
+            "notes": refs["refs/notes/leases"],
+            "lease": next(o for r, o in refs.items() if r.startswith("refs/leases/")),
+        }[oid_kind]
         kw["rev1" if what == "diff" else "rev"] = oid
     v = h.vault
     before = h.refs()
@@ -1215,15 +1698,30 @@ def test_loads_document_refuses_more_than_max_document_bytes_naming_the_limit() 
         loads_document(data, "p.json")
 
 
-@pytest.mark.parametrize(("setting", "value", "fits", "over"), [
-    ("maxDocumentBytes", "1000", b'{"a": "' + b"x" * 500 + b'"}',
-     b'{"a": "' + b"x" * 1500 + b'"}'),
-    ("maxDepth", "6", _nested(6), _nested(7)),
-    ("maxStringBytes", "1000", b'{"a": "' + b"\xc3\xa9" * 500 + b'"}',
-     b'{"a": "' + b"x" * 1001 + b'"}'),
-    ("maxKeys", "10", b'{"a": {' + b",".join(b'"k%d": 0' % i for i in range(10)) + b"}}",
-     b'{"a": {' + b",".join(b'"k%d": 0' % i for i in range(11)) + b"}}"),
-])
+@pytest.mark.parametrize(
+    ("setting", "value", "fits", "over"),
+    [
+        (
+            "maxDocumentBytes",
+            "1000",
+            b'{"a": "' + b"x" * 500 + b'"}',
+            b'{"a": "' + b"x" * 1500 + b'"}',
+        ),
+        ("maxDepth", "6", _nested(6), _nested(7)),
+        (
+            "maxStringBytes",
+            "1000",
+            b'{"a": "' + b"\xc3\xa9" * 500 + b'"}',
+            b'{"a": "' + b"x" * 1001 + b'"}',
+        ),
+        (
+            "maxKeys",
+            "10",
+            b'{"a": {' + b",".join(b'"k%d": 0' % i for i in range(10)) + b"}}",
+            b'{"a": {' + b",".join(b'"k%d": 0' % i for i in range(11)) + b"}}",
+        ),
+    ],
+)
 def test_a_lowered_limit_setting_is_obeyed_by_checkin_up_to_its_exact_bound(
     fz: Fz, setting: str, value: str, fits: bytes, over: bytes
 ) -> None:
@@ -1238,8 +1736,11 @@ def test_a_lowered_limit_setting_is_obeyed_by_checkin_up_to_its_exact_bound(
 
 
 # -- regressions for the bugs this file found (see KNOWN_BUGS) -------------------------------
-@pytest.mark.xfail(_known("surrogate-in-provenance"), strict=False,
-                   reason="gitvault bug: lone surrogates in provenance reach create_commit")
+@pytest.mark.xfail(
+    _known("surrogate-in-provenance"),
+    strict=False,
+    reason="gitvault bug: lone surrogates in provenance reach create_commit",
+)
 @pytest.mark.parametrize("field_name", ["source", "justification"])
 def test_a_lone_surrogate_in_source_or_justification_is_refused_with_exit_1(
     fz: Fz, field_name: str
@@ -1249,27 +1750,33 @@ def test_a_lone_surrogate_in_source_or_justification_is_refused_with_exit_1(
     assert assert_cli_outcome(fz.cli("checkout", "a", "600")) == 0
     values = {"source": "s", "justification": "j", field_name: "x\udcff"}
     before = fz.refs()
-    res = fz.cli("checkin", "a", fz.write(b'{"a": 1}'), values["source"], "0.5",
-                 values["justification"])
+    res = fz.cli(
+        "checkin", "a", fz.write(b'{"a": 1}'), values["source"], "0.5", values["justification"]
+    )
     assert assert_cli_outcome(res) == 1
     assert fz.refs() == before
     v = fz.vault
-    _, err = _call(lambda: v.checkin("a", {"a": 2}, values["source"], 0.5,
-                                     values["justification"]))
+    _, err = _call(lambda: v.checkin("a", {"a": 2}, values["source"], 0.5, values["justification"]))
     assert err is not None and err.exit_code == 1
     assert fz.refs() == before
 
 
-@pytest.mark.xfail(_known("lone-surrogate-parsed"), strict=False,
-                   reason="gitvault bug: codec.loads lets escaped lone surrogates through")
+@pytest.mark.xfail(
+    _known("lone-surrogate-parsed"),
+    strict=False,
+    reason="gitvault bug: codec.loads lets escaped lone surrogates through",
+)
 @pytest.mark.parametrize("data", [b'{"a": "\\ud800"}', b'{"a": {"\\udfff": 1}}'])
 def test_loads_document_refuses_an_escaped_lone_surrogate(data: bytes) -> None:
     with pytest.raises(CodecError, match="surrogate"):
         loads_document(data, "p.json")
 
 
-@pytest.mark.xfail(_known("agent-newline-in-message"), strict=False,
-                   reason="gitvault bug: lease errors interpolate the raw agent id")
+@pytest.mark.xfail(
+    _known("agent-newline-in-message"),
+    strict=False,
+    reason="gitvault bug: lease errors interpolate the raw agent id",
+)
 @pytest.mark.parametrize("agent", ["a\nb", "a\rb", "a\u2028b"])
 def test_a_lease_error_for_an_agent_id_with_a_line_break_is_still_one_line(
     fz: Fz, agent: str
@@ -1279,8 +1786,11 @@ def test_a_lease_error_for_an_agent_id_with_a_line_break_is_still_one_line(
     assert res.stderr.count("\n") == 1 and not ({"\r", "\u2028"} & set(res.stderr)), res.stderr
 
 
-@pytest.mark.xfail(_known("crud-agent-signature"), strict=False,
-                   reason="gitvault bug: identity() leaves a name libgit2 trims to nothing")
+@pytest.mark.xfail(
+    _known("crud-agent-signature"),
+    strict=False,
+    reason="gitvault bug: identity() leaves a name libgit2 trims to nothing",
+)
 @pytest.mark.parametrize("agent", [":", ",", ";", "'", '"', "\\", ": ;", " , "])
 def test_an_agent_id_made_of_punctuation_git_trims_can_check_in(fz: Fz, agent: str) -> None:
     assert assert_cli_outcome(fz.cli("checkout", "--", agent, "600")) == 0

@@ -34,8 +34,7 @@ def run(target: str, tmp_path: Path) -> Run:
     runner = CliRunner()
 
     def go(*args: str) -> Result:
-        return runner.invoke(app, ["--vault", target, "--workdir", str(tmp_path / "cache"),
-                                   *args])
+        return runner.invoke(app, ["--vault", target, "--workdir", str(tmp_path / "cache"), *args])
 
     return go
 
@@ -61,7 +60,8 @@ def test_checkout_checkin_release(run: Run, vault: Vault, tmp_path: Path, git: G
     assert r.exit_code == 0, r.output
     assert vault.read()["tasks"][0]["status"] == "doing"
     assert git("log", "-1", "--format=%(trailers:key=Source,valueonly)", "main").strip() == (
-        "remote-test")
+        "remote-test"
+    )
     assert run("release", "alice").exit_code == 0
     assert vault.leases.get("alice") is None
     r = run("checkin", "alice", write(tmp_path, "a.json", doc), "s")
@@ -81,8 +81,7 @@ def test_a_second_agent_is_merged(run: Run, vault: Vault, tmp_path: Path) -> Non
     assert doc["tasks"][0]["status"] == "doing" and doc["roadmap"]["vision"] == "Bob's vision"
 
 
-def test_conflicts_are_reported_listed_and_resolved(run: Run, vault: Vault,
-                                                    tmp_path: Path) -> None:
+def test_conflicts_are_reported_listed_and_resolved(run: Run, vault: Vault, tmp_path: Path) -> None:
     a = json.loads(run("checkout", "alice").stdout)
     b = json.loads(run("checkout", "bob").stdout)
     a["roadmap"]["vision"], b["roadmap"]["vision"] = "A", "B"
