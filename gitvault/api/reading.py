@@ -91,7 +91,8 @@ class Reading:
     def watch(
         self, key: str | None = None, path: str | None = None, since: str | None = None
     ) -> Any:
-        """A :class:`gitvault.watch.Watcher`: each new commit of main touching the selection."""
+        """A :class:`gitvault.history.watch.Watcher`: each new commit of main touching the
+        selection."""
         from gitvault.history import watch
 
         return watch.watcher(self.store, key, path, since)
@@ -107,7 +108,7 @@ class Reading:
         max_bytes: int | None = None,
         offset: int = 0,
     ) -> Any:
-        """The matches of a JMESPath expression (a :class:`gitvault.query.QueryResult`)."""
+        """The matches of a JMESPath expression (a :class:`gitvault.history.query.QueryResult`)."""
         from gitvault.history import query
 
         return query.query(self.store, expression, rev, at, limit, with_pointers, max_bytes, offset)
@@ -128,7 +129,7 @@ class Reading:
         offset: int = 0,
     ) -> Any:
         """Ranked hits of words (or a regex) in strings and member names
-        (a :class:`gitvault.search.SearchResult`)."""
+        (a :class:`gitvault.history.search.SearchResult`)."""
         from gitvault.history import search
 
         return search.search(
@@ -154,8 +155,9 @@ class Reading:
         max_bytes: int = 20000,
         offset: int = 0,
     ) -> Any:
-        """:meth:`show` as whole parts within ``max_bytes`` (a :class:`gitvault.reading.Page`
-        of ``{"pointer", "value"}``, pointers relative to ``path``)."""
+        """:meth:`show` as whole parts within ``max_bytes`` (a
+        :class:`gitvault.history.reading.Page` of ``{"pointer", "value"}``, pointers relative to
+        ``path``)."""
         from gitvault.history import reading
 
         return reading.cut_value(self.show(rev, at, path), max_bytes, offset)
@@ -164,7 +166,7 @@ class Reading:
         self, agent: str, paths: list[str], ttl: int | None = None, exclusive: bool = False
     ) -> tuple[Checkout, Any]:
         """:meth:`checkout` (a lease on the whole document), and the values at ``paths``
-        (a :class:`gitvault.reading.Parts`); a pointer naming nothing refuses first."""
+        (a :class:`gitvault.history.reading.Parts`); a pointer naming nothing refuses first."""
         from gitvault.history import reading
 
         reading.check_paths(self.store, paths)

@@ -1,7 +1,7 @@
 """``gitvault keys ...``, ``gitvault verify`` and the path rules of ``gitvault access ...``.
 
 Thin as every command: parse, call :class:`gitvault.Vault`, print. Keys and rules are
-commits on main (see :mod:`gitvault.engine.signers` and :mod:`gitvault.engine.pathrules`).
+commits on main (see :mod:`gitvault.engine.signers` and :mod:`gitvault.engine.pathcheck`).
 """
 
 # No `from __future__ import annotations`, as in cli.py: typer evaluates the annotations.

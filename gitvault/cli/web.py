@@ -1,6 +1,6 @@
 """``gitvault watch`` and ``gitvault serve``: the live feed for agents and the review page.
 
-Thin like the rest of the CLI: the feed is :class:`gitvault.watch.Watcher`, the page is
+Thin like the rest of the CLI: the feed is :class:`gitvault.history.watch.Watcher`, the page is
 :mod:`gitvault.web`. ``cli.py`` calls :func:`register` once. Both commands run until stopped;
 Ctrl-C and SIGTERM end them with exit 0 and no traceback.
 """

@@ -9,7 +9,7 @@ elements joined by ``,\\n  `` (indent 2, a string never holds a raw newline), so
 split, compared and spliced as bytes; ids and member names are read from their one line, and
 no element is parsed.
 
-The result is, by construction, what the structural merge (:func:`gitvault.jsonmerge.merge3`)
+The result is, by construction, what the structural merge (:func:`gitvault.core.jsonmerge.merge3`)
 would produce, encoded canonically; ``tests/test_splice.py`` checks that property on random
 documents. The splice applies only where that result is also what git's text merge would
 have kept, so choosing it never changes a merge's outcome:
@@ -97,7 +97,7 @@ def splice(base: bytes, ours: bytes, theirs: bytes) -> bytes | None:
     """The merged canonical bytes of one key, or None when the splice does not apply.
 
     Only the run of whole elements around the proposal's edit (found with two ``memcmp``
-    scans, :func:`gitvault.changes.window`) is split; main must hold that run unchanged,
+    scans, :func:`gitvault.model.changes._window`) is split; main must hold that run unchanged,
     exactly once, which shows that main did not touch those elements.
     """
     kind = base[:1]

@@ -118,7 +118,7 @@ Main = Callable[[], None]  # the CLI's entry point, handed in by whoever starts 
 def start(launcher: str, idle: float = DEFAULT_IDLE, foreground: bool = False) -> Info:
     """Start a server on the user's socket and wait until it answers; one running is fine.
 
-    A running server whose code is stale (see :func:`gitvault.client.fingerprint`) is
+    A running server whose code is stale (see :func:`gitvault.daemon.client.fingerprint`) is
     replaced. With ``foreground`` this process becomes the server (logs on stderr) and never
     returns. ``launcher`` is ``module:function`` of the CLI's server entry (the daemon package
     runs the CLI but never imports it: the CLI is the layer above, and hands itself in).

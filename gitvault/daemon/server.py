@@ -14,7 +14,7 @@ are therefore the ones of an in-process run, and each command reads the vault as
 
 Safety: the socket lives in a folder only its user can enter (created 0700, its owner checked)
 and both ends check the peer's uid (SO_PEERCRED), since the client sends its environment. The
-server records a :func:`gitvault.client.fingerprint` when it starts; a call whose fingerprint
+server records a :func:`gitvault.daemon.client.fingerprint` when it starts; a call whose fingerprint
 differs because gitvault or its packages changed on disk is answered "fallback" and the server
 exits, so an upgrade or an edit never runs old code. A command whose client is gone (killed)
 has its worker terminated; Ctrl-C in the client is forwarded to the worker.

@@ -4,7 +4,7 @@
    name, never "moved"). Its result for a key file is accepted only if it parses as JSON (it
    is then re-encoded canonically; duplicate keys from two adjacent inserts fail the parse).
 2. Every key file git could not merge, or merged into invalid JSON, goes through
-   :func:`gitvault.jsonmerge.merge3` on the parsed values.
+   :func:`gitvault.core.jsonmerge.merge3` on the parsed values.
 3. What still conflicts is handed to the resolver of the chosen policy; what the resolver
    leaves undecided is returned as conflicts, and no tree is written.
 

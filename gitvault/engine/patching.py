@@ -5,7 +5,7 @@ kilobytes; applying the patch must not then cost the whole document. When every 
 names an item of a sharded key by index (``/tasks/5/status``, ``/tasks/-``) or a path in an
 ordinary key, only the chunks around those items and the ordinary keys named are read and
 parsed; the patch is applied to that window with jsonpatch, and the sharded key's layout is
-rewritten around it (:meth:`gitvault.shards.ChunkWriter.replace`). Anything else (a pointer to a
+rewritten around it (:meth:`gitvault.git.shards.ChunkWriter.replace`). Anything else (a pointer to a
 whole sharded key, a patch that fails on the window) goes through the whole document, with
 the same result and the same errors.
 """

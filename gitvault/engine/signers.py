@@ -1,7 +1,7 @@
 """``.gitvault/allowed_signers`` on main: adding, revoking and listing the agents' keys.
 
 Each change is one commit on main, compare-and-swap like every ref write, in the same shape
-as the access rules' commits (:mod:`gitvault.access`). On the vault's machine the change is
+as the access rules' commits (:mod:`gitvault.model.access`). On the vault's machine the change is
 written directly (filesystem access is the root of trust, as for ``gitvault access``); over
 a push, only an authenticated admin may change the file (:mod:`gitvault.engine.trust`).
 """

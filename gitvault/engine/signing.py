@@ -337,7 +337,7 @@ def vault_signer(vault_path: str) -> Signer | None:
 
 @dataclass
 class CommitSigner:
-    """The signing hook of a :class:`~gitvault.storage.Store` (``Store.sign``).
+    """The signing hook of a :class:`~gitvault.git.storage.Store` (``Store.sign``).
 
     The agent's key signs the agent's own commits (one parent, Agent-Id not the vault's); the
     vault's key signs what the vault writes: merges and resolutions (two parents), its first

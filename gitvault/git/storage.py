@@ -70,7 +70,7 @@ class Store(Transactions):
         self._chunks: dict[pygit2.Oid, list[shards.Chunk]] = {}  # their chunks' sizes
         self._blobs: dict[pygit2.Oid, bytes] = {}  # the last key blobs read or written
         # signs a commit's buffer (content, message, number of parents) or returns None:
-        # set by the Vault from its keys (gitvault.signing.CommitSigner)
+        # set by the Vault from its keys (gitvault.engine.signing.CommitSigner)
         self.sign: Callable[[str, str, int], str | None] | None = None
         if self._batched():
             self._clean_after_power_cut()

@@ -42,7 +42,7 @@ class BlameEntry:
     justification: str
     time: int
     iso: str
-    verified: bool | str | None = None  # set by gitvault.trust.annotate
+    verified: bool | str | None = None  # set by gitvault.engine.trust.annotate
     fingerprint: str | None = None
     signer: str | None = None
 

@@ -237,7 +237,7 @@ def _name(rev: str, commit: pygit2.Commit) -> str:
 
 
 def _verification(entry: Any) -> dict[str, Any]:
-    """The signature fields of an entry, once gitvault.trust.annotate has filled them."""
+    """The signature fields of an entry, once gitvault.engine.trust.annotate has filled them."""
     if entry.verified is None:
         return {}
     return {"verified": entry.verified, "fingerprint": entry.fingerprint, "signer": entry.signer}

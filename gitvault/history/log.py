@@ -55,7 +55,7 @@ class LogEntry:
     legacy: bool = False
     legacy_file: str | None = None  # the event's file under .gitvault/legacy-eventlog/
     reverts: tuple[str, ...] = ()  # commits this one undid (gitvault revert, quarantine)
-    verified: bool | str | None = None  # set by gitvault.trust.annotate: True/False/"unsigned"
+    verified: bool | str | None = None  # True/False/"unsigned", set by engine.trust.annotate
     fingerprint: str | None = None
     signer: str | None = None
 

@@ -33,7 +33,7 @@ key itself (``tasks[?cond]``, ``tasks[?cond].field``, ``tasks[?cond] | [:N]``, `
 ``tasks[5]``), keeping one chunk in memory besides the matches, and stopping at the last chunk
 needed when the answer is cut (``limit``, ``| [:N]``). A condition that requires a field to equal
 a string (``status=='blocked'``, also inside ``&&``) skips every chunk that cannot hold it: the
-word index (:mod:`gitvault.wordindex`) rules most out without inflating them, the others'
+word index (:mod:`gitvault.history.wordindex`) rules most out without inflating them, the others'
 bytes are tested before parsing. Any other expression reads the sharded key whole.
 """
 

@@ -98,7 +98,7 @@ class Snapshot:
 
     def find_id(self, key: str, ident: str) -> int | None:
         """The index of the item an id step ``[id=ident]`` names in a sharded key (a string
-        id first, else an integer one, as :func:`gitvault.pointers.step`), reading only the
+        id first, else an integer one, as :func:`gitvault.core.pointers.step`), reading only the
         chunks whose item ids (from the word index, else their bytes) hold it."""
         tree = self.sharded(key)
         assert tree is not None
@@ -200,7 +200,7 @@ class Snapshot:
 class IdNamer:
     """Id steps for the items of one array, seen in order.
 
-    ``[id=X]`` names the first item whose ``id`` is X (:func:`gitvault.pointers.step`), so an
+    ``[id=X]`` names the first item whose ``id`` is X (:func:`gitvault.core.pointers.step`), so an
     item gets its id step only if no earlier item had that id (``7`` and ``"7"`` count as
     one); otherwise, and for items without a string or integer ``id``, its index. Items of a
     chunk skipped unparsed still count: :meth:`skip` reads their ids from the chunk's bytes

@@ -19,8 +19,9 @@ So two hits in one task rank alike, and a hit in a key without ids ranks by the 
 change.
 
 A sharded key is read chunk by chunk. A chunk that holds none of the words is skipped: the
-word index (:mod:`gitvault.wordindex`, derived and checked) rules it out without inflating it,
-and otherwise its text is tested before it is parsed. For ``regex`` every chunk is parsed.
+word index (:mod:`gitvault.history.wordindex`, derived and checked) rules it out without
+inflating it, and otherwise its text is tested before it is parsed. For ``regex`` every chunk
+is parsed.
 """
 
 from __future__ import annotations
@@ -418,7 +419,7 @@ def search(
 ) -> SearchResult:
     """Hits of ``text`` in the strings and member names at ``rev`` (default main) or ``at``,
     best first; ``offset``, ``limit`` and ``max_bytes`` page through them as in
-    :func:`gitvault.query.query`."""
+    :func:`gitvault.history.query.query`."""
     if offset < 0 or (max_bytes is not None and max_bytes < 1):
         raise InputError("offset must be 0 or more and max_bytes 1 or more")
     if limit is not None and limit < 1:

@@ -21,7 +21,7 @@ What it is, and why it can be trusted:
 What is in it: every distinct word (a run of ``\\w`` characters) of the chunk's text, lowered
 after JSON escapes are taken out, sorted; and the ids of the chunk's items as the canonical
 bytes write them (so that a skipped chunk's ids still count for id steps, see
-:class:`gitvault.reading.IdNamer`).
+:class:`gitvault.history.reading.IdNamer`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The MCP server's undo tools: revert, restore, exposure, and (behind a flag) quarantine.
 
-Registered by :func:`gitvault.mcp_server.build_server`. The agent who undoes is the server's
+Registered by :func:`gitvault.mcp.server.build_server`. The agent who undoes is the server's
 agent (``--agent``), as for every other write. Quarantine is an admin action: it is offered
 only when the server was started with ``--allow-quarantine``; once the vault has admin rules,
 it will be offered to admins only, and the flag will go.

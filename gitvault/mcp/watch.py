@@ -1,4 +1,4 @@
-"""MCP resource subscriptions, fed by :class:`gitvault.watch.Watcher`.
+"""MCP resource subscriptions, fed by :class:`gitvault.history.watch.Watcher`.
 
 A client that sends ``resources/subscribe`` for ``gitvault://main/tasks`` gets
 ``notifications/resources/updated`` for that URI each time a commit that changed ``tasks``

@@ -16,7 +16,7 @@ when it arrived. The file is canonical JSON::
   version, and a gitvault that does not know a section refuses the file rather than
   silently ignoring a rule.
 - ``paths`` and ``propose_only`` (issue 16): which agents may change which JSON Pointers,
-  and which may only propose; parsed and applied by :mod:`gitvault.engine.pathrules`.
+  and which may only propose; parsed and applied by :mod:`gitvault.engine.pathcheck`.
 
 A vault without the file has no rules: every pusher may act as every agent, as before access
 rules existed. The first rules are written on the vault's own machine (``gitvault access ...``
@@ -43,7 +43,7 @@ from gitvault.model.provenance import check_agent, identity, message
 ACCESS_PATH = ".gitvault/access.json"
 VERSION = 1
 SECTIONS = ("admins", "grants", "version", "paths", "propose_only")
-EXTENSIONS = ("paths", "propose_only")  # parsed and checked by gitvault.engine.pathrules
+EXTENSIONS = ("paths", "propose_only")  # parsed and checked by gitvault.engine.pathcheck
 ATTEMPTS = 200
 
 
@@ -54,7 +54,7 @@ class Rules:
     admins: tuple[str, ...] = ()
     grants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     present: bool = False  # False: the vault has no access file (no rules at all)
-    extra: Mapping[str, Any] = field(default_factory=dict)  # EXTENSIONS (gitvault.engine.pathrules)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # EXTENSIONS (gitvault.engine.pathcheck)
 
     @classmethod
     def from_json(cls, data: Any, where: str = ACCESS_PATH) -> Rules:

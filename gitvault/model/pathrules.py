@@ -1,6 +1,7 @@
 """Who may change which part of the document: write rules by JSON Pointer.
 
-Two sections of the access file (:mod:`gitvault.access`, on main in ``.gitvault/access.json``)::
+Two sections of the access file (:mod:`gitvault.model.access`, on main in
+``.gitvault/access.json``)::
 
     "paths": {"reviewer": ["/bugs", "/tasks/*/status"], "planner": ["/roadmap", "/tasks"]},
     "propose_only": ["intern-*"]

@@ -3,7 +3,7 @@
 Starlette + uvicorn + Jinja2 templates, a little plain JavaScript, no build step and nothing
 loaded from elsewhere (templates and static files are package data). Pages: timeline, commit,
 document (with blame on demand), conflicts (resolve or drop), leases; new checkins appear on
-the timeline through server-sent events fed by :class:`gitvault.watch.Watcher`.
+the timeline through server-sent events fed by :class:`gitvault.history.watch.Watcher`.
 
 Safe by default: loopback only unless ``--host`` says otherwise, every write needs the token
 printed at start-up and passes the CSRF checks of :mod:`gitvault.web.security`,
