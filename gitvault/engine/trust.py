@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +32,7 @@ from gitvault.engine.verification import Verdict, Verifier
 from gitvault.errors import GitVaultError, InputError, NotAllowed
 from gitvault.git.storage import MAIN, Store
 from gitvault.model import access, pathrules, settings
+from gitvault.model.branches import new_commits
 from gitvault.model.provenance import parse_trailers
 
 ZERO = "0" * 40
@@ -160,17 +161,6 @@ def guard_resolve(
 
 
 # -- pushes ------------------------------------------------------------------------------------
-def _new_commits(store: Store, new: str) -> Iterator[pygit2.Commit]:
-    repo = store.repo
-    walker = repo.walk(pygit2.Oid(hex=new), SortMode.TOPOLOGICAL)
-    for name in list(repo.references):
-        if name.startswith("refs/heads/"):
-            target = repo.references[name].target
-            if isinstance(target, pygit2.Oid):
-                walker.hide(target)
-    yield from walker
-
-
 def _signers_changed(commit: pygit2.Commit) -> bool:
     def blob(tree: pygit2.Tree) -> pygit2.Oid | None:
         try:
@@ -207,7 +197,7 @@ def check_push(
             if new == ZERO or ref.startswith(REQUESTS):
                 continue
             agent = agent_of(ref)
-            for c in _new_commits(store, new):
+            for c in new_commits(store, new):
                 claimed = parse_trailers(c.message).get("Agent-Id") or agent or c.author.name
                 what = f"{ref} {_short(c)}"
                 if m != "off":

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pygit2
-from pygit2.enums import SortMode
 
 from gitvault.core import codec
 from gitvault.errors import CodecError, GitVaultError, InputError, from_os_error
@@ -40,7 +39,7 @@ from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Store
 from gitvault.hooks import identity
 from gitvault.model import changes, quarantine, schemas
-from gitvault.model.branches import REQUESTS, agent_of
+from gitvault.model.branches import REQUESTS, agent_of, new_commits
 from gitvault.model.problems import LeaseProblem, Problem
 from gitvault.model.problems import exit_code as problems_exit_code
 from gitvault.model.provenance import (
@@ -197,13 +196,7 @@ def check_push(store: Store, updates: list[Update]) -> list[str]:
         if u.new == ZERO:
             continue  # deleting one's own branch
         problems += quarantine.push_problems(store, u.ref, agent, pygit2.Oid(hex=u.new))
-        walker = repo.walk(pygit2.Oid(hex=u.new), SortMode.TOPOLOGICAL)
-        for name in list(repo.references):
-            if name.startswith("refs/heads/"):
-                target = repo.references[name].target
-                if isinstance(target, pygit2.Oid):
-                    walker.hide(target)
-        for commit in walker:
+        for commit in new_commits(store, u.new):
             for p in check_commit(store, commit, agent):
                 problems.append(f"{u.ref} {str(commit.id)[:12]}: {p}")
     return problems

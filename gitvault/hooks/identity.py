@@ -25,15 +25,15 @@ authenticated admin; on (``init --hosted``), every such push is refused.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import pygit2
-from pygit2.enums import SortMode
 
 from gitvault.errors import GitVaultError, InputError, NotAllowed
 from gitvault.git.storage import Store
 from gitvault.model import access, settings
+from gitvault.model.branches import new_commits
 from gitvault.model.conflicts import ConflictStore
 from gitvault.model.provenance import parse_trailers, unescape_agent
 
@@ -132,7 +132,7 @@ def check_push(
             acting = _request_agents(store, options)
         elif (agent := agent_of(ref)) is not None:
             acting = [(agent, f"pushing {ref}")]
-        commits = list(_new_commits(store, new)) if new != ZERO else []
+        commits = list(new_commits(store, new)) if new != ZERO else []
         for c in commits:
             claimed = parse_trailers(c.message).get("Agent-Id")
             if claimed:
@@ -192,18 +192,6 @@ def _request_agents(store: Store, options: Mapping[str, str]) -> list[tuple[str,
         except InputError:
             pass  # no such conflict: the request fails on its own, changing nothing
     return out
-
-
-def _new_commits(store: Store, new: str) -> Iterator[pygit2.Commit]:
-    """Commits a push brings that no branch of the vault has yet."""
-    repo = store.repo
-    walker = repo.walk(pygit2.Oid(hex=new), SortMode.TOPOLOGICAL)
-    for name in list(repo.references):
-        if name.startswith("refs/heads/"):
-            target = repo.references[name].target
-            if isinstance(target, pygit2.Oid):
-                walker.hide(target)
-    yield from walker
 
 
 def report(refusals: list[NotAllowed]) -> dict[str, object]:

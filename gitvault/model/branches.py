@@ -7,7 +7,13 @@ Shared by the hooks (which check and fold pushes), the remote vault (which pushe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pygit2
+from pygit2.enums import SortMode
+
 from gitvault.errors import InputError
+from gitvault.git.storage import Store
 from gitvault.model.provenance import escape_agent, unescape_agent
 
 AGENTS = "refs/heads/agents/"
@@ -27,3 +33,16 @@ def agent_of(ref: str) -> str | None:
 
 def branch_for(agent: str) -> str:
     return AGENTS + escape_agent(agent)
+
+
+def new_commits(store: Store, new: str) -> Iterator[pygit2.Commit]:
+    """The commits a push of ``new`` brings that no branch of the vault has yet: what
+    pre-receive must check (a commit already on a branch was checked when it arrived)."""
+    repo = store.repo
+    walker = repo.walk(pygit2.Oid(hex=new), SortMode.TOPOLOGICAL)
+    for name in list(repo.references):
+        if name.startswith("refs/heads/"):
+            target = repo.references[name].target
+            if isinstance(target, pygit2.Oid):
+                walker.hide(target)
+    yield from walker

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gitvault.core import codec, pointers
+from gitvault.core import codec, pointers, splice
 from gitvault.errors import InputError
 from gitvault.git import shards
 from gitvault.model.provenance import escape, trailer_values
@@ -67,22 +67,8 @@ def _window(old: bytes, new: bytes) -> tuple[bytes, bytes] | None:
     small edit of a 10,000-item key costs a few memcmp calls, not a split of megabytes.
     None when the window cannot be placed (the caller then splits everything).
     """
-    p = codec.common_prefix(old, new)
-    s = codec.common_suffix(old, new, min(len(old), len(new)) - p)
-    start = old.rfind(b",\n  ", 0, p - 1)
-    while start >= 0 and old[start + 4 : start + 5] == b" ":
-        start = old.rfind(b",\n  ", 0, start)
-    start = 4 if start < 0 else start + 4  # the first element that may differ
-    end_old = old.find(b",\n  ", len(old) - s)
-    while end_old >= 0 and old[end_old + 4 : end_old + 5] == b" ":
-        end_old = old.find(b",\n  ", end_old + 1)
-    if end_old < 0:
-        end_old, end_new = len(old) - 3, len(new) - 3
-    else:
-        end_new = end_old + len(new) - len(old)
-    if not start <= end_old <= len(old) - 3 or not start <= end_new <= len(new) - 3:
-        return None
-    return old[start:end_old], new[start:end_new]
+    found = splice.window(old, new)
+    return None if found is None else found[:2]
 
 
 def _split(window: bytes) -> list[bytes]:
