@@ -16,35 +16,11 @@ reordered.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from gitvault.history.blame import BlameEntry, blame, id_form
-    from gitvault.history.common import LastWriter, last_writer, parse_time, value_at
-    from gitvault.history.diff import DiffResult, diff, diff_documents, positional
-    from gitvault.history.log import LogEntry, entry_of, legacy_events, log
-    from gitvault.history.show import export, revision, show
-
-# Loaded on first use: a checkin that asks for one value_at should not pay for importing blame,
-# diff and log (each CLI process starts cold unless the daemon runs it).
-_HOME = {
-    **dict.fromkeys(("BlameEntry", "blame", "id_form"), "blame"),
-    **dict.fromkeys(("LastWriter", "last_writer", "parse_time", "value_at"), "common"),
-    **dict.fromkeys(("DiffResult", "diff", "diff_documents", "positional"), "diff"),
-    **dict.fromkeys(("LogEntry", "entry_of", "legacy_events", "log"), "log"),
-    **dict.fromkeys(("export", "revision", "show"), "show"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
+from gitvault.history.blame import BlameEntry, blame, id_form
+from gitvault.history.common import LastWriter, last_writer, parse_time, value_at
+from gitvault.history.diff import DiffResult, diff, diff_documents, positional
+from gitvault.history.log import LogEntry, entry_of, legacy_events, log
+from gitvault.history.show import export, revision, show
 
 __all__ = [
     "BlameEntry",
