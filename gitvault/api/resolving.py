@@ -18,7 +18,7 @@ from gitvault.engine import integrate, trust
 from gitvault.engine.advance import Step, advance, move_main
 from gitvault.engine.checkin import CheckinResult
 from gitvault.engine.merge import merge_trees
-from gitvault.errors import ConflictError, InputError, SchemaError
+from gitvault.errors import ConflictError, InputError
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Identity, Store
 from gitvault.model import changes, quarantine, schemas
@@ -175,13 +175,8 @@ class Resolving:
         files = codec.encode_document(document, self.limits)
         tree = self.store.build_tree(main.tree, files)
         tree_obj = self._tree(tree)
-        problems = schemas.validate_tree(self.store, tree_obj, [k[:-5] for k in files])
-        if problems:
-            raise SchemaError(
-                f"the resolved document fails its schema at "
-                f"{problems[0]['pointer']}: {problems[0]['message']}",
-                problems,
-            )
+        keys = [k[:-5] for k in files]
+        schemas.require_valid(self.store, tree_obj, keys, "the resolved document fails its schema")
         trailers = checkin_trailers(prov, t.get("Lease", ""), str(proposal.parents[0].id))
         trailers += [("Merged-Commit", str(proposal.id)), ("Resolved", "all -> file"), *extra]
         trailers += changes.trailers(changes.between(self.store, main.tree, tree_obj, files))
@@ -210,13 +205,9 @@ class Resolving:
             tree_oid = self.store.objects(functools.partial(index.write_tree, self.store.repo))
             tree = self.store.repo[tree_oid]
             assert isinstance(tree, pygit2.Tree)
-            problems = schemas.validate_tree(self.store, tree, [key])
-            if problems:
-                raise SchemaError(
-                    f"main's {key} fails this schema at {problems[0]['pointer']}: "
-                    f"{problems[0]['message']}; fix the data first",
-                    problems,
-                )
+            schemas.require_valid(
+                self.store, tree, [key], f"main's {key} fails this schema", "; fix the data first"
+            )
             trailers = [
                 ("Agent-Id", check_agent(agent)),
                 ("Source", "schema"),

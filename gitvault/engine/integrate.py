@@ -15,7 +15,7 @@ import pygit2
 
 from gitvault.core.jsonmerge import MISSING, Conflict
 from gitvault.engine.merge import Decide, MergeOutcome, merge_trees
-from gitvault.errors import InputError, SchemaError
+from gitvault.errors import InputError
 from gitvault.git.storage import Store
 from gitvault.history import last_writer
 from gitvault.model import changes, schemas
@@ -131,13 +131,7 @@ def plan(
     """
     changed = list(changed)
     if main.id == base.id:
-        problems = schemas.validate_tree(store, proposal.tree, changed)
-        if problems:
-            raise SchemaError(
-                f"the proposal fails its schema at {problems[0]['pointer']}: "
-                f"{problems[0]['message']}",
-                problems,
-            )
+        schemas.require_valid(store, proposal.tree, changed, "the proposal fails its schema")
         return Plan(proposal.id, False)
     outcome = merge_trees(store, base.tree, main.tree, proposal.tree, decide)
     if outcome.conflicts:

@@ -46,7 +46,6 @@ from gitvault.engine.undo_merge import (
     _with_values,
     keys_changed,
     newest_first,
-    schema_gate,
     tree_patch,
 )
 from gitvault.errors import ConflictError, InputError
@@ -54,7 +53,7 @@ from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN
 from gitvault.history import revision, value_at
 from gitvault.history.exposure import agent_of, commits_by, first_parents
-from gitvault.model import changes, quarantine
+from gitvault.model import changes, quarantine, schemas
 from gitvault.model.leases import NOTES, iso, lease_ref
 from gitvault.model.provenance import (
     Provenance,
@@ -295,7 +294,9 @@ def undo_steps(
             tree = _tree(store, record(tree))
         elif not keys:
             return Done(UndoResult(None, reverted, [], [], [], out.decisions))
-        schema_gate(store, tree, keys)
+        schemas.require_valid(
+            store, tree, keys, "the undone document fails its schema", "; nothing changed"
+        )
         index = changes.between(store, main.tree, tree)
         msg = _message(
             prov, main, what, keys, [*reverts, *(("Resolved", d) for d in out.decisions)], index
@@ -387,7 +388,9 @@ def restore(
         patch = tree_patch(store, main.tree, tree)
         if dry_run or not keys:
             return Done(UndoResult(None, [], keys, patch, dry_run=dry_run))
-        schema_gate(store, tree, keys)
+        schemas.require_valid(
+            store, tree, keys, "the undone document fails its schema", "; nothing changed"
+        )
         msg = _message(
             prov,
             main,

@@ -24,12 +24,12 @@ from gitvault.core import codec, pointers
 from gitvault.core.jsonmerge import MISSING, Conflict, json_equal, merge3
 from gitvault.engine import integrate
 from gitvault.engine.merge import merge_trees
-from gitvault.errors import GitVaultError, InputError, SchemaError
+from gitvault.errors import GitVaultError, InputError
 from gitvault.git.storage import Store
 from gitvault.history import diff_documents, value_at
 from gitvault.history.common import _Blobs
 from gitvault.history.exposure import agent_of, first_parents
-from gitvault.model import changes, schemas
+from gitvault.model import changes
 
 _UNDECIDED = "\x00undecided"
 _ID_STEP = re.compile(r"\[id=(.*)\]")
@@ -461,16 +461,6 @@ def tree_patch(store: Store, old: pygit2.Tree, new: pygit2.Tree) -> list[dict[st
     a = {k: v for k in keys if (v := blobs.at(old, pointers.join([k]))) is not MISSING}
     b = {k: v for k in keys if (v := blobs.at(new, pointers.join([k]))) is not MISSING}
     return diff_documents(a, b).patch
-
-
-def schema_gate(store: Store, tree: pygit2.Tree, keys: list[str]) -> None:
-    problems = schemas.validate_tree(store, tree, keys)
-    if problems:
-        raise SchemaError(
-            f"the undone document fails its schema at {problems[0]['pointer']}: "
-            f"{problems[0]['message']}; nothing changed",
-            problems,
-        )
 
 
 def newest_first(store: Store, commits: list[pygit2.Commit]) -> list[pygit2.Commit]:

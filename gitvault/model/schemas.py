@@ -66,3 +66,13 @@ def validate_tree(store: Store, tree: pygit2.Tree, keys: Iterable[str]) -> list[
             continue
         found += problems(schema, key, codec.loads_trusted(store.blob(blobs[name]), name))
     return found
+
+
+def require_valid(
+    store: Store, tree: pygit2.Tree, keys: Iterable[str], fails: str, then: str = ""
+) -> None:
+    """Refuse with :class:`SchemaError` naming the first problem of ``keys`` in ``tree``:
+    "<fails> at <pointer>: <message><then>", every problem attached for ``--json``."""
+    found = validate_tree(store, tree, keys)
+    if found:
+        raise SchemaError(f"{fails} at {found[0]['pointer']}: {found[0]['message']}{then}", found)
