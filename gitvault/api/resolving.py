@@ -5,12 +5,10 @@ resolve kept proposals, read and set a key's schema. Each write lands on main th
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pygit2
-from pygit2.enums import FileMode
 
 from gitvault.core import codec
 from gitvault.core.jsonmerge import Conflict
@@ -21,7 +19,7 @@ from gitvault.engine.merge import merge_trees
 from gitvault.errors import ConflictError, InputError
 from gitvault.git.refs import RefTx
 from gitvault.git.storage import MAIN, Identity, Store
-from gitvault.model import changes, quarantine, schemas
+from gitvault.model import changes, quarantine, schemas, vaultfiles
 from gitvault.model.conflicts import ConflictStore
 from gitvault.model.provenance import (
     Provenance,
@@ -197,30 +195,18 @@ class Resolving:
 
         def attempt(_n: int) -> Step[str]:
             main = self.store.commit(self._main())
-            index = pygit2.Index()
-            index.read_tree(main.tree)
-            index.add(
-                pygit2.IndexEntry(path, self.store.write_blob(codec.dumps(schema)), FileMode.BLOB)
-            )
-            tree_oid = self.store.objects(functools.partial(index.write_tree, self.store.repo))
-            tree = self.store.repo[tree_oid]
-            assert isinstance(tree, pygit2.Tree)
+            tree = vaultfiles.with_file(self.store, main, path, codec.dumps(schema))
             schemas.require_valid(
                 self.store, tree, [key], f"main's {key} fails this schema", "; fix the data first"
             )
-            trailers = [
-                ("Agent-Id", check_agent(agent)),
-                ("Source", "schema"),
-                ("Confidence", "1.0"),
-                ("Justification", f"schema for {key}"),
-                ("Lease", "none"),
-                ("Base", str(main.id)),
-            ]
-            commit = self.store.write_commit(
-                tree_oid,
-                [main.id],
-                self._who(agent),
-                message(f"schema {key}", trailers),
+            commit = vaultfiles.admin_commit(
+                self.store,
+                main,
+                tree,
+                agent,
+                "schema",
+                f"schema for {key}",
+                f"schema {key}",
                 self.clock(),
             )
 

@@ -8,11 +8,9 @@ a push, only an authenticated admin may change the file (:mod:`gitvault.engine.t
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import pygit2
-from pygit2.enums import FileMode
 
 from gitvault.engine.signing import (
     SIGNERS_PATH,
@@ -27,7 +25,7 @@ from gitvault.engine.signing import (
 )
 from gitvault.errors import InputError
 from gitvault.git.storage import MAIN, Store
-from gitvault.model.provenance import check_agent, identity, message
+from gitvault.model import vaultfiles
 
 ATTEMPTS = 200
 Change = Callable[[list[SignerLine]], list[SignerLine]]
@@ -108,20 +106,5 @@ def signers_commit(
     store: Store, main: pygit2.Commit, lines: list[SignerLine], by: str, what: str, now: float
 ) -> pygit2.Oid:
     """A commit on ``main`` whose allowed signers are ``lines`` (landed by the caller)."""
-    index = pygit2.Index()
-    index.read_tree(main.tree)
-    index.add(
-        pygit2.IndexEntry(SIGNERS_PATH, store.write_blob(format_signers(lines)), FileMode.BLOB)
-    )
-    tree = store.objects(functools.partial(index.write_tree, store.repo))
-    trailers = [
-        ("Agent-Id", check_agent(by)),
-        ("Source", "keys"),
-        ("Confidence", "1.0"),
-        ("Justification", what),
-        ("Lease", "none"),
-        ("Base", str(main.id)),
-    ]
-    return store.write_commit(
-        tree, [main.id], identity(by), message(f"keys: {what}", trailers), now
-    )
+    tree = vaultfiles.with_file(store, main, SIGNERS_PATH, format_signers(lines))
+    return vaultfiles.admin_commit(store, main, tree, by, "keys", what, f"keys: {what}", now)

@@ -26,19 +26,18 @@ admin changes them, by a commit on main.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
 import pygit2
-from pygit2.enums import FileMode
 
 from gitvault.core import codec
 from gitvault.errors import InputError, NotAllowed
 from gitvault.git.storage import MAIN, Store
-from gitvault.model.provenance import check_agent, identity, message
+from gitvault.model import vaultfiles
+from gitvault.model.provenance import check_agent
 
 ACCESS_PATH = ".gitvault/access.json"
 VERSION = 1
@@ -211,22 +210,8 @@ def _main(store: Store) -> pygit2.Oid:
 def rules_commit(
     store: Store, main: pygit2.Commit, rules: Rules, by: str, what: str, when: float
 ) -> pygit2.Oid:
-    index = pygit2.Index()
-    index.read_tree(main.tree)
-    blob = store.write_blob(codec.dumps(rules.to_json()))
-    index.add(pygit2.IndexEntry(ACCESS_PATH, blob, FileMode.BLOB))
-    tree = store.objects(functools.partial(index.write_tree, store.repo))
-    trailers = [
-        ("Agent-Id", check_agent(by)),
-        ("Source", "access"),
-        ("Confidence", "1.0"),
-        ("Justification", what),
-        ("Lease", "none"),
-        ("Base", str(main.id)),
-    ]
-    return store.write_commit(
-        tree, [main.id], identity(by), message(f"access: {what}", trailers), when
-    )
+    tree = vaultfiles.with_file(store, main, ACCESS_PATH, codec.dumps(rules.to_json()))
+    return vaultfiles.admin_commit(store, main, tree, by, "access", what, f"access: {what}", when)
 
 
 def describe(rules: Rules) -> list[str]:
