@@ -97,8 +97,8 @@ def splice(base: bytes, ours: bytes, theirs: bytes) -> bytes | None:
     """The merged canonical bytes of one key, or None when the splice does not apply.
 
     Only the run of whole elements around the proposal's edit (found with two ``memcmp``
-    scans, :func:`gitvault.model.changes._window`) is split; main must hold that run unchanged,
-    exactly once, which shows that main did not touch those elements.
+    scans, :func:`window`, which the ``Changed:`` index also uses) is split; main must hold
+    that run unchanged, exactly once, which shows that main did not touch those elements.
     """
     kind = base[:1]
     if kind not in (b"[", b"{") or ours[:1] != kind or theirs[:1] != kind:

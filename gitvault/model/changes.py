@@ -59,18 +59,6 @@ def _token(chunk: bytes, array: bool) -> str | None:
     return None
 
 
-def _window(old: bytes, new: bytes) -> tuple[bytes, bytes] | None:
-    """The runs of whole elements of two canonical containers that hold every difference.
-
-    Elements before the first differing byte, and after the last, are the same elements in the
-    same order on both sides, so only the window between needs splitting and comparing: a
-    small edit of a 10,000-item key costs a few memcmp calls, not a split of megabytes.
-    None when the window cannot be placed (the caller then splits everything).
-    """
-    found = splice.window(old, new)
-    return None if found is None else found[:2]
-
-
 def _split(window: bytes) -> list[bytes]:
     return _SEPARATOR.split(window) if window else []
 
@@ -82,7 +70,10 @@ def key_changes(key: str, old: bytes | None, new: bytes | None) -> list[str]:
         return []
     if old is None or new is None or old[:1] != new[:1] or old[:1] not in (b"[", b"{"):
         return whole
-    window = _window(old, new)
+    # elements before the first differing byte and after the last are the same on both sides,
+    # so only the window between is split: a small edit of a 10,000-item key costs a few
+    # memcmp calls, not a split of megabytes (None: the window cannot be placed)
+    window = splice.window(old, new)
     if window is not None:
         before, after = _split(window[0]), _split(window[1])
     else:
