@@ -18,7 +18,7 @@ from gitvault.engine.checkin import CheckinResult
 from gitvault.engine.merge import merge_trees
 from gitvault.errors import ConflictError, InputError
 from gitvault.git.refs import RefTx
-from gitvault.git.storage import MAIN, Identity, Store
+from gitvault.git.storage import MAIN, Store
 from gitvault.model import changes, quarantine, schemas, vaultfiles
 from gitvault.model.conflicts import ConflictStore
 from gitvault.model.provenance import (
@@ -180,7 +180,7 @@ class Resolving:
         trailers += changes.trailers(changes.between(self.store, main.tree, tree_obj, files))
         msg = message(subject_for(prov.agent, "merge", sorted(k[:-5] for k in files)), trailers)
         return self.store.write_commit(
-            tree, [main.id, proposal.id], self._who(prov.agent), msg, self.clock()
+            tree, [main.id, proposal.id], identity(prov.agent), msg, self.clock()
         )
 
     # -- schemas ---------------------------------------------------------------------------
@@ -217,9 +217,6 @@ class Resolving:
         return advance(self.store, f"schema set {key}", [MAIN], attempt)
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _who(self, agent: str) -> Identity:
-        return identity(agent)
 
     def _tree(self, oid: pygit2.Oid) -> pygit2.Tree:
         tree = self.store.repo[oid]
