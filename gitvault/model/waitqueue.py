@@ -380,9 +380,13 @@ def release(book: LeaseBook, agent: str) -> Lease | None:
     when the rule allows (the waiter finds it holds the lease: one transaction per hand-over
     instead of two, the waiter's own ``checkout`` never on the critical path)."""
     queue = WaitQueue(book.store, book.clock)
-    nxt = next((w for w in queue.live() if w.agent != agent and w.ttl > 0), None)
+    entries, seen = queue.entries(), queue.clock()
+    nxt = next((w for w in entries if w.alive(seen) and w.agent != agent and w.ttl > 0), None)
     if nxt is None:
         return book.release(agent)
+    # the dead ahead of the one served: the waiters that prune them are the ones served here,
+    # who never look again, so the hand-over deletes them (each only if unchanged and still dead)
+    dead = [w for w in entries if w.seq < nxt.seq and not w.alive(seen)]
 
     def handover(rtx: RefTx, notes: NotesState) -> str | None:
         if rtx.get(nxt.ref) != nxt.oid or not nxt.alive(queue.clock()):
@@ -397,6 +401,10 @@ def release(book: LeaseBook, agent: str) -> Lease | None:
             return None
         book.grant(rtx, notes, nxt.agent, nxt.ttl, exclusive, now)
         rtx.delete(nxt.ref)
+        for w in dead:
+            if rtx.get(w.ref) == w.oid and not w.alive(queue.clock()):
+                rtx.delete(w.ref)
         return nxt.agent
 
-    return book.release(agent, handover, [lease_ref(nxt.agent), nxt.ref])
+    names = [lease_ref(nxt.agent), nxt.ref, *(w.ref for w in dead)]
+    return book.release(agent, handover, names)
