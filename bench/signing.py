@@ -7,17 +7,17 @@ over a long signed history.
 1. **Checkin.** One vault imported from ``examples/legacy``; one agent checks in 20 times
    (median, each a fast-forward changing one task's status), three ways: unsigned
    (``Store.sign`` off, the engine as before signing existed), signed with the agent's key
-   (``ssh-keygen -Y sign``, one process per checkin), and signed *and* verified with
-   ``gitvault.requireSigned=agents`` (one more ``ssh-keygen -Y verify``). Ratios are to the
-   unsigned checkin.
+   (the first by ``ssh-keygen -Y sign``, the rest in-process: ``engine/sshsig.py``), and
+   signed *and* verified with ``gitvault.requireSigned=agents`` (one more
+   ``ssh-keygen -Y verify``). Ratios are to the unsigned checkin.
    Then checkins that merge (another agent moved main meanwhile), with the vault signing its
    merge commits (the default) and with ``gitvault.vaultSigning false``.
-2. **verify.** A chain of ``--commits`` commits, each signed by ssh-keygen with an agent key in
-   allowed_signers (building it costs one ssh-keygen process per commit: ~35 ms on a loaded
-   two-core machine, so 10,000 take minutes; the default builds 1,000 and the report
-   extrapolates linearly, saying so), then ``Vault.verify`` once, timed, with ``--workers``
-   threads each running ssh-keygen processes (``--fresh``), then again with the verdicts
-   kept in ``<vault>/gitvault-verified/`` by the previous run.
+2. **verify.** A chain of ``--commits`` commits, each signed with an agent key in
+   allowed_signers (by ``Signer``, so in-process after the first; with one ssh-keygen process
+   per commit, ~35 ms on a loaded two-core machine, 10,000 took minutes; the default builds
+   1,000 and the report extrapolates linearly, saying so), then ``Vault.verify`` once,
+   timed, with ``--workers`` threads each running ssh-keygen processes (``--fresh``), then
+   again with the verdicts kept in ``<vault>/gitvault-verified/`` by the previous run.
 
 A JSON summary goes to stdout and to ``bench/results/signing.json``; progress to stderr.
 """

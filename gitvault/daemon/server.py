@@ -52,7 +52,14 @@ DRAIN_SECONDS = 10.0  # running commands get this long to finish when the server
 MAX_REQUEST = 8 << 20
 FORWARDED = frozenset({signal.SIGINT, signal.SIGTERM})
 #: Loaded lazily by commands, so loaded here once: third-party modules they may need.
-PRELOAD_EXTRA = ("pygit2", "typer", "jsonpatch", "jsonschema.validators")
+PRELOAD_EXTRA = (
+    "pygit2",
+    "typer",
+    "jsonpatch",
+    "jsonschema.validators",
+    "cryptography.hazmat.primitives.serialization",  # signs in-process (engine.sshsig)
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+)
 #: Never loaded by the server: the MCP server and the review page (servers of their own,
 #: pydantic and starlette, never routed here), the deepdiff summary, and the entry points.
 NO_PRELOAD = frozenset({"summary", "__main__"})

@@ -1,10 +1,12 @@
 """SSH signatures on commits, in git's own format (``gpg.format=ssh``), checked by ssh-keygen.
 
-Why ssh-keygen and not a library: it is what git itself runs for ``git commit -S`` and
-``git verify-commit``, so gitvault and plain git cannot disagree about a signature, and no
-cryptography is written here. This module only *reads* the SSHSIG envelope (to learn which
-public key signed, for the fingerprint and for a precise refusal); ``ssh-keygen -Y verify``
-alone decides whether the signature is good.
+Why ssh-keygen: it is what git itself runs for ``git commit -S`` and ``git verify-commit``,
+so gitvault and plain git cannot disagree about a signature, and no cryptography is written
+here. ``ssh-keygen -Y verify`` alone decides whether a signature is good; this module only
+*reads* the SSHSIG envelope (to learn which public key signed, for the fingerprint and for a
+precise refusal). A process that signs repeatedly signs in-process (:mod:`.sshsig`: the
+same bytes ssh-keygen writes, made by the ``cryptography`` library) to spare a fork and exec
+per signature, which the vault's merges pay while holding the writers' turn.
 
 The allowed signers live on main at ``.gitvault/allowed_signers`` in git's format
 (``man ssh-keygen``, ALLOWED SIGNERS), one line per key, the principal being the agent id::
@@ -36,6 +38,7 @@ from typing import Any
 
 import pygit2
 
+from gitvault.engine import sshsig
 from gitvault.errors import InputError
 from gitvault.model.provenance import parse_trailers
 
@@ -45,6 +48,7 @@ VAULT_PRINCIPAL = "gitvault"
 NAMESPACE = "git"  # what git signs commits in; a signature for another namespace is refused
 _BAD_PRINCIPAL = set(' \t\n\r,"*?!\x00')
 _ARMOR = "-----BEGIN SSH SIGNATURE-----"
+_signed = 0  # signatures this process made with ssh-keygen (see Signer.sign)
 
 
 class SigningError(InputError):
@@ -297,7 +301,16 @@ class Signer:
     key: str
 
     def sign(self, data: bytes | str) -> str:
+        """The armoured signature of ``data``: in-process once this process has signed before
+        (or has the library loaded, as the daemon has), else by ssh-keygen, so a one-shot
+        command or hook pays no library import for its one signature (:mod:`.sshsig`)."""
+        global _signed
         payload = data.encode() if isinstance(data, str) else data
+        if _signed or sshsig.loaded():
+            made = sshsig.sign(self.key, payload, NAMESPACE)
+            if made is not None:
+                return made
+        _signed += 1
         r = _run(["-Y", "sign", "-n", NAMESPACE, "-f", self.key], payload)
         out = r.stdout.decode("utf-8", "replace")
         if r.returncode != 0 or _ARMOR not in out:
