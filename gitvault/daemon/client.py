@@ -257,6 +257,8 @@ AUTOSTART_COMMANDS = frozenset(
         "conflicts",
         "resolve",
         "export",
+        "query",
+        "search",
     }
 )
 AUTOSTART_IDLE = "600"
