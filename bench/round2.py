@@ -99,18 +99,27 @@ def cycle(root: Path, runs: int) -> dict[str, Any]:
     return out
 
 
-def floor(root: Path, runs: int) -> dict[str, Any]:
+def floor(root: Path, runs: int, rounds: int = 3) -> dict[str, Any]:
+    """Library checkin vs the floor, in ``rounds`` alternating rounds per size (a fresh vault
+    and folder each), medians over all samples: this VM's speed drifts by 2-4x within seconds,
+    and one block of each would compare two different machines."""
     out: dict[str, Any] = {}
     for items in (100, 1_000, 10_000):
-        lib = scenarios.one_cycle_bench(
-            "gitvault library", root / f"lib-{items}", items, runs, True
-        )
-        fl = scenarios.one_cycle_bench("floor", root / f"floor-{items}", items, runs, True)
-        a, b = statistics.median(lib["checkin"]), statistics.median(fl["checkin"])
+        lib: list[float] = []
+        fl: list[float] = []
+        for r in range(rounds):
+            lib += scenarios.one_cycle_bench(
+                "gitvault library", root / f"lib-{items}-{r}", items, runs, True
+            )["checkin"]
+            fl += scenarios.one_cycle_bench(
+                "floor", root / f"floor-{items}-{r}", items, runs, True
+            )["checkin"]
+        a, b = statistics.median(lib), statistics.median(fl)
         out[str(items)] = {
             "library_checkin_ms": round(a, 2),
             "floor_ms": round(b, 2),
             "ratio": round(a / b, 1),
+            "rounds": rounds,
         }
     return out
 
