@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import stat
 import struct
 from typing import Any
 
@@ -51,6 +52,8 @@ def _load(path: str) -> Any:
         st = os.stat(path)
     except OSError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a FIFO or device would block or never end: ssh-keygen decides
     if st.st_uid == os.getuid() and st.st_mode & 0o077:
         return None  # ssh-keygen refuses a key others may read: let it say so
     ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -91,7 +91,10 @@ def test_keys_it_cannot_sign_with_are_left_to_ssh_keygen(tmp_path: Path) -> None
     open_key.chmod(0o644)  # ssh-keygen refuses a private key others may read
     garbage = tmp_path / "garbage"
     garbage.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot base64 at all\n")
-    for path in (plain.with_suffix(".pub"), locked, rsa, open_key, garbage, tmp_path / "none"):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)  # reading it would block: never opened
+    paths = (plain.with_suffix(".pub"), locked, rsa, open_key, garbage, fifo, tmp_path / "none")
+    for path in paths:
         assert sshsig.sign(str(path), b"x", "git") is None, path
     # and through the Signer, ssh-keygen's own refusal still reaches the user
     with pytest.raises(signing.SigningError, match="cannot sign with"):
