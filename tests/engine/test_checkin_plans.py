@@ -59,20 +59,18 @@ def test_a_merge_planned_against_a_main_that_moved_is_planned_again_under_the_lo
     assert r.merged and made.count("b") == 2  # the stale plan, then one under the lock
     assert [t["status"] for t in vault.read()["tasks"][:2]] == ["a1", "b1"]
 
+    def b_merges_after_a(n: int) -> tuple[int, list[str]]:
+        """b and a both check out, a lands, then b: b's plans, and those made outside."""
+        b_doc, b_token = edit(vault, "b", 1, f"b{n}")
+        a_doc, a_token = edit(other, "a", 0, f"a{n}")
+        other.checkin("a", a_doc, "test", lease=a_token)
+        made.clear()
+        outside_plans.clear()
+        assert vault.checkin("b", b_doc, "test", lease=b_token).merged
+        return made.count("b"), list(outside_plans)
+
     # the next merge of this handle is planned once, under the lock: none outside it
-    b_doc, b_token = edit(vault, "b", 1, "b2")
-    a_doc, a_token = edit(other, "a", 0, "a2")
-    other.checkin("a", a_doc, "test", lease=a_token)
-    made.clear()
-    outside_plans.clear()
-    r = vault.checkin("b", b_doc, "test", lease=b_token)
-    assert r.merged and made.count("b") == 1 and outside_plans == []
+    assert b_merges_after_a(2) == (1, [])
     # and the one after that tries outside the lock again (and wins: nobody races it)
-    b_doc, b_token = edit(vault, "b", 1, "b3")
-    a_doc, a_token = edit(other, "a", 0, "a3")
-    other.checkin("a", a_doc, "test", lease=a_token)
-    made.clear()
-    outside_plans.clear()
-    r = vault.checkin("b", b_doc, "test", lease=b_token)
-    assert r.merged and made.count("b") == 1 and outside_plans == ["b"]
+    assert b_merges_after_a(3) == (1, ["b"])
     assert [t["status"] for t in vault.read()["tasks"][:2]] == ["a3", "b3"]
