@@ -2,6 +2,7 @@
 the same run (the full ``make bench`` takes ~10 minutes; these take one to three each).
 
     python bench/round2.py concurrency [--seconds 8]   # 8 shared agents vs the old design
+    python bench/round2.py sessions [--seconds 8]      # the same, each agent keeping its lease
     python bench/round2.py queue                       # 8 exclusive writers x 20 with --wait
     python bench/round2.py cycle [--runs 15]           # default CLI cycle vs the old CLI
     python bench/round2.py floor [--runs 30]           # library checkin vs write+fsync+rename
@@ -34,11 +35,13 @@ def _old_rate(root: Path, items: int, runs: int) -> float:
     return 1000.0 / statistics.median(s["cycle"])
 
 
-def concurrency(root: Path, seconds: float) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def concurrency(root: Path, seconds: float, sessions: bool = False) -> dict[str, Any]:
+    """Shared agents against the old design's one-at-a-time cycle; with ``sessions`` each agent
+    keeps its lease and only checks in (one ref transaction per cycle instead of two)."""
+    out: dict[str, Any] = {"sessions": sessions}
     for items, levels in ((1_000, (1, 8)), (10_000, (8,))):
         old = _old_rate(root, items, 10)
-        rows = scenarios.concurrency(root, levels, seconds, items, _log)
+        rows = scenarios.concurrency(root, levels, seconds, items, _log, sessions)
         out[str(items)] = {
             "old_design_per_s": round(old, 1),
             "rows": [
@@ -126,7 +129,7 @@ def floor(root: Path, runs: int, rounds: int = 3) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("what", choices=["concurrency", "queue", "cycle", "floor"])
+    parser.add_argument("what", choices=["concurrency", "sessions", "queue", "cycle", "floor"])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--out", type=Path)
@@ -135,8 +138,8 @@ def main() -> None:
     os.environ["GITVAULT_DAEMON"] = "0"
     with tempfile.TemporaryDirectory(prefix="gitvault-round2-") as tmp:
         root = Path(tmp)
-        if args.what == "concurrency":
-            res = concurrency(root, args.seconds)
+        if args.what in ("concurrency", "sessions"):
+            res = concurrency(root, args.seconds, sessions=args.what == "sessions")
         elif args.what == "queue":
             res = queue_bench.exclusive_queue(root)
         elif args.what == "cycle":

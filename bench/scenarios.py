@@ -39,7 +39,7 @@ from alternatives import (
     canonical,
 )
 
-from gitvault import Vault
+from gitvault import Session, Vault
 from gitvault.core import codec
 from gitvault.errors import ConflictError, GitVaultError, LeaseError, VaultBusy
 
@@ -690,8 +690,12 @@ def _agent(
     duration: float,
     barrier: Barrier,
     out: Queue[dict[str, Any]],
+    sessions: bool = False,
 ) -> None:
-    """One agent process: checkout, set the status of one of its own items, checkin; repeat."""
+    """One agent process: checkout, set the status of one of its own items, checkin; repeat.
+
+    With ``sessions`` the agent keeps one lease (a :meth:`Vault.lease` session) and only checks
+    in, one ref transaction per cycle instead of two."""
     v = Vault.open(path)
     agent = f"agent-{idx}"
     own = items // agents
@@ -702,6 +706,7 @@ def _agent(
     strategies: Counter[str] = Counter()
     merged = 0
     latencies: list[float] = []
+    session: Session | None = None
     barrier.wait()
     start = time.time()
     n = 0
@@ -711,11 +716,16 @@ def _agent(
         value = f"{agent}#{n}"
         t0 = time.perf_counter()
         try:
-            co = v.checkout(agent, 600)
-            co.document["items"][item]["status"] = value
-            r = v.checkin(
-                agent, co.document, "bench-concurrency", 0.5, f"write {n}", lease=co.lease.token
-            )
+            if sessions:
+                session = session or Session(v, v.checkout(agent, 600))
+                session.doc["items"][item]["status"] = value
+                r = session.commit("bench-concurrency", 0.5, f"write {n}")
+            else:
+                co = v.checkout(agent, 600)
+                co.document["items"][item]["status"] = value
+                r = v.checkin(
+                    agent, co.document, "bench-concurrency", 0.5, f"write {n}", lease=co.lease.token
+                )
         except ConflictError:
             errors["conflict"] += 1
             continue
@@ -724,6 +734,7 @@ def _agent(
             continue
         except LeaseError:
             errors["lease"] += 1
+            session = None  # check out again
             continue
         except GitVaultError as e:
             errors[type(e).__name__] += 1
@@ -755,7 +766,12 @@ def _agent(
 
 
 def concurrency(
-    root: Path, levels: Sequence[int], duration: float, items: int, log: Log
+    root: Path,
+    levels: Sequence[int],
+    duration: float,
+    items: int,
+    log: Log,
+    sessions: bool = False,
 ) -> list[dict[str, Any]]:
     rows = []
     for agents in levels:
@@ -767,7 +783,8 @@ def concurrency(
         results: Queue[dict[str, Any]] = CTX.Queue()
         procs = [
             CTX.Process(
-                target=_agent, args=(str(path), i, agents, items, duration, barrier, results)
+                target=_agent,
+                args=(str(path), i, agents, items, duration, barrier, results, sessions),
             )
             for i in range(agents)
         ]
