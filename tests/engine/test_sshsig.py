@@ -16,17 +16,10 @@ from gitvault import Vault
 from gitvault.engine import signing, sshsig
 
 from ..conftest import Git
+from .test_signing import keygen
 
 if shutil.which("ssh-keygen") is None and os.environ.get("CI") != "true":
     pytest.skip("ssh-keygen (openssh-client) is not installed", allow_module_level=True)
-
-
-def keygen(path: Path, *extra: str) -> Path:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path), *extra],
-        check=True,
-    )
-    return path
 
 
 def by_ssh_keygen(key: Path, message: bytes, namespace: str = "git") -> str:
