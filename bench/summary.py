@@ -150,7 +150,8 @@ def targets(res: R) -> list[R]:
             "±20%",
             dev_off <= 0.2,
         )
-    for key in ("concurrency", "concurrency_large"):
+    # issue 19: 3x at 1,000 items; keep the sharded 10,000-item figure at or above its 3.8x
+    for key, target in (("concurrency", 3.0), ("concurrency_large", 3.8)):
         eight = next((c for c in res.get(key, []) if c["agents"] == 8), None)
         old = old_rate(res, eight["items"]) if eight else None
         if eight is None or old is None:
@@ -160,8 +161,8 @@ def targets(res: R) -> list[R]:
             f"8 concurrent agents, {eight['items']:,} items: throughput vs the old design's "
             "global lease",
             f"{fmt(eight['throughput'])}/s vs {fmt(old)}/s = {fx(r)}, {eight['lost_updates']} lost",
-            "≥ 3x, 0 lost",
-            r >= 3 and eight["lost_updates"] == 0,
+            f"≥ {target:g}x, 0 lost",
+            r >= target and eight["lost_updates"] == 0,
         )
     p = res.get("patch")
     if p:
