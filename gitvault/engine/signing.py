@@ -47,7 +47,6 @@ VAULT_KEY = "gitvault-vault-key"
 VAULT_PRINCIPAL = "gitvault"
 NAMESPACE = "git"  # what git signs commits in; a signature for another namespace is refused
 _BAD_PRINCIPAL = set(' \t\n\r,"*?!\x00')
-_ARMOR = "-----BEGIN SSH SIGNATURE-----"
 _signed = 0  # signatures this process made with ssh-keygen (see Signer.sign)
 
 
@@ -284,7 +283,7 @@ def signature_key(armored: str) -> tuple[str, bytes]:
     )
     try:
         raw = base64.b64decode(body, validate=True)
-        if not armored.lstrip().startswith(_ARMOR) or raw[:6] != b"SSHSIG":
+        if not armored.lstrip().startswith(sshsig.ARMOR) or raw[:6] != sshsig.MAGIC:
             raise ValueError("no SSHSIG magic")
         (n,) = struct.unpack(">I", raw[10:14])  # after magic and the version word
         blob = raw[14 : 14 + n]
@@ -313,7 +312,7 @@ class Signer:
         _signed += 1
         r = _run(["-Y", "sign", "-n", NAMESPACE, "-f", self.key], payload)
         out = r.stdout.decode("utf-8", "replace")
-        if r.returncode != 0 or _ARMOR not in out:
+        if r.returncode != 0 or sshsig.ARMOR not in out:
             why = r.stderr.decode("utf-8", "replace").strip().splitlines()
             raise SigningError(
                 f"cannot sign with {self.key}: {why[-1] if why else 'ssh-keygen failed'}; give "

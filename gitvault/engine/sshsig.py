@@ -30,7 +30,9 @@ import struct
 import sys
 from typing import Any
 
-_MAGIC = b"SSHSIG"
+MAGIC = b"SSHSIG"  # the envelope and the signed data both start with it
+ARMOR = "-----BEGIN SSH SIGNATURE-----"
+_ARMOR_END = "-----END SSH SIGNATURE-----"
 _VERSION = 1
 _HASH = "sha512"  # what ssh-keygen -Y sign uses by default
 _KEYTYPE = b"ssh-ed25519"
@@ -92,10 +94,10 @@ def sign(path: str, message: bytes, namespace: str) -> str | None:
     )
     ns, hash_name = namespace.encode(), _HASH.encode()
     digest = hashlib.sha512(message).digest()
-    signed = _MAGIC + _string(ns) + _string(b"") + _string(hash_name) + _string(digest)
+    signed = MAGIC + _string(ns) + _string(b"") + _string(hash_name) + _string(digest)
     signature = _string(_KEYTYPE) + _string(key.sign(signed))
     blob = (
-        _MAGIC
+        MAGIC
         + struct.pack(">I", _VERSION)
         + _string(public)
         + _string(ns)
@@ -105,7 +107,7 @@ def sign(path: str, message: bytes, namespace: str) -> str | None:
     )
     text = base64.b64encode(blob).decode("ascii")
     lines = [text[i : i + _WRAP] for i in range(0, len(text), _WRAP)]
-    return "-----BEGIN SSH SIGNATURE-----\n" + "\n".join(lines) + "\n-----END SSH SIGNATURE-----\n"
+    return "\n".join([ARMOR, *lines, _ARMOR_END]) + "\n"
 
 
 def loaded() -> bool:
