@@ -16,7 +16,7 @@ from gitvault import Vault
 from gitvault.engine import signing, sshsig
 
 from ..conftest import Git
-from .test_signing import keygen
+from .test_signing import keygen, signers_file
 
 if shutil.which("ssh-keygen") is None and os.environ.get("CI") != "true":
     pytest.skip("ssh-keygen (openssh-client) is not installed", allow_module_level=True)
@@ -126,8 +126,7 @@ def test_vault_merges_signed_in_process_are_good_for_git_verify_commit(
     r = vault.checkin("b", b.document, "test", lease=b.lease.token)
     assert r.merged and r.commit is not None
     assert not [c for c in calls if "sign" in c]  # no ssh-keygen -Y sign ran
-    signers = tmp_path / "allowed"
-    signers.write_text(git("show", "main:.gitvault/allowed_signers"))
+    signers = signers_file(vault, tmp_path, git)
     out = subprocess.run(
         [
             *("git", "-C", vault.path, "-c", f"gpg.ssh.allowedSignersFile={signers}"),
