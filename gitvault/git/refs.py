@@ -4,6 +4,9 @@ changes (:class:`RefTx`), and the writers' turn it may hold."""
 from __future__ import annotations
 
 import fcntl
+import os
+import threading
+import time
 from collections.abc import Sequence
 
 import pygit2
@@ -17,6 +20,65 @@ def target_of(repo: pygit2.Repository, name: str) -> pygit2.Oid | None:
     target = ref.resolve().target
     assert isinstance(target, pygit2.Oid)
     return target
+
+
+def wait_flock(path: str, deadline: float) -> int | None:
+    """A descriptor of ``path`` holding an exclusive flock, or None if ``deadline`` (a
+    :func:`time.monotonic` time) passed first.
+
+    Why a thread: ``flock`` either fails at once or blocks with no time limit. Polling it
+    with short sleeps (what gitvault did before) kept every waiting writer waking up about
+    a thousand times a second; with eight writers on two cores that took CPU from the one
+    whose turn it was, and the turn sat idle until a sleeper woke. A blocked ``flock`` costs
+    nothing and the kernel wakes the waiters the moment the lock is free. The caller waits
+    for the helper thread only until ``deadline``; if it gives up, the thread keeps the
+    descriptor, and once it gets the lock it closes it at once, which frees the lock for
+    the next writer. So a writer stopped with the lock held (SIGSTOP) still ends in a
+    timeout, never in a hang, and a wait given up on never keeps the lock.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    guard = threading.Lock()
+    done = threading.Event()
+    state = {"locked": False, "gave_up": False}
+
+    def wait() -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            state["locked"] = True
+        except OSError:
+            pass  # not for a descriptor we opened; the caller then sees no lock
+        with guard:
+            if state["gave_up"]:
+                os.close(fd)  # releases the lock (if taken) along with the descriptor
+            done.set()
+
+    try:
+        threading.Thread(target=wait, name="gitvault-turn-wait", daemon=True).start()
+    except BaseException:  # no thread to be had (RuntimeError): the lock was never taken
+        os.close(fd)
+        raise
+    held: int | None = None
+    waited = False
+    try:
+        done.wait(max(0.0, deadline - time.monotonic()))
+        waited = True
+    finally:  # also on KeyboardInterrupt: a lock nobody will release must not stay held
+        with guard:
+            if not done.is_set():
+                state["gave_up"] = True  # the thread closes fd when its flock returns
+            elif waited and state["locked"]:
+                held = fd
+            else:
+                os.close(fd)
+    return held
 
 
 class Turn:

@@ -20,7 +20,7 @@ import pygit2
 
 from gitvault.errors import StorageError, VaultBusy
 from gitvault.git.durability import LIBC, boot_id, fsync_path, set_fsync, syncfs_honest
-from gitvault.git.refs import RefTx, Turn, target_of
+from gitvault.git.refs import RefTx, Turn, target_of, wait_flock
 
 T = TypeVar("T")
 WRITERS = "gitvault-writers"  # flock'ed by every writer while it holds ref locks
@@ -100,34 +100,26 @@ class Transactions:
         Every ref transaction of a vault locks main or the lease notes, so writers run one at
         a time anyway. Before this queue they found out by failing to create git's lock files
         and backed off with growing sleeps, which left the vault idle while they slept (eight
-        agents: 24 checkins/s, 38 s asleep in 6 s). Polling a flock costs a syscall, so the
-        wait stays short and tight. Not blocking: a stopped writer keeps its flock, and waits
-        must end in VaultBusy. Re-entrant within one Store (a transaction inside another).
+        agents: 24 checkins/s, 38 s asleep in 6 s). The wait blocks in the kernel
+        (:func:`~gitvault.git.refs.wait_flock`), so it costs no CPU and the next writer runs the
+        moment the last one lets go, but it still ends at ``deadline``: a stopped writer keeps
+        its flock, and waits must end in VaultBusy. Re-entrant within one Store (a transaction
+        inside another).
         """
         if self._turn_held:
             yield Turn(None)
             return
-        fd = os.open(os.path.join(self.path, TURN), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = wait_flock(os.path.join(self.path, TURN), deadline)
+        if fd is None:
+            yield None
+            return
+        self._turn_held = True
+        turn = Turn(fd)
         try:
-            delay = 0.00005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        yield None
-                        return
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 1.5, 0.001)
-            self._turn_held = True
-            turn = Turn(fd)
-            try:
-                yield turn
-            finally:
-                self._turn_held = False
-                turn.release()
+            yield turn
         finally:
+            self._turn_held = False
+            turn.release()
             os.close(fd)
 
     # -- durability ------------------------------------------------------------------------
