@@ -51,6 +51,9 @@ def concurrency(root: Path, seconds: float, sessions: bool = False) -> dict[str,
                     "lost": r["lost_updates"],
                     "strategies": r["strategies"],
                     "ratio_vs_old": round(r["throughput"] / old, 2),
+                    "cpu_ms_per_checkin": r["cpu_ms_per_checkin"],
+                    "sys_ms_per_checkin": r["sys_ms_per_checkin"],
+                    "context_switches_per_checkin": r["context_switches_per_checkin"],
                 }
                 for r in rows
             ],

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import pstats
 import queue
+import resource
 import shutil
 import statistics
 import subprocess
@@ -765,6 +766,10 @@ def _agent(
     )
 
 
+def _per(total: float, count: int, scale: float) -> float | None:
+    return round(total * scale / count, 2) if count else None
+
+
 def concurrency(
     root: Path,
     levels: Sequence[int],
@@ -781,6 +786,7 @@ def concurrency(
         log(f"concurrency: {agents} agent(s) for {duration:g} s")
         barrier = CTX.Barrier(agents)
         results: Queue[dict[str, Any]] = CTX.Queue()
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)  # the agents', once joined
         procs = [
             CTX.Process(
                 target=_agent,
@@ -800,6 +806,7 @@ def concurrency(
             p.join(timeout=60)
         if len(reports) != agents:
             raise RuntimeError(f"only {len(reports)} of {agents} agents reported")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         # every acknowledged write must be in the final document (each agent has its own items)
         final = Vault.open(path).read()["items"]
         expected: dict[int, str] = {}
@@ -847,6 +854,15 @@ def concurrency(
                 "lock_sleeps": sum(r["lock_sleeps"] for r in reports),
                 "lock_sleep_s": round(sum(r["lock_sleep_s"] for r in reports), 3),
                 "per_agent": {r["agent"]: len(r["acked"]) for r in reports},
+                # CPU of all agents together, per acknowledged checkin: on two cores eight
+                # agents use both, so this, not the writers' turn alone, bounds the rate
+                "cpu_ms_per_checkin": _per(
+                    after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime, acked, 1000
+                ),
+                "sys_ms_per_checkin": _per(after.ru_stime - used.ru_stime, acked, 1000),
+                "context_switches_per_checkin": _per(
+                    after.ru_nvcsw + after.ru_nivcsw - used.ru_nvcsw - used.ru_nivcsw, acked, 1
+                ),
             }
         )
         shutil.rmtree(path, ignore_errors=True)
