@@ -217,9 +217,12 @@ class Checkins:
             return functools.partial(self._land, landing=last)
 
         try:
-            landed = advance(
-                self.store, f"checkin {agent}", [MAIN, NOTES, lease_ref(agent)], attempt
-            )
+            # The agent's lease ref is read under the lock but not locked: a checkin never
+            # moves it, and every write of a lease ref (checkout, release, revoke, pruning)
+            # holds the notes lock, which this transaction holds. Locking it as well cost a
+            # lock file created and deleted per checkin, and on a busy ext4 every deleted
+            # file makes the next ones slower to create (bench/README.md, fileops.py).
+            landed = advance(self.store, f"checkin {agent}", [MAIN, NOTES], attempt)
         except integrate.Refused as refused:
             assert last is not None
             raise self.refuse(
