@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -29,10 +30,14 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _old_rate(root: Path, items: int, runs: int) -> float:
-    """Checkins/s of the old design's in-process cycle: its global lease allows one at a time."""
+def _old_rate(root: Path, items: int, runs: int) -> tuple[float, float]:
+    """Checkins/s of the old design's in-process cycle (its global lease allows one at a
+    time), and its CPU in ms per cycle (the set-up of its files included)."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
     s = scenarios.one_cycle_bench("old file-based", root / f"old-{items}", items, runs, True)
-    return 1000.0 / statistics.median(s["cycle"])
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return 1000.0 / statistics.median(s["cycle"]), cpu * 1000 / len(s["cycle"])
 
 
 def concurrency(root: Path, seconds: float, sessions: bool = False) -> dict[str, Any]:
@@ -40,10 +45,11 @@ def concurrency(root: Path, seconds: float, sessions: bool = False) -> dict[str,
     keeps its lease and only checks in (one ref transaction per cycle instead of two)."""
     out: dict[str, Any] = {"sessions": sessions}
     for items, levels in ((1_000, (1, 8)), (10_000, (8,))):
-        old = _old_rate(root, items, 10)
+        old, old_cpu = _old_rate(root, items, 10)
         rows = scenarios.concurrency(root, levels, seconds, items, _log, sessions)
         out[str(items)] = {
             "old_design_per_s": round(old, 1),
+            "old_design_cpu_ms_per_cycle": round(old_cpu, 2),
             "rows": [
                 {
                     "agents": r["agents"],
